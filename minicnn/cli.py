@@ -1,0 +1,204 @@
+"""The ``minicnn`` command line.
+
+    minicnn demo                         saliency figures for the shipped sample images
+    minicnn saliency IMAGE [IMAGE ...]   top-5 classes, a figure and the raw map per image
+        [--model PATH] [--target CLASS] [--out DIR]
+
+Bad input (a missing, non-image or truncated file, an unknown class, a broken weights file)
+gets one line on stderr and exit code 2, never a traceback; with several images the others
+are still processed. Every output file is written under a temporary name and renamed.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+EXIT_BAD_INPUT = 2
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SAMPLES_DIR = REPO_ROOT / "examples" / "images"
+
+
+class UsageError(Exception):
+    """Bad input from the user: reported as one line, exit code 2."""
+
+
+def _fail(message: str) -> None:
+    print(f"minicnn: error: {message}", file=sys.stderr)
+
+
+def _load_model(path):
+    from .weights import load, WeightsFileError
+    try:
+        return load(path)
+    except WeightsFileError as e:
+        raise UsageError(str(e)) from None
+
+
+def _class_names(model) -> list[str]:
+    names = (getattr(model, "meta", None) or {}).get("class_names")
+    return list(names) if names else []
+
+
+def _num_classes(model) -> int:
+    names = _class_names(model)
+    if names:
+        return len(names)
+    from .images import Preprocess
+    prep = Preprocess.from_meta(getattr(model, "meta", {}))
+    return int(model.forward(np.zeros((1, 3, prep.crop, prep.crop), np.float32)).shape[1])
+
+
+def parse_target(text, class_names: list[str], num_classes: int):
+    """'3', 'Sneaker' or 'sneaker' -> class index; None -> None. UsageError if unknown."""
+    if text is None:
+        return None
+    if text.strip().lstrip("-").isdigit():
+        index = int(text)
+        if not 0 <= index < num_classes:
+            raise UsageError(f"unknown class index {index}: valid indices are 0..{num_classes - 1}")
+        return index
+    lowered = [n.lower() for n in class_names]
+    if text.lower() in lowered:
+        return lowered.index(text.lower())
+    choices = ", ".join(class_names) if class_names else f"indices 0..{num_classes - 1}"
+    raise UsageError(f"unknown class {text!r}: choose one of {choices}")
+
+
+def _softmax(scores: np.ndarray) -> np.ndarray:
+    z = scores - scores.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def _top5_lines(scores, class_names) -> list[str]:
+    probs = _softmax(scores.astype(np.float64))
+    lines = []
+    for rank, c in enumerate(np.argsort(-scores)[:5], start=1):
+        name = class_names[c] if c < len(class_names) else str(c)
+        lines.append(f"  {rank}. {name:<12s} score {scores[c]:8.3f}   p = {probs[c]:.3f}")
+    return lines
+
+
+def saliency_one(model, path, target, out_dir: Path, box=None, quiet=False) -> dict:
+    """Classify one image file, compute its vanilla saliency and write figure + map.
+
+    Returns a dict with the prediction, target, and where the files went.
+    Raises minicnn.images.ImageReadError for an unreadable image.
+    """
+    from . import saliency, viz
+    from .images import Preprocess, read_image, to_input, to_pixels
+
+    prep = Preprocess.from_meta(getattr(model, "meta", {}))
+    names = _class_names(model)
+    pixels = read_image(path, prep)                                  # (H, W, 3) uint8
+    x = to_input(pixels, prep)                                       # (1, 3, H, W)
+    grad, scores, targets = saliency.backprop(model, x, target)
+    scores, t = scores[0], int(targets[0])
+    smap = saliency.saliency_map(grad)[0]                            # (H, W)
+    name_of = (lambda c: names[c] if c < len(names) else str(c))
+    pred = int(np.argmax(scores))
+
+    stem = Path(path).stem
+    fig_path = out_dir / f"{stem}_saliency.png"
+    npy_path = out_dir / f"{stem}_saliency.npy"
+    title = (f"{Path(path).name}: predicted {name_of(pred)} ({scores[pred]:.2f}); "
+             f"map for {name_of(t)} (score {scores[t]:.2f})")
+    fig = viz.saliency_figure(to_pixels(x, prep)[0], saliency.colored_gradient(grad)[0],
+                              saliency.grayscale_gradient(grad)[0], smap, title, box=box)
+    viz.save_figure(fig, fig_path)
+    viz.atomic_write(npy_path, lambda tmp: np.save(tmp, smap.astype(np.float32)))
+    if not quiet:
+        print(f"{path}: predicted {name_of(pred)}")
+        print("\n".join(_top5_lines(scores, names)))
+        print(f"  saliency for {name_of(t)} -> {fig_path} , {npy_path}")
+    iy, ix = np.unravel_index(np.argmax(smap), smap.shape)
+    return {"path": str(path), "predicted": pred, "target": t, "figure": str(fig_path),
+            "map": str(npy_path), "peak": (int(ix), int(iy))}
+
+
+def cmd_saliency(args) -> int:
+    model = _load_model(args.model)
+    k = _num_classes(model)
+    target = parse_target(args.target, _class_names(model), k)
+    out_dir = Path(args.out)
+    status = 0
+    from .images import ImageReadError
+    for path in args.images:
+        try:
+            saliency_one(model, path, target, out_dir)
+        except ImageReadError as e:
+            _fail(str(e))
+            status = EXIT_BAD_INPUT
+    return status
+
+
+def load_sample_index(images_dir: Path) -> dict:
+    """The samples' ground truth: {file name: {"label": int, "class": str, "box": [x0, y0, x1, y1]}}."""
+    index_path = images_dir / "samples.json"
+    if not index_path.is_file():
+        raise UsageError(f"{index_path}: no sample index (the shipped samples live in "
+                         "examples/images of a source checkout; pass --images DIR)")
+    return json.loads(index_path.read_text())["images"]
+
+
+def cmd_demo(args) -> int:
+    images_dir = Path(args.images)
+    samples = load_sample_index(images_dir)
+    model = _load_model(args.model)
+    out_dir = Path(args.out)
+    hits, correct = 0, 0
+    for name, info in samples.items():
+        r = saliency_one(model, images_dir / name, None, out_dir, box=info["box"], quiet=True)
+        x0, y0, x1, y1 = info["box"]
+        hit = x0 <= r["peak"][0] < x1 and y0 <= r["peak"][1] < y1
+        hits += hit
+        correct += r["predicted"] == info["label"]
+        names = _class_names(model)
+        print(f"{name:<22s} true {info['class']:<12s} predicted {names[r['predicted']]:<12s}"
+              f" saliency peak {'inside' if hit else 'OUTSIDE'} the box")
+    n = len(samples)
+    print(f"\n{correct}/{n} sample images classified correctly; the saliency maximum falls "
+          f"inside the object's box for {hits}/{n}.")
+    print(f"Figures and maps written to {out_dir.resolve()}/")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="minicnn", description="Backprop saliency maps on a "
+                                "from-scratch CNN engine (NumPy + Numba).")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("saliency", help="classify images and write their saliency maps")
+    s.add_argument("images", nargs="+", metavar="IMAGE", help="any image file Pillow reads")
+    s.add_argument("--model", default=None, help="weights .npz (default: the shipped model)")
+    s.add_argument("--target", default=None, metavar="CLASS",
+                   help="class name or index to explain (default: the predicted class)")
+    s.add_argument("--out", default="saliency_out", metavar="DIR", help="output folder")
+    s.set_defaults(func=cmd_saliency)
+
+    d = sub.add_parser("demo", help="saliency figures for the shipped sample images")
+    d.add_argument("--images", default=str(SAMPLES_DIR), metavar="DIR")
+    d.add_argument("--model", default=None)
+    d.add_argument("--out", default="saliency_out", metavar="DIR")
+    d.set_defaults(func=cmd_demo)
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except UsageError as e:
+        _fail(str(e))
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        _fail("interrupted")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
