@@ -1,0 +1,16 @@
+"""minicnn: a from-scratch CNN engine (NumPy + Numba) with explicit backward passes, for
+learning how backprop saliency maps work (Simonyan, Vedaldi & Zisserman 2013,
+arXiv:1312.6034)."""
+from minicnn.kernels import use_kernels
+from minicnn.layers import (AdaptiveAvgPool2d, AvgPool2d, Conv2d, Dropout, Flatten, Layer,
+                            Linear, MaxPool2d, ReLU)
+from minicnn.model import Sequential
+from minicnn.torch_import import fold_batchnorm, from_torch
+
+__all__ = [
+    "use_kernels",
+    "Layer", "Conv2d", "ReLU", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "Flatten",
+    "Linear", "Dropout",
+    "Sequential",
+    "from_torch", "fold_batchnorm",
+]

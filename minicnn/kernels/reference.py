@@ -1,0 +1,276 @@
+"""Reference kernels: the definition of every operation, as plain loops over NumPy arrays.
+
+Read these to learn what a layer computes; ``fast.py`` has the same functions with identical
+signatures, and the tests check that the two agree. Conventions shared by both files:
+
+- arrays are NCHW: x is (N, C, H, W), conv weights are (F, C, KH, KW), as in PyTorch;
+- ``kernel``, ``stride`` and ``padding`` are (int, int) pairs (height, width);
+- convolution is cross-correlation, as ``torch.nn.functional.conv2d``;
+- the inputs have already been checked by the layer that calls the kernel (float32 or
+  float64, right rank, kernel fits the padded input).
+
+References: CS231n assignment 2 (``conv_forward_naive``, ``max_pool_forward_naive``) for the
+loop structure; PyTorch's CPU max-pool kernel (aten/src/ATen/native/cpu/MaxPoolKernel.cpp) for
+the tie rule.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from minicnn.kernels import adaptive_bins, output_size
+
+__all__ = [
+    "conv2d_forward", "conv2d_backward_input", "im2col", "col2im",
+    "maxpool2d_forward", "maxpool2d_backward",
+    "avgpool2d_forward", "avgpool2d_backward",
+    "adaptive_avgpool2d_forward", "adaptive_avgpool2d_backward",
+]
+
+
+def _pad(x, padding, value=0.0):
+    ph, pw = padding
+    return np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=value)  # (N, C, H+2ph, W+2pw)
+
+
+# ----------------------------------------------------------------------------- convolution
+
+def conv2d_forward(x, w, b, stride, padding):
+    """Convolution (cross-correlation) of x with F filters.
+
+    Input:
+    - x: (N, C, H, W)
+    - w: (F, C, KH, KW)
+    - b: (F,) or None
+    - stride, padding: (int, int)
+    Returns:
+    - out: (N, F, OH, OW) where OH = 1 + (H + 2*ph - KH) // sh, OW likewise, and
+      out[n, f, i, j] = sum(x_pad[n, :, i*sh : i*sh+KH, j*sw : j*sw+KW] * w[f]) + b[f]
+    """
+    N, C, H, W = x.shape
+    F, _, KH, KW = w.shape
+    (sh, sw), (ph, pw) = stride, padding
+    OH, OW = output_size(H, KH, sh, ph), output_size(W, KW, sw, pw)
+    x_pad = _pad(x, padding)  # (N, C, H+2ph, W+2pw)
+    out = np.zeros((N, F, OH, OW), dtype=x.dtype)
+    for n in range(N):
+        for f in range(F):
+            for i in range(OH):
+                for j in range(OW):
+                    window = x_pad[n, :, i * sh:i * sh + KH, j * sw:j * sw + KW]  # (C, KH, KW)
+                    out[n, f, i, j] = np.sum(window * w[f])
+            if b is not None:
+                out[n, f] += b[f]
+    return out
+
+
+def conv2d_backward_input(grad_out, w, stride, padding, in_shape):
+    """Gradient of a convolution with respect to its input.
+
+    Each output element out[n, f, i, j] was a dot product of w[f] with one window of x_pad, so
+    its gradient flows back as w[f] * grad_out[n, f, i, j] added onto that window. Padded
+    positions are then cut off; rows the windows never reached keep a zero gradient.
+
+    Input:
+    - grad_out: (N, F, OH, OW)
+    - w: (F, C, KH, KW)
+    - stride, padding: (int, int)
+    - in_shape: (N, C, H, W), the shape of the forward input
+    Returns:
+    - grad_x: (N, C, H, W)
+    """
+    N, C, H, W = in_shape
+    F, _, KH, KW = w.shape
+    (sh, sw), (ph, pw) = stride, padding
+    _, _, OH, OW = grad_out.shape
+    grad_pad = np.zeros((N, C, H + 2 * ph, W + 2 * pw), dtype=grad_out.dtype)
+    for n in range(N):
+        for f in range(F):
+            for i in range(OH):
+                for j in range(OW):
+                    grad_pad[n, :, i * sh:i * sh + KH, j * sw:j * sw + KW] += w[f] * grad_out[n, f, i, j]
+    return np.ascontiguousarray(grad_pad[:, :, ph:ph + H, pw:pw + W])  # (N, C, H, W)
+
+
+def im2col(x, kernel, stride, padding, out=None):
+    """Unfold every KH x KW window of x into one column, so that a convolution is one matmul.
+
+    Input:
+    - x: (N, C, H, W)
+    - kernel, stride, padding: (int, int)
+    - out: optional (C*KH*KW, N*OH*OW) array to write into
+    Returns:
+    - cols: (C*KH*KW, N*OH*OW); row index (c, kh, kw) and column index (n, i, j), both in
+      C order, so that conv2d_forward(x, w, None, ...) == (w.reshape(F, -1) @ cols)
+      reshaped to (F, N, OH, OW) and transposed to (N, F, OH, OW).
+    """
+    N, C, H, W = x.shape
+    (KH, KW), (sh, sw) = kernel, stride
+    OH, OW = output_size(H, KH, sh, padding[0]), output_size(W, KW, sw, padding[1])
+    x_pad = _pad(x, padding)  # (N, C, H+2ph, W+2pw)
+    cols = np.empty((C * KH * KW, N * OH * OW), dtype=x.dtype) if out is None else out
+    cols6 = cols.reshape(C, KH, KW, N, OH, OW)  # a view of cols
+    for kh in range(KH):
+        for kw in range(KW):
+            # element (kh, kw) of every window: rows kh, kh+sh, ..., columns kw, kw+sw, ...
+            patch = x_pad[:, :, kh:kh + sh * OH:sh, kw:kw + sw * OW:sw]  # (N, C, OH, OW)
+            cols6[:, kh, kw] = patch.transpose(1, 0, 2, 3)  # (C, N, OH, OW)
+    return cols
+
+
+def col2im(cols, in_shape, kernel, stride, padding):
+    """The adjoint of im2col: add every column back onto the window it came from.
+
+    Input:
+    - cols: (C*KH*KW, N*OH*OW), laid out as im2col's output
+    - in_shape: (N, C, H, W)
+    - kernel, stride, padding: (int, int)
+    Returns:
+    - x: (N, C, H, W); an input element covered by several windows receives the sum.
+    """
+    N, C, H, W = in_shape
+    (KH, KW), (sh, sw), (ph, pw) = kernel, stride, padding
+    OH, OW = output_size(H, KH, sh, ph), output_size(W, KW, sw, pw)
+    cols6 = cols.reshape(C, KH, KW, N, OH, OW)  # a view of cols
+    x_pad = np.zeros((N, C, H + 2 * ph, W + 2 * pw), dtype=cols.dtype)
+    for kh in range(KH):
+        for kw in range(KW):
+            x_pad[:, :, kh:kh + sh * OH:sh, kw:kw + sw * OW:sw] += cols6[:, kh, kw].transpose(1, 0, 2, 3)  # (N, C, OH, OW)
+    return np.ascontiguousarray(x_pad[:, :, ph:ph + H, pw:pw + W])  # (N, C, H, W)
+
+
+# ----------------------------------------------------------------------------- pooling
+
+def maxpool2d_forward(x, kernel, stride, padding):
+    """Max over each window; padding counts as -inf (it can never be the maximum).
+
+    Tie rule (a choice, the same as PyTorch's CPU kernel): the FIRST maximum in row-major
+    order within the window wins, because the scan replaces the running maximum only on a
+    strict ``>``. A NaN always replaces it (so the last NaN wins), also as in PyTorch.
+
+    Input:
+    - x: (N, C, H, W)
+    - kernel, stride, padding: (int, int)
+    Returns:
+    - out: (N, C, OH, OW)
+    - argmax: (N, C, OH, OW) int64, the flat index ih * W + iw of the winning input element
+      in its (H, W) plane (PyTorch's ``return_indices``)
+    """
+    N, C, H, W = x.shape
+    (KH, KW), (sh, sw), (ph, pw) = kernel, stride, padding
+    OH, OW = output_size(H, KH, sh, ph), output_size(W, KW, sw, pw)
+    out = np.full((N, C, OH, OW), -np.inf, dtype=x.dtype)
+    argmax = np.full((N, C, OH, OW), -1, dtype=np.int64)
+    for i in range(OH):
+        for j in range(OW):
+            best, best_index = out[:, :, i, j], argmax[:, :, i, j]  # (N, C) views
+            for kh in range(KH):
+                for kw in range(KW):
+                    ih, iw = i * sh - ph + kh, j * sw - pw + kw
+                    if not (0 <= ih < H and 0 <= iw < W):
+                        continue  # a padded position: -inf, never the maximum
+                    v = x[:, :, ih, iw]  # (N, C)
+                    take = (best_index < 0) | (v > best) | np.isnan(v)
+                    best[take] = v[take]
+                    best_index[take] = ih * W + iw
+    return out, argmax
+
+
+def maxpool2d_backward(grad_out, argmax, in_shape):
+    """Route each output gradient to the input element that won the max.
+
+    Input:
+    - grad_out: (N, C, OH, OW)
+    - argmax: (N, C, OH, OW), from maxpool2d_forward
+    - in_shape: (N, C, H, W)
+    Returns:
+    - grad_x: (N, C, H, W); an element that won several overlapping windows gets the sum.
+    """
+    N, C, H, W = in_shape
+    grad_x = np.zeros((N, C, H * W), dtype=grad_out.dtype)
+    g = grad_out.reshape(N, C, -1)  # (N, C, OH*OW)
+    index = argmax.reshape(N, C, -1)  # (N, C, OH*OW)
+    for n in range(N):
+        for c in range(C):
+            np.add.at(grad_x[n, c], index[n, c], g[n, c])  # add.at: repeated indices accumulate
+    return grad_x.reshape(N, C, H, W)  # (N, C, H, W)
+
+
+def avgpool2d_forward(x, kernel, stride, padding):
+    """Mean over each window, zero padding included in the count (PyTorch's
+    count_include_pad=True): every window divides by KH * KW.
+
+    Input:
+    - x: (N, C, H, W)
+    - kernel, stride, padding: (int, int)
+    Returns:
+    - out: (N, C, OH, OW)
+    """
+    N, C, H, W = x.shape
+    (KH, KW), (sh, sw) = kernel, stride
+    OH, OW = output_size(H, KH, sh, padding[0]), output_size(W, KW, sw, padding[1])
+    x_pad = _pad(x, padding)  # (N, C, H+2ph, W+2pw)
+    out = np.empty((N, C, OH, OW), dtype=x.dtype)
+    for i in range(OH):
+        for j in range(OW):
+            window = x_pad[:, :, i * sh:i * sh + KH, j * sw:j * sw + KW]  # (N, C, KH, KW)
+            out[:, :, i, j] = window.sum(axis=(2, 3)) / (KH * KW)
+    return out
+
+
+def avgpool2d_backward(grad_out, kernel, stride, padding, in_shape):
+    """Each output gradient is shared equally, 1 / (KH*KW) each, by its window.
+
+    Input:
+    - grad_out: (N, C, OH, OW)
+    - kernel, stride, padding: (int, int)
+    - in_shape: (N, C, H, W)
+    Returns:
+    - grad_x: (N, C, H, W)
+    """
+    N, C, H, W = in_shape
+    (KH, KW), (sh, sw), (ph, pw) = kernel, stride, padding
+    _, _, OH, OW = grad_out.shape
+    grad_pad = np.zeros((N, C, H + 2 * ph, W + 2 * pw), dtype=grad_out.dtype)
+    for i in range(OH):
+        for j in range(OW):
+            share = grad_out[:, :, i, j] / (KH * KW)  # (N, C)
+            grad_pad[:, :, i * sh:i * sh + KH, j * sw:j * sw + KW] += share[:, :, None, None]
+    return np.ascontiguousarray(grad_pad[:, :, ph:ph + H, pw:pw + W])  # (N, C, H, W)
+
+
+def adaptive_avgpool2d_forward(x, output_size):
+    """Mean over PyTorch's adaptive bins (see ``kernels.adaptive_bins``): output cell (i, j)
+    averages rows [floor(i*H/OH), ceil((i+1)*H/OH)) and the matching columns.
+
+    Input:
+    - x: (N, C, H, W)
+    - output_size: (OH, OW)
+    Returns:
+    - out: (N, C, OH, OW)
+    """
+    N, C, H, W = x.shape
+    OH, OW = output_size
+    out = np.empty((N, C, OH, OW), dtype=x.dtype)
+    for i, (h0, h1) in enumerate(adaptive_bins(H, OH)):
+        for j, (w0, w1) in enumerate(adaptive_bins(W, OW)):
+            out[:, :, i, j] = x[:, :, h0:h1, w0:w1].sum(axis=(2, 3)) / ((h1 - h0) * (w1 - w0))
+    return out
+
+
+def adaptive_avgpool2d_backward(grad_out, in_shape):
+    """Each output gradient is shared equally by the elements of its bin.
+
+    Input:
+    - grad_out: (N, C, OH, OW)
+    - in_shape: (N, C, H, W)
+    Returns:
+    - grad_x: (N, C, H, W)
+    """
+    N, C, H, W = in_shape
+    _, _, OH, OW = grad_out.shape
+    grad_x = np.zeros((N, C, H, W), dtype=grad_out.dtype)
+    for i, (h0, h1) in enumerate(adaptive_bins(H, OH)):
+        for j, (w0, w1) in enumerate(adaptive_bins(W, OW)):
+            share = grad_out[:, :, i, j] / ((h1 - h0) * (w1 - w0))  # (N, C)
+            grad_x[:, :, h0:h1, w0:w1] += share[:, :, None, None]
+    return grad_x

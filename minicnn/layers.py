@@ -1,0 +1,464 @@
+"""Layers of a CNN, each with its forward pass and the backward pass to its input side by side.
+
+Every layer follows PyTorch's semantics, layouts and attribute names (NCHW, conv ``weight``
+(F, C, KH, KW), linear ``weight`` (out, in), ``bias``), so weights load without transposes and
+PyTorch can serve as the test oracle. A layer has
+
+- ``forward(x) -> out``: computes the output and keeps only what ``backward`` needs;
+- ``backward(grad_out) -> grad_in``: the chain rule, d(loss)/d(input) from d(loss)/d(output).
+
+Only gradients with respect to the input are computed: minicnn explains trained networks
+(saliency maps), it does not train them, so there are no parameter gradients and no training
+mode (``Dropout`` is the identity).
+
+Dtypes: a layer computes in the dtype of its input (float32 or float64). If its weights have
+another dtype they are cast once and the cast is cached. Any other input dtype is a TypeError.
+
+Hot loops are not here but in ``minicnn.kernels``, reached through ``kernels.active()`` so that
+the readable reference kernels can replace the fast ones everywhere.
+
+References: CS231n assignment 2 (layer/kernel split, shape docstrings); Simonyan, Vedaldi &
+Zisserman 2013 (arXiv:1312.6034) for the vanilla gradient; Zeiler & Fergus 2014 (deconvnet) and
+Springenberg et al. 2014 (arXiv:1412.6806, guided backpropagation) for the ReLU backward rules.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from minicnn import kernels
+from minicnn.kernels import output_size
+
+__all__ = [
+    "Layer", "Conv2d", "ReLU", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d",
+    "Flatten", "Linear", "Dropout", "RELU_RULES", "LAYER_TYPES", "layer_from_config",
+]
+
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+RELU_RULES = ("gradient", "deconvnet", "guided")
+
+
+def _pair(value, what):
+    """An int or a pair of ints -> (int, int), as PyTorch's ``_pair``."""
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        return (int(value), int(value))
+    if (isinstance(value, (tuple, list)) and len(value) == 2
+            and all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in value)):
+        return (int(value[0]), int(value[1]))
+    raise TypeError(f"{what} must be an int or a pair of ints, got {value!r}")
+
+
+def _uniform(rng, shape, bound, dtype):
+    """U(-bound, bound) drawn directly in ``dtype`` (no float64 temporary for big layers)."""
+    values = rng.random(shape, dtype=dtype)
+    values *= 2 * bound
+    values -= bound
+    return values
+
+
+class Layer:
+    """Base class. Subclasses define forward/backward and, if they have weights, ``_params``.
+
+    ``name`` is set by ``Sequential`` (e.g. "features.0") so that error messages say which
+    layer of a model failed.
+    """
+
+    name: str | None = None
+    _params: tuple = ()  # names of the array attributes that hold weights
+
+    def __call__(self, x):
+        return self.forward(x)
+
+    # --- description -------------------------------------------------------------------------
+
+    def describe(self) -> str:
+        """'Conv2d' or, inside a Sequential, "Conv2d 'features.0'" (used in error messages)."""
+        kind = type(self).__name__
+        return kind if self.name is None else f"{kind} {self.name!r}"
+
+    def config(self) -> dict:
+        """The constructor arguments as a JSON-serialisable dict with a "type" key."""
+        return {"type": type(self).__name__}
+
+    def __repr__(self):
+        args = ", ".join(f"{k}={v!r}" for k, v in self.config().items() if k != "type")
+        return f"{type(self).__name__}({args})"
+
+    # --- weights -----------------------------------------------------------------------------
+
+    def parameters(self) -> dict:
+        """{"weight": array, "bias": array} (only the parameters this layer has)."""
+        return {p: getattr(self, p) for p in self._params if getattr(self, p) is not None}
+
+    def astype(self, dtype):
+        """Cast the weights to float32 or float64 (in place on the layer); returns self."""
+        dtype = np.dtype(dtype)
+        if dtype not in FLOAT_DTYPES:
+            raise TypeError(f"{self.describe()}: weights can be float32 or float64, got {dtype}")
+        for p, value in self.parameters().items():
+            setattr(self, p, np.ascontiguousarray(value, dtype=dtype))
+        return self
+
+    def _weight_as(self, attr, dtype):
+        """The parameter ``attr`` in ``dtype``; a cast is made once and cached until the
+        attribute is replaced by another array (an in-place edit of the array is not seen)."""
+        value = getattr(self, attr)
+        if value is None or value.dtype == dtype:
+            return value
+        cache = self.__dict__.setdefault("_cast_cache", {})
+        source, cast = cache.get((attr, dtype), (None, None))
+        if source is not value:
+            cast = np.ascontiguousarray(value, dtype=dtype)
+            cache[(attr, dtype)] = (value, cast)
+        return cast
+
+    # --- checks at the public boundary ------------------------------------------------------
+
+    def _check_input(self, x, ndim=None, shape_hint=""):
+        """TypeError unless x is a float32/float64 ndarray; ValueError on the wrong rank."""
+        if not isinstance(x, np.ndarray):
+            raise TypeError(f"{self.describe()}: expected the input as a numpy.ndarray, "
+                            f"got {type(x).__name__}")
+        if x.dtype not in FLOAT_DTYPES:
+            raise TypeError(f"{self.describe()}: input dtype must be float32 or float64, "
+                            f"got {x.dtype}")
+        if ndim is not None and x.ndim != ndim:
+            raise ValueError(f"{self.describe()}: expected a {ndim}-D input {shape_hint}, "
+                             f"got shape {x.shape}")
+        return x
+
+    def _remember(self, x, out):
+        """Record the forward shapes and dtype, for backward's checks."""
+        self._in_shape, self._out_shape, self._dtype = x.shape, out.shape, x.dtype
+
+    def _check_grad(self, grad_out):
+        """grad_out must match the last forward output's shape; it is cast to its dtype."""
+        if getattr(self, "_out_shape", None) is None:
+            raise ValueError(f"{self.describe()}: backward called before forward")
+        if not isinstance(grad_out, np.ndarray):
+            raise TypeError(f"{self.describe()}: expected grad_out as a numpy.ndarray, "
+                            f"got {type(grad_out).__name__}")
+        if grad_out.dtype not in FLOAT_DTYPES:
+            raise TypeError(f"{self.describe()}: grad_out dtype must be float32 or float64, "
+                            f"got {grad_out.dtype}")
+        if grad_out.shape != self._out_shape:
+            raise ValueError(f"{self.describe()}: grad_out must have the forward output's shape "
+                             f"{self._out_shape}, got {grad_out.shape}")
+        return grad_out.astype(self._dtype, copy=False)
+
+    def _check_window(self, x, kernel, padding):
+        """ValueError unless the kernel fits inside the padded input."""
+        H, W = x.shape[2:]
+        if H + 2 * padding[0] < kernel[0] or W + 2 * padding[1] < kernel[1]:
+            raise ValueError(
+                f"{self.describe()}: kernel {kernel} is larger than the padded input "
+                f"{(H + 2 * padding[0], W + 2 * padding[1])} (input H, W = {(H, W)}, "
+                f"padding {padding})")
+
+
+# ============================================================================ Conv2d
+
+class Conv2d(Layer):
+    """2-D convolution (cross-correlation, as PyTorch).
+
+    - weight: (F, C, KH, KW); bias: (F,) or None
+    - forward: x (N, C, H, W) -> out (N, F, OH, OW), OH = 1 + (H + 2*ph - KH) // sh
+    - backward: grad_out (N, F, OH, OW) -> grad_x (N, C, H, W); needs only w and x's shape
+
+    Initial weights: PyTorch's default, U(-1/sqrt(fan_in), 1/sqrt(fan_in)) with fan_in =
+    C*KH*KW for weight and bias, drawn from ``numpy.random.default_rng(rng)``; loaders
+    overwrite them.
+    """
+
+    _params = ("weight", "bias")
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, bias=True,
+                 *, dtype=np.float32, rng=None):
+        self.in_channels, self.out_channels = int(in_channels), int(out_channels)
+        self.kernel_size = _pair(kernel_size, "Conv2d kernel_size")
+        self.stride = _pair(stride, "Conv2d stride")
+        self.padding = _pair(padding, "Conv2d padding")
+        if min(self.kernel_size) < 1 or min(self.stride) < 1 or min(self.padding) < 0:
+            raise ValueError(f"Conv2d: kernel_size and stride must be >= 1 and padding >= 0, "
+                             f"got {self.kernel_size}, {self.stride}, {self.padding}")
+        rng = np.random.default_rng(rng)
+        bound = 1.0 / math.sqrt(self.in_channels * self.kernel_size[0] * self.kernel_size[1])
+        shape = (self.out_channels, self.in_channels) + self.kernel_size  # (F, C, KH, KW)
+        self.weight = _uniform(rng, shape, bound, dtype)
+        self.bias = _uniform(rng, (self.out_channels,), bound, dtype) if bias else None
+
+    def config(self):
+        return {"type": "Conv2d", "in_channels": self.in_channels,
+                "out_channels": self.out_channels, "kernel_size": list(self.kernel_size),
+                "stride": list(self.stride), "padding": list(self.padding),
+                "bias": self.bias is not None}
+
+    def forward(self, x):
+        """x: (N, C, H, W) -> (N, F, OH, OW)"""
+        self._check_input(x, 4, "(N, C, H, W)")
+        if x.shape[1] != self.in_channels:
+            raise ValueError(f"{self.describe()}: expected {self.in_channels} input channels, "
+                             f"got input of shape {x.shape}")
+        self._check_window(x, self.kernel_size, self.padding)
+        w, b = self._weight_as("weight", x.dtype), self._weight_as("bias", x.dtype)
+        out = kernels.active().conv2d_forward(x, w, b, self.stride, self.padding)
+        self._remember(x, out)
+        return out
+
+    def backward(self, grad_out):
+        """grad_out: (N, F, OH, OW) -> grad_x: (N, C, H, W)"""
+        grad_out = self._check_grad(grad_out)
+        w = self._weight_as("weight", grad_out.dtype)
+        return kernels.active().conv2d_backward_input(grad_out, w, self.stride, self.padding,
+                                                      self._in_shape)
+
+
+# ============================================================================ ReLU
+
+class ReLU(Layer):
+    """out = max(x, 0), elementwise, any shape.
+
+    ``backward(grad_out, rule)`` offers three ways of passing a signal back through a ReLU;
+    only "gradient" is the derivative, the other two define the later saliency methods:
+
+    - "gradient":  grad_out where the forward INPUT was > 0 (the chain rule; ReLU'(0) = 0);
+    - "deconvnet": ReLU applied to grad_out itself, the forward input ignored (Zeiler & Fergus
+      2014, as phrased by Springenberg et al. 2014);
+    - "guided":    both conditions (guided backpropagation, Springenberg et al. 2014).
+    """
+
+    def forward(self, x):
+        """x: any shape -> same shape"""
+        self._check_input(x)
+        self._passed = x > 0  # bool mask, all that "gradient" and "guided" need
+        out = np.maximum(x, 0)
+        self._remember(x, out)
+        return out
+
+    def backward(self, grad_out, rule="gradient"):
+        """grad_out: shape of x -> grad_x: shape of x"""
+        if rule not in RELU_RULES:
+            raise ValueError(f"{self.describe()}: unknown backward rule {rule!r}; "
+                             f"valid rules are {RELU_RULES}")
+        grad_out = self._check_grad(grad_out)
+        if rule == "gradient":
+            # d max(x, 0)/dx = 1 for x > 0 and 0 for x < 0; at x == 0 we take 0, as PyTorch
+            return np.where(self._passed, grad_out, 0)
+        if rule == "deconvnet":
+            return np.maximum(grad_out, 0)
+        return np.where(self._passed & (grad_out > 0), grad_out, 0)  # "guided"
+
+
+# ============================================================================ pooling
+
+class _Pool2d(Layer):
+    """Shared constructor and checks of MaxPool2d and AvgPool2d."""
+
+    def __init__(self, kernel_size, stride=None, padding=0):
+        kind = type(self).__name__
+        self.kernel_size = _pair(kernel_size, f"{kind} kernel_size")
+        self.stride = self.kernel_size if stride is None else _pair(stride, f"{kind} stride")
+        self.padding = _pair(padding, f"{kind} padding")
+        if min(self.kernel_size) < 1 or min(self.stride) < 1 or min(self.padding) < 0:
+            raise ValueError(f"{kind}: kernel_size and stride must be >= 1 and padding >= 0, "
+                             f"got {self.kernel_size}, {self.stride}, {self.padding}")
+        if any(2 * p > k for p, k in zip(self.padding, self.kernel_size)):
+            # PyTorch's rule: a window must always contain at least one real element
+            raise ValueError(f"{kind}: padding must be at most half the kernel size, got "
+                             f"padding {self.padding} for kernel_size {self.kernel_size}")
+
+    def config(self):
+        return {"type": type(self).__name__, "kernel_size": list(self.kernel_size),
+                "stride": list(self.stride), "padding": list(self.padding)}
+
+    def _check_pool_input(self, x):
+        self._check_input(x, 4, "(N, C, H, W)")
+        self._check_window(x, self.kernel_size, self.padding)
+
+
+class MaxPool2d(_Pool2d):
+    """Max over KH x KW windows; padding is -inf (never chosen).
+
+    - forward: x (N, C, H, W) -> (N, C, OH, OW); keeps argmax (N, C, OH, OW), the index of the
+      winning element in its (H, W) plane
+    - backward: each output gradient goes to its window's winner. Ties (a choice, the same as
+      PyTorch's CPU kernel): the FIRST maximum in row-major order within the window wins.
+    """
+
+    def forward(self, x):
+        """x: (N, C, H, W) -> (N, C, OH, OW)"""
+        self._check_pool_input(x)
+        out, self._argmax = kernels.active().maxpool2d_forward(x, self.kernel_size, self.stride,
+                                                               self.padding)
+        self._remember(x, out)
+        return out
+
+    def backward(self, grad_out):
+        """grad_out: (N, C, OH, OW) -> grad_x: (N, C, H, W)"""
+        grad_out = self._check_grad(grad_out)
+        return kernels.active().maxpool2d_backward(grad_out, self._argmax, self._in_shape)
+
+
+class AvgPool2d(_Pool2d):
+    """Mean over KH x KW windows, zero padding counted (PyTorch's count_include_pad=True).
+
+    - forward: x (N, C, H, W) -> (N, C, OH, OW)
+    - backward: each output gradient is spread as 1/(KH*KW) over its window
+    """
+
+    def forward(self, x):
+        """x: (N, C, H, W) -> (N, C, OH, OW)"""
+        self._check_pool_input(x)
+        out = kernels.active().avgpool2d_forward(x, self.kernel_size, self.stride, self.padding)
+        self._remember(x, out)
+        return out
+
+    def backward(self, grad_out):
+        """grad_out: (N, C, OH, OW) -> grad_x: (N, C, H, W)"""
+        grad_out = self._check_grad(grad_out)
+        return kernels.active().avgpool2d_backward(grad_out, self.kernel_size, self.stride,
+                                                   self.padding, self._in_shape)
+
+
+class AdaptiveAvgPool2d(Layer):
+    """Mean over PyTorch's adaptive bins, so any (H, W) gives output_size (OH, OW).
+
+    Bin i covers rows [floor(i*H/OH), ceil((i+1)*H/OH)); bins can overlap, and when OH > H
+    (upsampling) an input row belongs to several bins.
+
+    - forward: x (N, C, H, W) -> (N, C, OH, OW)
+    - backward: each output gradient is spread evenly over its bin
+    """
+
+    def __init__(self, output_size):
+        self.output_size = _pair(output_size, "AdaptiveAvgPool2d output_size")
+        if min(self.output_size) < 1:
+            raise ValueError(f"AdaptiveAvgPool2d: output_size must be >= 1, "
+                             f"got {self.output_size}")
+
+    def config(self):
+        return {"type": "AdaptiveAvgPool2d", "output_size": list(self.output_size)}
+
+    def forward(self, x):
+        """x: (N, C, H, W) -> (N, C, OH, OW)"""
+        self._check_input(x, 4, "(N, C, H, W)")
+        if x.shape[2] < 1 or x.shape[3] < 1:
+            raise ValueError(f"{self.describe()}: input has an empty spatial size {x.shape}")
+        out = kernels.active().adaptive_avgpool2d_forward(x, self.output_size)
+        self._remember(x, out)
+        return out
+
+    def backward(self, grad_out):
+        """grad_out: (N, C, OH, OW) -> grad_x: (N, C, H, W)"""
+        grad_out = self._check_grad(grad_out)
+        return kernels.active().adaptive_avgpool2d_backward(grad_out, self._in_shape)
+
+
+# ============================================================================ Flatten, Linear, Dropout
+
+class Flatten(Layer):
+    """(N, d1, d2, ...) -> (N, d1*d2*...), PyTorch's Flatten(start_dim=1); backward reshapes back."""
+
+    def forward(self, x):
+        """x: (N, ...) -> (N, D)"""
+        self._check_input(x)
+        if x.ndim < 2:
+            raise ValueError(f"{self.describe()}: expected an input with a batch axis and at "
+                             f"least one more, got shape {x.shape}")
+        out = x.reshape(x.shape[0], -1)  # (N, D)
+        self._remember(x, out)
+        return out
+
+    def backward(self, grad_out):
+        """grad_out: (N, D) -> grad_x: (N, ...)"""
+        return self._check_grad(grad_out).reshape(self._in_shape)  # (N, ...)
+
+
+class Linear(Layer):
+    """Fully connected layer: out = x @ weight.T + bias.
+
+    - weight: (out_features, in_features); bias: (out_features,) or None
+    - forward: x (N, in_features) -> (N, out_features)
+    - backward: grad_out (N, out_features) -> grad_out @ weight, (N, in_features)
+
+    Initial weights: PyTorch's default, U(-1/sqrt(in_features), 1/sqrt(in_features)).
+    """
+
+    _params = ("weight", "bias")
+
+    def __init__(self, in_features, out_features, bias=True, *, dtype=np.float32, rng=None):
+        self.in_features, self.out_features = int(in_features), int(out_features)
+        rng = np.random.default_rng(rng)
+        bound = 1.0 / math.sqrt(self.in_features)
+        self.weight = _uniform(rng, (self.out_features, self.in_features), bound, dtype)
+        self.bias = _uniform(rng, (self.out_features,), bound, dtype) if bias else None
+
+    def config(self):
+        return {"type": "Linear", "in_features": self.in_features,
+                "out_features": self.out_features, "bias": self.bias is not None}
+
+    def forward(self, x):
+        """x: (N, in_features) -> (N, out_features)"""
+        self._check_input(x, 2, f"(N, {self.in_features})")
+        if x.shape[1] != self.in_features:
+            raise ValueError(f"{self.describe()}: expected input of shape (N, {self.in_features}), "
+                             f"got {x.shape}")
+        w, b = self._weight_as("weight", x.dtype), self._weight_as("bias", x.dtype)
+        out = x @ w.T  # (N, out_features)
+        if b is not None:
+            out += b
+        self._remember(x, out)
+        return out
+
+    def backward(self, grad_out):
+        """grad_out: (N, out_features) -> grad_x: (N, in_features)"""
+        grad_out = self._check_grad(grad_out)
+        return grad_out @ self._weight_as("weight", grad_out.dtype)  # (N, in_features)
+
+
+class Dropout(Layer):
+    """Dropout at inference: the identity (minicnn has no training mode). ``p`` is kept so the
+    layer mirrors PyTorch's and round-trips through config()."""
+
+    def __init__(self, p=0.5):
+        if not 0.0 <= float(p) <= 1.0:
+            raise ValueError(f"Dropout: p must be in [0, 1], got {p!r}")
+        self.p = float(p)
+
+    def config(self):
+        return {"type": "Dropout", "p": self.p}
+
+    def forward(self, x):
+        """x: any shape -> x"""
+        self._check_input(x)
+        self._remember(x, x)
+        return x
+
+    def backward(self, grad_out):
+        """grad_out -> grad_out"""
+        return self._check_grad(grad_out)
+
+
+# ============================================================================ config
+
+LAYER_TYPES = {cls.__name__: cls for cls in
+               (Conv2d, ReLU, MaxPool2d, AvgPool2d, AdaptiveAvgPool2d, Flatten, Linear, Dropout)}
+
+
+def layer_from_config(config: dict) -> Layer:
+    """Inverse of ``layer.config()``: {"type": "Conv2d", "in_channels": 3, ...} -> Conv2d(3, ...).
+
+    Weights are freshly initialised; load them with ``Sequential.load_state_dict``.
+    """
+    if not isinstance(config, dict) or "type" not in config:
+        raise ValueError(f"layer config must be a dict with a 'type' key, got {config!r}")
+    kind = config["type"]
+    if kind not in LAYER_TYPES:
+        raise ValueError(f"unknown layer type {kind!r}; known types are {sorted(LAYER_TYPES)}")
+    args = {k: (tuple(v) if isinstance(v, list) else v)
+            for k, v in config.items() if k not in ("type", "name")}
+    try:
+        return LAYER_TYPES[kind](**args)
+    except TypeError as error:
+        raise ValueError(f"bad config for {kind}: {config!r} ({error})") from None
