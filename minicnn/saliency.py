@@ -31,6 +31,8 @@ __all__ = [
     "resolve_targets",
     "one_hot",
     "backprop",
+    "softmax",
+    "probability_gradient",
 ]
 
 
@@ -131,3 +133,26 @@ def grayscale_gradient(grad, percentile: float = 99.0) -> np.ndarray:
     lo = g.min(axis=(1, 2), keepdims=True)
     hi = np.percentile(g, percentile, axis=(1, 2), keepdims=True)
     return np.clip((g - lo) / np.where(hi > lo, hi - lo, 1.0), 0.0, 1.0)
+
+
+def softmax(scores: np.ndarray) -> np.ndarray:
+    """Row-wise softmax of (N, K) scores, computed stably."""
+    z = scores - scores.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def probability_gradient(model, x, target=None) -> np.ndarray:
+    """Gradient of the softmax *probability* p_target, shaped like x. For teaching only.
+
+    By the chain rule through the softmax, dp_c/dS_k = p_c (1[k = c] - p_k), so
+    dp_c/dx = p_c (dS_c/dx - sum_k p_k dS_k/dx): the score gradient of c minus a
+    probability-weighted mix of every class's. One backward pass with that row of the softmax
+    Jacobian as the seed gives it. Compare with `gradient`, which the paper uses.
+    """
+    scores = model.forward(x)                                # (N, K)
+    targets = resolve_targets(target, scores)                # (N,)
+    p = softmax(scores.astype(np.float64))                   # (N, K)
+    p_c = p[np.arange(len(targets)), targets][:, None]       # (N, 1)
+    seed = p_c * (one_hot(targets, p.shape[1], np.float64) - p)
+    return model.backward(seed.astype(scores.dtype))
