@@ -6,6 +6,7 @@ from minicnn.layers import (AdaptiveAvgPool2d, AvgPool2d, Conv2d, Dropout, Flatt
                             Linear, MaxPool2d, ReLU)
 from minicnn.model import Sequential
 from minicnn.torch_import import fold_batchnorm, from_torch
+from minicnn.weights import load, save
 
 __all__ = [
     "use_kernels",
@@ -13,4 +14,5 @@ __all__ = [
     "Linear", "Dropout",
     "Sequential",
     "from_torch", "fold_batchnorm",
+    "save", "load",
 ]

@@ -1,0 +1,120 @@
+"""The minicnn command line: end to end on real files, and one line + exit 2 for bad input."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import minicnn
+from minicnn import saliency
+from minicnn.cli import main
+from minicnn.images import Preprocess, read_image, to_input
+
+ROOT = Path(__file__).resolve().parents[1]
+CLASSES = ["T-shirt/top", "Trouser", "Pullover"]
+
+
+@pytest.fixture
+def model_path(tmp_path):
+    rng = np.random.default_rng(0)
+    model = minicnn.Sequential([
+        minicnn.Conv2d(3, 4, 3, padding=1), minicnn.ReLU(), minicnn.MaxPool2d(4),
+        minicnn.Flatten(), minicnn.Linear(4 * 16 * 16, 3)])
+    for layer in model.layers:
+        for name, value in layer.parameters().items():
+            setattr(layer, name, rng.normal(0, 0.1, size=value.shape).astype(np.float32))
+    meta = {"class_names": CLASSES, "preprocess": Preprocess().to_meta()}
+    return minicnn.save(model, tmp_path / "m.npz", meta=meta)
+
+
+@pytest.fixture
+def image_path(tmp_path):
+    pixels = np.random.default_rng(1).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    path = tmp_path / "pic.png"
+    Image.fromarray(pixels).save(path)
+    return path
+
+
+def run(capsys, *argv):
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_saliency_writes_png_and_the_raw_map(capsys, tmp_path, model_path, image_path):
+    out_dir = tmp_path / "out"
+    code, out, err = run(capsys, "saliency", image_path, "--model", model_path, "--out", out_dir)
+    assert code == 0 and err == ""
+    png, npy = out_dir / "pic_saliency.png", out_dir / "pic_saliency.npy"
+    with Image.open(png) as im:
+        assert im.format == "PNG" and im.size[0] > 300
+    model = minicnn.load(model_path)
+    x = to_input(read_image(image_path))
+    want = saliency.saliency_map(saliency.gradient(model, x))[0]
+    np.testing.assert_allclose(np.load(npy), want, rtol=1e-6)
+    # top-5 (here all 3 classes) with scores and probabilities that sum to 1
+    probs = [float(line.rsplit("p = ", 1)[1]) for line in out.splitlines() if "p = " in line]
+    assert len(probs) == 3 and abs(sum(probs) - 1) < 2e-3
+    assert sorted(os.listdir(out_dir)) == ["pic_saliency.npy", "pic_saliency.png"]  # no temp files
+
+
+@pytest.mark.parametrize("target, index", [("Trouser", 1), ("pullover", 2), ("0", 0)])
+def test_target_by_name_or_index(capsys, tmp_path, model_path, image_path, target, index):
+    code, out, _ = run(capsys, "saliency", image_path, "--model", model_path,
+                       "--out", tmp_path, "--target", target)
+    assert code == 0 and f"saliency for {CLASSES[index]}" in out
+
+
+@pytest.mark.parametrize("target, message", [
+    ("Sneakers", "unknown class 'Sneakers': choose one of T-shirt/top, Trouser, Pullover"),
+    ("7", "unknown class index 7: valid indices are 0..2"),
+])
+def test_unknown_class_is_one_line_and_exit_2(capsys, tmp_path, model_path, image_path,
+                                             target, message):
+    code, out, err = run(capsys, "saliency", image_path, "--model", model_path,
+                         "--out", tmp_path, "--target", target)
+    assert code == 2
+    assert err == f"minicnn: error: {message}\n"
+
+
+def test_bad_files_are_reported_and_the_others_still_processed(capsys, tmp_path, model_path,
+                                                               image_path):
+    (tmp_path / "notes.png").write_text("not an image")
+    good = image_path.read_bytes()
+    (tmp_path / "cut.png").write_bytes(good[: len(good) // 3])
+    out_dir = tmp_path / "out"
+    code, out, err = run(capsys, "saliency", tmp_path / "missing.png", tmp_path / "notes.png",
+                         tmp_path / "cut.png", image_path, "--model", model_path, "--out", out_dir)
+    assert code == 2
+    lines = err.splitlines()
+    assert len(lines) == 3 and all(line.startswith("minicnn: error: ") for line in lines)
+    assert "missing.png: no such file" in lines[0]
+    assert "notes.png: not an image" in lines[1]
+    assert "cut.png: damaged or truncated" in lines[2]
+    assert sorted(os.listdir(out_dir)) == ["pic_saliency.npy", "pic_saliency.png"]
+
+
+def test_broken_weights_file_is_one_line(capsys, tmp_path, image_path):
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(b"PK\x03\x04 nothing")
+    code, _, err = run(capsys, "saliency", image_path, "--model", bad, "--out", tmp_path)
+    assert code == 2 and err.startswith("minicnn: error: ") and "bad.npz" in err
+    assert len(err.splitlines()) == 1
+
+
+def test_python_dash_m_end_to_end_no_traceback(tmp_path, model_path, image_path):
+    """A real process: exit codes and stderr as a user sees them."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    ok = subprocess.run([sys.executable, "-m", "minicnn", "saliency", str(image_path),
+                         "--model", str(model_path), "--out", str(tmp_path / "o")],
+                        capture_output=True, text=True, env=env, timeout=120)
+    assert ok.returncode == 0, ok.stderr
+    assert (tmp_path / "o" / "pic_saliency.png").is_file()
+    bad = subprocess.run([sys.executable, "-m", "minicnn", "saliency", str(tmp_path / "x.jpg"),
+                          "--model", str(model_path)], capture_output=True, text=True, env=env,
+                         timeout=120)
+    assert bad.returncode == 2
+    assert "Traceback" not in bad.stderr and bad.stderr.count("\n") == 1
