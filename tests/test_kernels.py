@@ -1,0 +1,143 @@
+"""fast.py against reference.py: same signature, same answers, over many random shapes."""
+import numpy as np
+import pytest
+
+from minicnn import kernels
+from minicnn.kernels import adaptive_bins, fast, output_size, reference
+
+EXACT = {np.float64: 1e-12, np.float32: 1e-5}  # relative to the largest magnitude
+
+
+def close(a, b, dtype):
+    assert a.shape == b.shape and a.dtype == b.dtype == dtype
+    scale = max(1.0, float(np.abs(b).max(initial=0.0)))
+    assert float(np.abs(a - b).max(initial=0.0)) <= EXACT[dtype] * scale
+
+
+def random_window(rng, pool=False):
+    """A random (x shape, kernel, stride, padding) with the kernel fitting the padded input."""
+    kernel = tuple(int(k) for k in rng.integers(1, 6, 2))
+    stride = tuple(int(s) for s in rng.integers(1, 4, 2))
+    # PyTorch's pooling rule: padding <= kernel / 2
+    padding = tuple(int(rng.integers(0, (k // 2 if pool else 2) + 1)) for k in kernel)
+    H, W = (int(rng.integers(max(1, k - 2 * p), 13)) for k, p in zip(kernel, padding))
+    shape = (int(rng.choice([1, 3])), int(rng.integers(1, 4)), H, W)
+    return shape, kernel, stride, padding
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_conv_and_im2col_match(dtype):
+    rng = np.random.default_rng(1)
+    for _ in range(40):
+        shape, kernel, stride, padding = random_window(rng)
+        x = rng.standard_normal(shape).astype(dtype)
+        w = rng.standard_normal((int(rng.integers(1, 5)), shape[1]) + kernel).astype(dtype)
+        b = rng.standard_normal(w.shape[0]).astype(dtype) if rng.random() < 0.7 else None
+        out = reference.conv2d_forward(x, w, b, stride, padding)
+        close(fast.conv2d_forward(x, w, b, stride, padding), out, dtype)
+        g = rng.standard_normal(out.shape).astype(dtype)
+        close(fast.conv2d_backward_input(g, w, stride, padding, shape),
+              reference.conv2d_backward_input(g, w, stride, padding, shape), dtype)
+        cols = reference.im2col(x, kernel, stride, padding)
+        np.testing.assert_array_equal(fast.im2col(x, kernel, stride, padding), cols)
+        close(fast.col2im(cols, shape, kernel, stride, padding),
+              reference.col2im(cols, shape, kernel, stride, padding), dtype)
+
+
+def test_im2col_matmul_is_conv():
+    """The identity fast.py relies on: conv == W(F, C*KH*KW) @ cols, reordered to NCHW."""
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((2, 3, 7, 6))
+    w = rng.standard_normal((4, 3, 3, 2))
+    cols = reference.im2col(x, (3, 2), (2, 1), (1, 0))  # (3*3*2, 2*OH*OW)
+    OH, OW = output_size(7, 3, 2, 1), output_size(6, 2, 1, 0)
+    out = (w.reshape(4, -1) @ cols).reshape(4, 2, OH, OW).transpose(1, 0, 2, 3)
+    np.testing.assert_allclose(out, reference.conv2d_forward(x, w, None, (2, 1), (1, 0)), rtol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_pools_match(dtype):
+    rng = np.random.default_rng(3)
+    for trial in range(40):
+        shape, kernel, stride, padding = random_window(rng, pool=True)
+        x = rng.standard_normal(shape).astype(dtype)
+        if trial % 3 == 0:  # many ties: both must pick the same (first) maximum
+            x = rng.integers(0, 3, shape).astype(dtype)
+        out, argmax = reference.maxpool2d_forward(x, kernel, stride, padding)
+        out_f, argmax_f = fast.maxpool2d_forward(x, kernel, stride, padding)
+        np.testing.assert_array_equal(out_f, out)
+        np.testing.assert_array_equal(argmax_f, argmax)
+        g = rng.standard_normal(out.shape).astype(dtype)
+        close(fast.maxpool2d_backward(g, argmax, shape), reference.maxpool2d_backward(g, argmax, shape), dtype)
+
+        out = reference.avgpool2d_forward(x, kernel, stride, padding)
+        close(fast.avgpool2d_forward(x, kernel, stride, padding), out, dtype)
+        close(fast.avgpool2d_backward(g, kernel, stride, padding, shape),
+              reference.avgpool2d_backward(g, kernel, stride, padding, shape), dtype)
+
+        size = tuple(int(s) for s in rng.integers(1, 9, 2))
+        out = reference.adaptive_avgpool2d_forward(x, size)
+        close(fast.adaptive_avgpool2d_forward(x, size), out, dtype)
+        g = rng.standard_normal(out.shape).astype(dtype)
+        close(fast.adaptive_avgpool2d_backward(g, shape), reference.adaptive_avgpool2d_backward(g, shape), dtype)
+
+
+def test_adaptive_bins_follow_pytorch():
+    assert adaptive_bins(7, 3) == [(0, 3), (2, 5), (4, 7)]
+    assert adaptive_bins(5, 7) == [(0, 1), (0, 2), (1, 3), (2, 3), (2, 4), (3, 5), (4, 5)]
+    assert adaptive_bins(14, 7) == [(2 * i, 2 * i + 2) for i in range(7)]
+
+
+def test_signatures_are_identical():
+    import inspect
+    for name in reference.__all__:
+        assert inspect.signature(getattr(fast, name)) == inspect.signature(getattr(reference, name)), name
+
+
+def test_maxpool_backward_rejects_out_of_range_argmax():
+    g = np.ones((1, 1, 2, 2))
+    with pytest.raises(ValueError, match=r"argmax values must lie in \[0, 16\)"):
+        fast.maxpool2d_backward(g, np.full((1, 1, 2, 2), 16), (1, 1, 4, 4))
+
+
+def test_non_contiguous_inputs():
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((3, 2, 9, 8)).transpose(0, 1, 3, 2)  # a non-contiguous (3, 2, 8, 9)
+    w = rng.standard_normal((2, 2, 3, 3))
+    close(fast.conv2d_forward(x, w, None, (1, 2), (1, 1)),
+          reference.conv2d_forward(x, w, None, (1, 2), (1, 1)), np.float64)
+    np.testing.assert_array_equal(fast.maxpool2d_forward(x, (2, 2), (2, 2), (1, 0))[0],
+                                  reference.maxpool2d_forward(x, (2, 2), (2, 2), (1, 0))[0])
+
+
+def test_switch():
+    previous = kernels.active_name()
+    with kernels.use_kernels("reference"):
+        assert kernels.active() is reference
+        with kernels.use_kernels("fast"):
+            assert kernels.active() is fast
+        assert kernels.active_name() == "reference"
+    assert kernels.active_name() == previous
+    with pytest.raises(ValueError, match=r"expected one of \('fast', 'reference'\), got 'numpy'"):
+        kernels.use_kernels("numpy")
+
+
+def test_both_dtypes_are_cached_on_disk():
+    """cache=True: after a call in each dtype, every jitted loop has machine code for both."""
+    loops = [fast._im2col_loops, fast._col2im_loops, fast._maxpool_forward_loops,
+             fast._maxpool_backward_loops, fast._avgpool_forward_loops,
+             fast._avgpool_backward_loops, fast._adaptive_forward_loops,
+             fast._adaptive_backward_loops]
+    for dtype in (np.float32, np.float64):
+        x = np.ones((1, 1, 4, 4), dtype)
+        w = np.ones((1, 1, 2, 2), dtype)
+        fast.conv2d_backward_input(fast.conv2d_forward(x, w, None, (1, 1), (0, 0)), w, (1, 1), (0, 0), x.shape)
+        out, argmax = fast.maxpool2d_forward(x, (2, 2), (2, 2), (0, 0))
+        fast.maxpool2d_backward(out, argmax, x.shape)
+        fast.avgpool2d_backward(fast.avgpool2d_forward(x, (2, 2), (2, 2), (0, 0)), (2, 2), (2, 2), (0, 0), x.shape)
+        fast.adaptive_avgpool2d_backward(fast.adaptive_avgpool2d_forward(x, (3, 3)), x.shape)
+    for loop in loops:
+        assert loop._cache.__class__.__name__ == "FunctionCache"
+        dtypes = {sig[0].dtype.name for sig in loop.signatures}
+        assert {"float32", "float64"} <= dtypes, (loop.__name__, loop.signatures)
+        assert len(loop.signatures) == 2, (loop.__name__, loop.signatures)  # no stray specialisations
