@@ -5,8 +5,9 @@ The rule, the same one torchvision's classification transforms use:
 1. open with Pillow and decode the whole file (a truncated file is an error, not a grey strip);
 2. convert to RGB with Pillow's ``convert("RGB")``: greyscale is copied to all three channels,
    a palette is expanded, an alpha channel is dropped;
-3. resize so the shorter side is ``resize`` pixels (bilinear, with antialiasing), then crop
-   the centre ``crop`` x ``crop`` square;
+3. resize so the shorter side is ``resize`` pixels and the longer side keeps the aspect
+   ratio, truncated to an int (bilinear, with Pillow's antialiasing), then crop the centre
+   ``crop`` x ``crop`` square, its corner at round((size - crop) / 2);
 4. scale to [0, 1] and normalise each channel: ``x = (pixel / 255 - mean) / std``.
 
 The shipped model uses resize = crop = 64 and mean 0.5, std 0.25; ImageNet networks use
@@ -65,12 +66,15 @@ def read_image(path, prep: Preprocess = Preprocess()) -> np.ndarray:
     except (OSError, SyntaxError, ValueError) as e:
         raise ImageReadError(f"{path}: damaged or truncated image ({e})") from None
     w, h = im.size
-    scale = prep.resize / min(w, h)
-    if (w, h) != (prep.resize, prep.resize) or scale != 1:
-        new = (max(prep.crop, round(w * scale)), max(prep.crop, round(h * scale)))
+    # shorter side -> resize, longer side scaled and truncated to an int, as torchvision does
+    new = (prep.resize, int(prep.resize * h / w)) if w <= h else (int(prep.resize * w / h), prep.resize)
+    if new != (w, h):
         im = im.resize(new, Image.BILINEAR)
     w, h = im.size
-    left, top = (w - prep.crop) // 2, (h - prep.crop) // 2
+    if min(w, h) < prep.crop:
+        raise ImageReadError(f"{path}: {w}x{h} after resizing is smaller than the "
+                             f"{prep.crop}x{prep.crop} crop")
+    left, top = int(round((w - prep.crop) / 2.0)), int(round((h - prep.crop) / 2.0))
     im = im.crop((left, top, left + prep.crop, top + prep.crop))
     return np.asarray(im, dtype=np.uint8).copy()
 

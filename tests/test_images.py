@@ -11,9 +11,10 @@ def test_resize_shorter_side_then_centre_crop(tmp_path):
     arr = rng.integers(0, 256, size=(90, 150, 3), dtype=np.uint8)      # H=90, W=150
     Image.fromarray(arr).save(tmp_path / "wide.png")
     got = read_image(tmp_path / "wide.png", Preprocess(resize=64, crop=64))
-    # by hand: shorter side 90 -> 64, so width 150 -> round(150 * 64 / 90) = 107
-    want = Image.fromarray(arr).resize((107, 64), Image.BILINEAR)
-    want = np.asarray(want)[:, (107 - 64) // 2:(107 - 64) // 2 + 64]
+    # by hand: shorter side 90 -> 64, so width 150 -> int(150 * 64 / 90) = 106 (torchvision
+    # truncates), then the crop starts at round((106 - 64) / 2) = 21
+    want = Image.fromarray(arr).resize((106, 64), Image.BILINEAR)
+    want = np.asarray(want)[:, 21:21 + 64]
     np.testing.assert_array_equal(got, want)
 
 

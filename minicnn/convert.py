@@ -1,0 +1,120 @@
+"""Convert a torchvision VGG/AlexNet checkpoint (a state-dict ``.pth``) into a minicnn ``.npz``.
+
+    minicnn convert vgg16-397923af.pth --arch vgg16 -o weights/vgg16.npz
+
+This is the only step that needs PyTorch, and only to read the file: ``torch.load`` with
+``weights_only=True``, which unpickles tensors and plain containers and refuses anything
+that would run code. Every key and shape is checked against the architecture
+(``minicnn.zoo.checkpoint_shapes``), BatchNorm is folded into the convolution before it for
+the ``_bn`` variants, and the result is written by ``minicnn.save`` with the metadata a
+saliency figure needs (architecture, ImageNet class names, preprocessing, source file).
+"""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+
+from minicnn import imagenet, zoo
+from minicnn.torch_import import fold_batchnorm
+from minicnn.weights import save
+
+__all__ = ["convert_checkpoint", "ConversionError"]
+
+
+class ConversionError(ValueError):
+    """The checkpoint cannot be converted; the message names the file and the key."""
+
+
+def _read_state_dict(path: Path) -> dict:
+    try:
+        import torch
+    except ImportError:
+        raise ConversionError(
+            "reading a PyTorch checkpoint needs torch (only for this step): "
+            "pip install torch==2.13.0") from None
+    if not path.is_file():
+        raise ConversionError(f"{path}: no such checkpoint file")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # UnpicklingError for code, RuntimeError/EOFError for damage
+        first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ConversionError(f"{path}: refused by torch.load(weights_only=True): "
+                              f"{first_line}") from None
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]                      # a training checkpoint wrapper
+    if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                                              for k, v in state.items()):
+        raise ConversionError(f"{path}: not a state dict (a dict of tensors by name); got "
+                              f"{type(state).__name__}")
+    return {k: v.detach().cpu().numpy() for k, v in state.items()}
+
+
+def _check_keys(state: dict, expected: dict, path: Path, arch: str) -> None:
+    missing = [k for k in expected if k not in state]
+    if missing:
+        raise ConversionError(f"{path}: missing key {missing[0]!r} for {arch} "
+                              f"(expected shape {expected[missing[0]]}); {len(missing)} missing")
+    extra = [k for k in state if k not in expected]
+    if extra:
+        raise ConversionError(f"{path}: unexpected key {extra[0]!r} for {arch}; is this "
+                              f"checkpoint another architecture?")
+    for key, shape in expected.items():
+        if tuple(state[key].shape) != shape:
+            raise ConversionError(f"{path}: {key!r} has shape {tuple(state[key].shape)}, "
+                                  f"{arch} expects {shape}")
+
+
+def fold_state_dict(state: dict, arch: str, num_classes: int = 1000, dtype=np.float32) -> dict:
+    """torchvision state dict (numpy arrays) -> minicnn state dict of ``zoo.build(arch)``.
+
+    For each BatchNorm at features.{i+1}, the conv at features.{i} gets the folded weights
+    (computed in float64, then cast to `dtype`).
+    """
+    model_keys = zoo.model_shapes(arch, num_classes)
+    out = {}
+    for key in model_keys:
+        out[key] = np.asarray(state[key], dtype=dtype)
+    if arch.endswith("_bn"):
+        for key in model_keys:
+            if not key.endswith(".weight") or not key.startswith("features."):
+                continue
+            index = int(key.split(".")[1])
+            bn = f"features.{index + 1}"
+            w, b = fold_batchnorm(
+                state[key].astype(np.float64), state[f"features.{index}.bias"].astype(np.float64),
+                state[f"{bn}.weight"], state[f"{bn}.bias"], state[f"{bn}.running_mean"],
+                state[f"{bn}.running_var"], eps=1e-5)           # torchvision's BatchNorm2d eps
+            out[key] = w.astype(dtype)
+            out[f"features.{index}.bias"] = b.astype(dtype)
+    return out
+
+
+def convert_checkpoint(checkpoint, arch: str, out, num_classes: int = 1000) -> Path:
+    """Read `checkpoint` (.pth state dict of torchvision's `arch`) and write `out` (.npz).
+
+    Returns the path written. Raises ConversionError naming the file and the key for a file
+    that is not a state dict, holds code, or has a missing, extra or mis-shaped key.
+    """
+    if arch not in zoo.ARCHITECTURES:
+        raise ConversionError(f"unknown architecture {arch!r}; choose one of "
+                              f"{', '.join(zoo.ARCHITECTURES)}")
+    path = Path(checkpoint)
+    state = _read_state_dict(path)
+    _check_keys(state, zoo.checkpoint_shapes(arch, num_classes), path, arch)
+    model = zoo.build(arch, num_classes)
+    model.load_state_dict(fold_state_dict(state, arch, num_classes))
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    meta = {
+        "name": arch,
+        "description": f"torchvision {arch} converted by minicnn"
+                       + (" (BatchNorm folded into the convolutions)" if arch.endswith("_bn") else ""),
+        "architecture": arch,
+        "class_names": list(imagenet.class_names()) if num_classes == 1000 else
+                       [str(i) for i in range(num_classes)],
+        "input_shape": [3, imagenet.PREPROCESS.crop, imagenet.PREPROCESS.crop],
+        "preprocess": imagenet.PREPROCESS.to_meta(),
+        "source": {"file": path.name, "sha256": digest},
+    }
+    return save(model, out, meta=meta)

@@ -1,0 +1,133 @@
+"""VGG/AlexNet: torchvision checkpoints -> minicnn, compared with torch at 224 x 224."""
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import minicnn
+from minicnn import zoo
+from minicnn.saliency import one_hot
+from minicnn.convert import ConversionError, convert_checkpoint, fold_state_dict
+
+torch = pytest.importorskip("torch")
+import torchvision_like  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def relative_error(got, want):
+    return float(np.abs(got - want).max() / np.abs(want).max())
+
+
+@pytest.mark.parametrize("arch", zoo.ARCHITECTURES)
+def test_converted_checkpoint_matches_torch(arch, tmp_path):
+    net = torchvision_like.build(arch)
+    ckpt = tmp_path / f"{arch}.pth"
+    torch.save(net.state_dict(), ckpt)
+    expected_keys = zoo.checkpoint_shapes(arch)
+    assert {k: tuple(v.shape) for k, v in net.state_dict().items()} == expected_keys
+    out = convert_checkpoint(ckpt, arch, tmp_path / f"{arch}.npz")
+    del net
+    net = torchvision_like.build(arch)            # same seed: same weights, fresh module
+    model = minicnn.load(out)
+    assert model.meta["class_names"][0] == "tench" and model.meta["preprocess"]["crop"] == 224
+
+    x = np.random.default_rng(0).normal(size=(1, 3, 224, 224)).astype(np.float32)
+    xt = torch.from_numpy(x).requires_grad_(True)
+    scores_t = net(xt)
+    c = int(scores_t.argmax())
+    scores_t[0, c].backward()
+    scores = model.forward(x)
+    grad = model.backward(one_hot(np.array([c]), 1000, np.float32))
+    assert relative_error(scores, scores_t.detach().numpy()) < 1e-4
+    assert relative_error(grad, xt.grad.numpy()) < 1e-4
+
+
+def test_batchnorm_fold_is_exact_in_float64():
+    net = torchvision_like.build("vgg11_bn").double()
+    state = {k: v.numpy() for k, v in net.state_dict().items()}
+    model = zoo.build("vgg11_bn").astype(np.float64)
+    model.load_state_dict(fold_state_dict(state, "vgg11_bn", dtype=np.float64))
+    x = np.random.default_rng(1).normal(size=(2, 3, 40, 40))
+    with torch.no_grad():
+        want = net(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(model.forward(x), want, rtol=1e-10, atol=1e-12 * np.abs(want).max())
+
+
+def test_from_torch_works_on_the_module_directly():
+    net = torchvision_like.build("alexnet", num_classes=10).double()
+    model = minicnn.from_torch(net)
+    assert model.names == zoo.build("alexnet", 10).names     # same layout as minicnn.zoo
+    x = np.random.default_rng(2).normal(size=(1, 3, 100, 100))
+    with torch.no_grad():
+        want = net(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(model.forward(x), want, rtol=1e-10, atol=1e-12)
+
+
+@pytest.fixture(scope="module")
+def small_checkpoint(tmp_path_factory):
+    """A real vgg11 state dict, as numpy, for editing into bad checkpoints."""
+    net = torchvision_like.build("vgg11")
+    return dict(net.state_dict()), tmp_path_factory.mktemp("ckpt")
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda s: s.pop("classifier.6.bias"), r"missing key 'classifier\.6\.bias' for vgg11"),
+    (lambda s: s.update({"features.99.weight": torch.zeros(3)}), r"unexpected key 'features\.99\.weight'"),
+    (lambda s: s.update({"features.0.weight": torch.zeros(64, 3, 5, 5)}),
+     r"'features\.0\.weight' has shape \(64, 3, 5, 5\), vgg11 expects \(64, 3, 3, 3\)"),
+])
+def test_bad_keys_are_named(small_checkpoint, edit, message):
+    state, folder = small_checkpoint
+    state = dict(state)
+    edit(state)
+    path = folder / "edited.pth"
+    torch.save(state, path)
+    with pytest.raises(ConversionError, match=r"edited\.pth: " + message):
+        convert_checkpoint(path, "vgg11", folder / "out.npz")
+    assert not (folder / "out.npz").exists()
+
+
+def test_vgg16_checkpoint_is_not_vgg11(small_checkpoint):
+    state, folder = small_checkpoint
+    torch.save(state, folder / "v11.pth")
+    with pytest.raises(ConversionError, match=r"v11\.pth: missing key 'features\.\d+\.weight' for vgg16"):
+        convert_checkpoint(folder / "v11.pth", "vgg16", folder / "out.npz")
+
+
+class RunsCode:
+    def __reduce__(self):
+        return (print, ("this must never run",))
+
+
+@pytest.mark.parametrize("payload, message", [
+    (RunsCode(), "refused by torch.load"),
+    ([1, 2, 3], "not a state dict"),
+])
+def test_pickles_with_code_and_non_state_dicts_are_refused(tmp_path, payload, message, capsys):
+    path = tmp_path / "bad.pth"
+    if isinstance(payload, RunsCode):
+        path.write_bytes(pickle.dumps(payload))
+    else:
+        torch.save(payload, path)
+    with pytest.raises(ConversionError, match=rf"bad\.pth: {message}"):
+        convert_checkpoint(path, "alexnet", tmp_path / "out.npz")
+    assert "this must never run" not in capsys.readouterr().out
+
+
+def test_unknown_architecture(tmp_path):
+    with pytest.raises(ConversionError, match=r"unknown architecture 'vgg17'; choose one of vgg11"):
+        convert_checkpoint(tmp_path / "x.pth", "vgg17", tmp_path / "out.npz")
+
+
+def test_missing_torch_is_explained(tmp_path):
+    code = ("import sys; sys.modules['torch'] = None\n"
+            "from minicnn.convert import convert_checkpoint, ConversionError\n"
+            "try:\n    convert_checkpoint('x.pth', 'vgg16', 'y.npz')\n"
+            "except ConversionError as e:\n    print(e)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=ROOT, timeout=60)
+    assert "needs torch (only for this step): pip install torch==2.13.0" in out.stdout, out.stderr
