@@ -244,10 +244,10 @@ class ReLU(Layer):
         grad_out = self._check_grad(grad_out)
         if rule == "gradient":
             # d max(x, 0)/dx = 1 for x > 0 and 0 for x < 0; at x == 0 we take 0, as PyTorch
-            return np.where(self._passed, grad_out, 0)
+            return grad_out * self._passed  # (a bool mask multiplies as 0/1)
         if rule == "deconvnet":
             return np.maximum(grad_out, 0)
-        return np.where(self._passed & (grad_out > 0), grad_out, 0)  # "guided"
+        return grad_out * (self._passed & (grad_out > 0))  # "guided"
 
 
 # ============================================================================ pooling

@@ -141,3 +141,19 @@ def test_both_dtypes_are_cached_on_disk():
         dtypes = {sig[0].dtype.name for sig in loop.signatures}
         assert {"float32", "float64"} <= dtypes, (loop.__name__, loop.signatures)
         assert len(loop.signatures) == 2, (loop.__name__, loop.signatures)  # no stray specialisations
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_conv_in_row_bands(monkeypatch, dtype):
+    """fast.py builds columns one band of output rows at a time; force tiny bands."""
+    monkeypatch.setattr(fast, "BAND_BYTES", 64)
+    rng = np.random.default_rng(5)
+    for _ in range(15):
+        shape, kernel, stride, padding = random_window(rng)
+        x = rng.standard_normal(shape).astype(dtype)
+        w = rng.standard_normal((3, shape[1]) + kernel).astype(dtype)
+        out = reference.conv2d_forward(x, w, None, stride, padding)
+        close(fast.conv2d_forward(x, w, None, stride, padding), out, dtype)
+        g = rng.standard_normal(out.shape).astype(dtype)
+        close(fast.conv2d_backward_input(g, w, stride, padding, shape),
+              reference.conv2d_backward_input(g, w, stride, padding, shape), dtype)

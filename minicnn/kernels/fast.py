@@ -8,8 +8,10 @@ Strategy (measured on a 2-core machine, see examples/bench.py):
   column back onto its window. So forward stores no column matrix.
 - The loops (im2col, col2im, pooling) are SERIAL Numba functions: a parallel Numba kernel
   right before a BLAS call made the two thread pools fight (~8 ms lost per call here).
-- Columns go into one module-level scratch buffer that grows to the largest conv seen and is
-  reused (``release_scratch()`` frees it). The kernels are therefore not thread-safe.
+- Columns are built for one image and one band of output rows at a time (at most
+  ``BAND_BYTES``, 4 MB), into one module-level scratch buffer that is reused, so they stay in
+  cache for the GEMM and memory stays flat. The GEMM writes straight into the NCHW output.
+  The kernels are therefore not thread-safe.
 - Jitted functions take plain ints (never tuples) and C-contiguous arrays, so each compiles
   once per dtype (float32, float64); ``cache=True`` keeps the machine code on disk in
   ``__pycache__`` for the next process.
@@ -50,8 +52,7 @@ def _scratch(shape, dtype):
 
 
 def release_scratch():
-    """Free the column buffer (it is as large as the largest conv's columns, e.g. 115 MB for
-    VGG16's second conv at 224 x 224 in float32)."""
+    """Free the column buffer (at most a few MB, see BAND_BYTES)."""
     global _scratch_bytes
     _scratch_bytes = np.empty(0, dtype=np.uint8)
 
@@ -59,48 +60,53 @@ def release_scratch():
 # ----------------------------------------------------------------------------- convolution
 
 @njit(cache=True)
-def _im2col_loops(x, cols, KH, KW, sh, sw, ph, pw, OH, OW):
-    N, C, H, W = x.shape
+def _im2col_loops(x, cols, col0, KH, KW, sh, sw, ph, pw, i0, i1, OW):
+    """Columns of ONE image x (C, H, W) for output rows i0 <= i < i1, written to
+    cols[:, col0 : col0 + (i1-i0)*OW]."""
+    C, H, W = x.shape
     for c in range(C):
         for kh in range(KH):
             for kw in range(KW):
                 row = (c * KH + kh) * KW + kw
-                # columns j whose input column j*sw - pw + kw is inside the image
-                j_lo = max(0, -((kw - pw) // sw))
+                # output columns j whose input column j*sw - pw + kw is inside the image
+                j_lo = min(OW, max(0, -((kw - pw) // sw)))
                 j_hi = max(j_lo, min(OW, (W - 1 + pw - kw) // sw + 1))
-                for n in range(N):
-                    for i in range(OH):
-                        ih = i * sh - ph + kh
-                        start = (n * OH + i) * OW
-                        if ih < 0 or ih >= H:
-                            for j in range(OW):
-                                cols[row, start + j] = 0.0
-                            continue
-                        for j in range(j_lo):
+                for i in range(i0, i1):
+                    ih = i * sh - ph + kh
+                    start = col0 + (i - i0) * OW
+                    if ih < 0 or ih >= H:  # the whole row of windows lies in the padding
+                        for j in range(OW):
                             cols[row, start + j] = 0.0
-                        for j in range(j_lo, j_hi):
-                            cols[row, start + j] = x[n, c, ih, j * sw - pw + kw]
-                        for j in range(j_hi, OW):
-                            cols[row, start + j] = 0.0
+                        continue
+                    for j in range(j_lo):
+                        cols[row, start + j] = 0.0
+                    for j in range(j_lo, j_hi):
+                        cols[row, start + j] = x[c, ih, j * sw - pw + kw]
+                    for j in range(j_hi, OW):
+                        cols[row, start + j] = 0.0
 
 
 @njit(cache=True)
-def _col2im_loops(cols, x, KH, KW, sh, sw, ph, pw, OH, OW):
-    N, C, H, W = x.shape
+def _col2im_loops(cols, col0, x, KH, KW, sh, sw, ph, pw, i0, i1, OW):
+    """The adjoint of _im2col_loops: ADD the columns back into one image x (C, H, W)."""
+    C, H, W = x.shape
     for c in range(C):
         for kh in range(KH):
             for kw in range(KW):
                 row = (c * KH + kh) * KW + kw
-                j_lo = max(0, -((kw - pw) // sw))
+                j_lo = min(OW, max(0, -((kw - pw) // sw)))
                 j_hi = max(j_lo, min(OW, (W - 1 + pw - kw) // sw + 1))
-                for n in range(N):
-                    for i in range(OH):
-                        ih = i * sh - ph + kh
-                        if ih < 0 or ih >= H:
-                            continue  # this row of windows lies in the padding
-                        start = (n * OH + i) * OW
-                        for j in range(j_lo, j_hi):
-                            x[n, c, ih, j * sw - pw + kw] += cols[row, start + j]
+                for i in range(i0, i1):
+                    ih = i * sh - ph + kh
+                    if ih < 0 or ih >= H:
+                        continue  # padding: nothing to add to
+                    start = col0 + (i - i0) * OW
+                    for j in range(j_lo, j_hi):
+                        x[c, ih, j * sw - pw + kw] += cols[row, start + j]
+
+
+def _ints(kernel, stride, padding):
+    return tuple(int(v) for v in (*kernel, *stride, *padding))  # KH, KW, sh, sw, ph, pw
 
 
 def im2col(x, kernel, stride, padding, out=None):
@@ -113,7 +119,8 @@ def im2col(x, kernel, stride, padding, out=None):
     if out is None:
         out = np.empty(shape, dtype=x.dtype)
     assert out.shape == shape and out.dtype == x.dtype and out.flags.c_contiguous
-    _im2col_loops(x, out, int(KH), int(KW), int(sh), int(sw), int(ph), int(pw), OH, OW)
+    for n in range(N):
+        _im2col_loops(x[n], out, n * OH * OW, *_ints(kernel, stride, padding), 0, OH, OW)
     return out
 
 
@@ -125,39 +132,62 @@ def col2im(cols, in_shape, kernel, stride, padding):
     cols = np.ascontiguousarray(cols)
     assert cols.shape == (C * KH * KW, N * OH * OW)
     x = np.zeros((N, C, H, W), dtype=cols.dtype)
-    _col2im_loops(cols, x, int(KH), int(KW), int(sh), int(sw), int(ph), int(pw), OH, OW)
+    for n in range(N):
+        _col2im_loops(cols, n * OH * OW, x[n], *_ints(kernel, stride, padding), 0, OH, OW)
     return x
 
 
+# Columns are made for one image and a band of output rows at a time, at most this many bytes:
+# small enough to stay in cache between im2col and the GEMM that reads them, large enough
+# for an efficient GEMM (VGG16's first layers: 8 of 224 rows per band).
+BAND_BYTES = 1 << 22
+
+
+def _row_bands(OH, bytes_per_row):
+    rows = max(1, min(OH, BAND_BYTES // bytes_per_row))
+    return [(i0, min(OH, i0 + rows)) for i0 in range(0, OH, rows)]
+
+
 def conv2d_forward(x, w, b, stride, padding):
-    """See reference.conv2d_forward. x: (N, C, H, W), w: (F, C, KH, KW) -> (N, F, OH, OW)."""
+    """See reference.conv2d_forward. x: (N, C, H, W), w: (F, C, KH, KW) -> (N, F, OH, OW).
+
+    Per image and band of output rows: cols = im2col(band), out[n, :, band] = W @ cols.
+    """
+    x = np.ascontiguousarray(x)
     N, C, H, W = x.shape
     F, _, KH, KW = w.shape
     OH, OW = output_size(H, KH, stride[0], padding[0]), output_size(W, KW, stride[1], padding[1])
-    cols = im2col(x, (KH, KW), stride, padding,
-                  out=_scratch((C * KH * KW, N * OH * OW), x.dtype))  # (C*KH*KW, N*OH*OW)
-    out = w.reshape(F, C * KH * KW) @ cols  # (F, N*OH*OW), the one BLAS call
-    out = out.reshape(F, N, OH, OW)  # (F, N, OH, OW)
-    if N == 1:
-        out = out.reshape(1, F, OH, OW)  # (N, F, OH, OW): same memory order when N == 1
-        if b is not None:
-            out += b.reshape(1, F, 1, 1)
-        return out
-    result = np.empty((N, F, OH, OW), dtype=x.dtype)
-    bias = 0 if b is None else b.reshape(1, F, 1, 1)
-    np.add(out.transpose(1, 0, 2, 3), bias, out=result)  # (N, F, OH, OW), one copying pass
-    return result
+    w2 = np.ascontiguousarray(w).reshape(F, C * KH * KW)  # (F, C*KH*KW)
+    out = np.empty((N, F, OH, OW), dtype=x.dtype)
+    for n in range(N):
+        out_n = out[n].reshape(F, OH * OW)  # (F, OH*OW), a view
+        for i0, i1 in _row_bands(OH, C * KH * KW * OW * x.itemsize):
+            cols = _scratch((C * KH * KW, (i1 - i0) * OW), x.dtype)  # (C*KH*KW, rows*OW)
+            _im2col_loops(x[n], cols, 0, *_ints((KH, KW), stride, padding), i0, i1, OW)
+            np.matmul(w2, cols, out=out_n[:, i0 * OW:i1 * OW])  # the BLAS call
+    if b is not None:
+        out += b.reshape(1, F, 1, 1)
+    return out
 
 
 def conv2d_backward_input(grad_out, w, stride, padding, in_shape):
-    """See reference.conv2d_backward_input. grad_out: (N, F, OH, OW) -> (N, C, H, W)."""
+    """See reference.conv2d_backward_input. grad_out: (N, F, OH, OW) -> (N, C, H, W).
+
+    Per image and band: dcols = W^T @ grad_out[n, :, band], then col2im adds them back.
+    """
     N, C, H, W = in_shape
     F, _, KH, KW = w.shape
+    grad_out = np.ascontiguousarray(grad_out)
     _, _, OH, OW = grad_out.shape
-    dy = np.ascontiguousarray(grad_out.transpose(1, 0, 2, 3)).reshape(F, N * OH * OW)  # (F, N*OH*OW)
-    dcols = _scratch((C * KH * KW, N * OH * OW), grad_out.dtype)
-    np.matmul(w.reshape(F, C * KH * KW).T, dy, out=dcols)  # (C*KH*KW, N*OH*OW)
-    return col2im(dcols, in_shape, (KH, KW), stride, padding)  # (N, C, H, W)
+    w2 = np.ascontiguousarray(w).reshape(F, C * KH * KW)  # (F, C*KH*KW)
+    grad_x = np.zeros((N, C, H, W), dtype=grad_out.dtype)
+    for n in range(N):
+        g_n = grad_out[n].reshape(F, OH * OW)  # (F, OH*OW), a view
+        for i0, i1 in _row_bands(OH, C * KH * KW * OW * grad_out.itemsize):
+            dcols = _scratch((C * KH * KW, (i1 - i0) * OW), grad_out.dtype)  # (C*KH*KW, rows*OW)
+            np.matmul(w2.T, g_n[:, i0 * OW:i1 * OW], out=dcols)  # the BLAS call
+            _col2im_loops(dcols, 0, grad_x[n], *_ints((KH, KW), stride, padding), i0, i1, OW)
+    return grad_x
 
 
 # ----------------------------------------------------------------------------- pooling

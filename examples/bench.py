@@ -1,0 +1,206 @@
+"""Benchmark: forward + gradient to the input (the saliency computation), minicnn vs PyTorch CPU.
+
+For each case the network is built twice with the same architecture and random weights
+(VGG16 by hand, since torchvision does not import here), once in minicnn and once in
+torch.nn, and each library runs in ITS OWN subprocess with 2 threads: thread pools of two
+libraries in one process distort both timings, and each process reports its own peak RSS.
+One timed repetition = forward, one-hot on the predicted class, backward to the input.
+After warm-up the median of several repetitions is reported.
+
+Also measured: the reference (readable) kernels on the small net, and start-up time of a
+fresh process that imports minicnn and computes one gradient (Numba cache warm, and cold
+with an empty cache directory).
+
+Usage:  python examples/bench.py [--reps 7] [--no-vgg]
+Prints a Markdown table. Numbers depend on the machine and on its load: rerun on a quiet one.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+THREADS = int(os.environ.get("BENCH_THREADS", 2))  # set by --threads, inherited by workers
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)  # run from a checkout without installing
+
+VGG16_CFG = [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M",
+             512, 512, 512, "M"]
+# the shipped model's shape: (out_channels, then a MaxPool2d(2)?) per conv
+SMALL_CFG = [32, "M", 64, 64, "M", 128, 128, "M", 192, "M"]
+
+CASES = {  # name: (architecture, input shape)
+    "vgg16": ("vgg16", (1, 3, 224, 224)),
+    "small": ("small", (1, 3, 64, 64)),
+    "small-b50": ("small", (50, 3, 64, 64)),
+}
+
+
+# ----------------------------------------------------------------------------- architectures
+
+def layer_specs(arch):
+    """The architecture as (name, kind, args) triples shared by both builders."""
+    cfg = VGG16_CFG if arch == "vgg16" else SMALL_CFG
+    specs, c, i = [], 3, 0
+    for v in cfg:
+        if v == "M":
+            specs.append((f"features.{i}", "maxpool", (2,)))
+            i += 1
+        else:
+            specs += [(f"features.{i}", "conv", (c, v)), (f"features.{i + 1}", "relu", ())]
+            c, i = v, i + 2
+    if arch == "vgg16":
+        specs.append(("avgpool", "adaptive", (7,)))
+        specs.append(("flatten", "flatten", ()))
+        dims = [512 * 7 * 7, 4096, 4096, 1000]
+    else:
+        specs.append(("flatten", "flatten", ()))
+        dims = [192 * 4 * 4, 128, 10]
+    j = 0
+    for k, (d_in, d_out) in enumerate(zip(dims[:-1], dims[1:])):
+        specs.append((f"classifier.{j}", "linear", (d_in, d_out)))
+        if k < len(dims) - 2:
+            specs += [(f"classifier.{j + 1}", "relu", ()), (f"classifier.{j + 2}", "dropout", ())]
+            j += 3
+    return specs
+
+
+def build_minicnn(arch):
+    import minicnn as mc
+    make = {"conv": lambda c_in, c_out: mc.Conv2d(c_in, c_out, 3, padding=1, rng=0),
+            "relu": mc.ReLU, "maxpool": mc.MaxPool2d, "adaptive": mc.AdaptiveAvgPool2d,
+            "flatten": mc.Flatten, "linear": lambda i, o: mc.Linear(i, o, rng=0),
+            "dropout": mc.Dropout}
+    return mc.Sequential([(name, make[kind](*args)) for name, kind, args in layer_specs(arch)])
+
+
+def build_torch(arch):
+    import torch.nn as nn
+    make = {"conv": lambda c_in, c_out: nn.Conv2d(c_in, c_out, 3, padding=1),
+            "relu": lambda: nn.ReLU(inplace=True), "maxpool": nn.MaxPool2d,
+            "adaptive": nn.AdaptiveAvgPool2d, "flatten": nn.Flatten, "linear": nn.Linear,
+            "dropout": nn.Dropout}
+    return nn.Sequential(*[make[kind](*args) for _, kind, args in layer_specs(arch)]).eval()
+
+
+# ----------------------------------------------------------------------------- workers
+
+def peak_rss_mb():
+    import resource
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
+
+
+def worker(library, case, reps, warmup):
+    import numpy as np
+    arch, shape = CASES[case]
+    x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+    if library == "torch":
+        import torch
+        torch.set_num_threads(THREADS)
+        net = build_torch(arch)
+        for p in net.parameters():
+            p.requires_grad_(False)
+
+        def step():
+            xt = torch.from_numpy(x).requires_grad_(True)
+            scores = net(xt)
+            picked = scores.gather(1, scores.argmax(1, keepdim=True))
+            picked.sum().backward()
+            return xt.grad
+    else:
+        import minicnn
+        minicnn.use_kernels(library)  # "fast" or "reference"
+        model = build_minicnn(arch)
+
+        def step():
+            scores = model(x)
+            one_hot = np.zeros_like(scores)
+            one_hot[np.arange(len(scores)), scores.argmax(1)] = 1.0
+            return model.backward(one_hot)
+    for _ in range(warmup):
+        step()
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - t0)
+    print(json.dumps({"ms": 1e3 * float(np.median(times)), "min_ms": 1e3 * min(times),
+                      "rss_mb": peak_rss_mb()}))
+
+
+def thread_env(**extra):
+    env = dict(os.environ)
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
+        env[var] = str(THREADS)
+    env["BENCH_THREADS"] = str(THREADS)
+    env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
+    env.update(extra)
+    return env
+
+
+def run_worker(library, case, reps, warmup):
+    result = subprocess.run([sys.executable, __file__, "--worker", library, case, str(reps),
+                             str(warmup)], capture_output=True, text=True, env=thread_env())
+    if result.returncode != 0:
+        raise RuntimeError(f"{library} {case} failed:\n{result.stderr}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def startup_seconds(**env):
+    code = (f"import sys; sys.path.insert(0, {os.path.dirname(os.path.abspath(__file__))!r}); "
+            "import numpy as np; from bench import build_minicnn; m = build_minicnn('small'); "
+            "s = m(np.zeros((1, 3, 64, 64), np.float32)); g = np.zeros_like(s); g[0, 0] = 1; "
+            "m.backward(g)")
+    t0 = time.perf_counter()
+    subprocess.run([sys.executable, "-c", code], check=True, env=thread_env(**env))
+    return time.perf_counter() - t0
+
+
+def main():
+    global THREADS
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--reps", type=int, default=7)
+    parser.add_argument("--no-vgg", action="store_true", help="skip VGG16 (slow to build)")
+    parser.add_argument("--threads", type=int, default=THREADS,
+                        help="threads for BLAS and torch in every worker (default 2)")
+    parser.add_argument("--worker", nargs=4, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    THREADS = args.threads
+    if args.worker:
+        library, case, reps, warmup = args.worker
+        return worker(library, case, int(reps), int(warmup))
+
+    print(f"# minicnn vs PyTorch: forward + input gradient, {THREADS} threads, median of "
+          f"{args.reps} (separate processes)\n")
+    print("| case | input | minicnn ms | PyTorch ms | ratio | minicnn peak RSS MB | PyTorch peak RSS MB |")
+    print("|---|---|---|---|---|---|---|")
+    for case, (arch, shape) in CASES.items():
+        if args.no_vgg and arch == "vgg16":
+            continue
+        reps = max(3, args.reps // 2) if arch == "vgg16" else args.reps
+        ours = run_worker("fast", case, reps, warmup=2)
+        theirs = run_worker("torch", case, reps, warmup=2)
+        print(f"| {case} | {'x'.join(map(str, shape))} | {ours['ms']:.1f} | {theirs['ms']:.1f} | "
+              f"{ours['ms'] / theirs['ms']:.2f} | {ours['rss_mb']:.0f} | {theirs['rss_mb']:.0f} |",
+              flush=True)
+
+    fast = run_worker("fast", "small", args.reps, warmup=2)
+    ref = run_worker("reference", "small", 2, warmup=1)
+    print(f"\nReference kernels, small net, batch 1: {ref['ms']:.0f} ms; fast {fast['ms']:.1f} ms; "
+          f"reference / fast = {ref['ms'] / fast['ms']:.0f}x")
+
+    warm = startup_seconds()
+    with tempfile.TemporaryDirectory() as cache:
+        cold = startup_seconds(NUMBA_CACHE_DIR=cache)
+    warm = min(warm, startup_seconds())
+    print(f"Start-up (new process: import, build small net, one gradient): warm cache "
+          f"{warm:.2f} s, cold compile {cold:.2f} s")
+    print(f"Load average during the run: {os.getloadavg()[0]:.1f} (other processes distort timings)")
+
+
+if __name__ == "__main__":
+    main()
