@@ -92,9 +92,12 @@ def from_torch(module) -> Sequential:
 # ----------------------------------------------------------------------------- helpers
 
 def _walk(seq, prefix, nn):
-    """Flatten nested Sequentials into [(dotted name, leaf module)]."""
+    """Flatten nested Sequentials into [(dotted name, leaf module)].
+
+    Iterates ``_modules`` rather than ``named_children()``: the latter skips a module the
+    second time it appears, so a ReLU instance used twice would silently lose a layer."""
     out = []
-    for name, m in seq.named_children():
+    for name, m in seq._modules.items():
         if isinstance(m, nn.Sequential):
             out += _walk(m, f"{prefix}{name}.", nn)
         else:
