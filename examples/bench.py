@@ -11,7 +11,9 @@ Also measured: the reference (readable) kernels on the small net, and start-up t
 fresh process that imports minicnn and computes one gradient (Numba cache warm, and cold
 with an empty cache directory).
 
-Usage:  python examples/bench.py [--reps 7] [--no-vgg]
+Usage:  python examples/bench.py [--reps 7] [--threads 2] [--no-vgg]
+On a loaded machine 2-thread BLAS waits for descheduled threads at every GEMM; compare with
+--threads 1 to see how much of a difference is load rather than code.
 Prints a Markdown table. Numbers depend on the machine and on its load: rerun on a quiet one.
 """
 from __future__ import annotations
