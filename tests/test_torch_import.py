@@ -201,3 +201,12 @@ def test_same_and_valid_padding_and_float64_dtype_kept():
     compare(net, np.random.default_rng(15).standard_normal((1, 2, 5, 5)), np.random.default_rng(16))
     with pytest.raises(TypeError, match=r"parameters must all be float32 or all float64"):
         from_torch(nn.Sequential(nn.Linear(2, 2)).half())
+
+
+def test_module_used_twice_is_imported_at_both_positions():
+    """named_children() would skip the second use of the shared ReLU (and of the shared conv)."""
+    torch.manual_seed(4)
+    relu, conv = nn.ReLU(), nn.Conv2d(3, 3, 3, padding=1)
+    net = nn.Sequential(conv, relu, conv, relu, nn.Flatten(), nn.Linear(3 * 6 * 6, 2)).double()
+    model = compare(net, np.random.default_rng(17).standard_normal((2, 3, 6, 6)), np.random.default_rng(18))
+    assert model.names == ["0", "1", "2", "3", "4", "5"]
