@@ -2,7 +2,14 @@
 
     minicnn demo                         saliency figures for the shipped sample images
     minicnn saliency IMAGE [IMAGE ...]   top-5 classes, a figure and the raw map per image
+        [--method NAME] [--model PATH] [--target CLASS] [--out DIR]
+    minicnn compare IMAGE                every method side by side in one figure
         [--model PATH] [--target CLASS] [--out DIR]
+
+``--method`` is any name in ``minicnn.saliency.METHODS`` (default: gradient). The map written
+to ``.npy`` is (H, W): max |.| over channels for the signed methods (the paper's map), the
+Grad-CAM heat map resized to the image for grad_cam. SmoothGrad, integrated gradients and
+occlusion show a progress bar on stderr; SmoothGrad's noise is seeded, so a run repeats.
 
 Bad input (a missing, non-image or truncated file, an unknown class, a broken weights file)
 gets one line on stderr and exit code 2, never a traceback; with several images the others
@@ -83,9 +90,56 @@ def _top5_lines(scores, class_names) -> list[str]:
     return lines
 
 
-def saliency_one(model, path, target, out_dir: Path, box=None, quiet=False) -> dict:
-    """Classify one image file, compute its vanilla saliency and write figure + map.
+LONG_METHODS = ("smoothgrad", "integrated_gradients", "occlusion")  # they get a progress bar
+SMOOTHGRAD_SEED = 0  # the same noise every run, so the same command gives the same map
 
+
+def check_method(name: str) -> str:
+    """A method name from METHODS, or a UsageError naming the valid ones."""
+    from .saliency import METHODS
+    if name not in METHODS:
+        raise UsageError(f"unknown method {name!r}: choose one of {', '.join(METHODS)}")
+    return name
+
+
+def attribute(model, x, targets, method: str):
+    """Run one method on x (1, C, H, W) for resolved targets.
+
+    Returns (attributions or None, map (H, W), Grad-CAM at the layer's resolution or None):
+    for grad_cam the map is the heat map resized to the image; for every other (signed)
+    method it is max |.| over channels, as the paper shows the gradient.
+    """
+    from . import saliency
+    if method == "grad_cam":
+        cam = saliency.grad_cam(model, x, targets)                   # (1, h, w)
+        return None, saliency.upsample_bilinear(cam, x.shape[2:])[0], cam[0]
+    options = {"progress": True} if method in LONG_METHODS else {}
+    if method == "smoothgrad":
+        options["seed"] = SMOOTHGRAD_SEED
+    attr = saliency.get_method(method)(model, x, targets, **options)  # (1, C, H, W)
+    return attr, saliency.saliency_map(attr)[0], None
+
+
+def _method_figure(method, model, pixels, attr, smap, cam, title, box):
+    from . import saliency, viz
+    if method == "grad_cam":
+        return viz.heatmap_figure(pixels, cam, smap, title, saliency.default_cam_layer(model),
+                                  box=box)
+    if method == "gradient":
+        labels = viz.SALIENCY_LABELS
+    else:
+        labels = ("image", f"{method} (signed, RGB)", f"{method} grayscale",
+                  f"max |{method}| over image")
+    return viz.saliency_figure(pixels, saliency.colored_gradient(attr)[0],
+                               saliency.grayscale_gradient(attr)[0], smap, title, box=box,
+                               labels=labels)
+
+
+def saliency_one(model, path, target, out_dir: Path, box=None, quiet=False,
+                 method="gradient") -> dict:
+    """Classify one image file, compute its map with `method` and write figure + map.
+
+    Files: <stem>_saliency.png/.npy for the gradient, <stem>_<method>.png/.npy otherwise.
     Returns a dict with the prediction, target, and where the files went.
     Raises minicnn.images.ImageReadError for an unreadable image.
     """
@@ -96,31 +150,55 @@ def saliency_one(model, path, target, out_dir: Path, box=None, quiet=False) -> d
     names = _class_names(model)
     pixels = read_image(path, prep)                                  # (H, W, 3) uint8
     x = to_input(pixels, prep)                                       # (1, 3, H, W)
-    grad, scores, targets = saliency.backprop(model, x, target)
+    scores = model.forward(x)                                        # (1, K)
+    targets = saliency.resolve_targets(target, scores)               # (1,)
+    attr, smap, cam = attribute(model, x, targets, method)           # smap: (H, W)
     scores, t = scores[0], int(targets[0])
-    smap = saliency.saliency_map(grad)[0]                            # (H, W)
     name_of = (lambda c: names[c] if c < len(names) else str(c))
     pred = int(np.argmax(scores))
 
     stem = Path(path).stem
-    fig_path = out_dir / f"{stem}_saliency.png"
-    npy_path = out_dir / f"{stem}_saliency.npy"
+    suffix = "saliency" if method == "gradient" else method
+    fig_path = out_dir / f"{stem}_{suffix}.png"
+    npy_path = out_dir / f"{stem}_{suffix}.npy"
     title = (f"{Path(path).name}: predicted {name_of(pred)} ({scores[pred]:.2f}); "
-             f"map for {name_of(t)} (score {scores[t]:.2f})")
-    fig = viz.saliency_figure(to_pixels(x, prep)[0], saliency.colored_gradient(grad)[0],
-                              saliency.grayscale_gradient(grad)[0], smap, title, box=box)
+             f"{method} for {name_of(t)} (score {scores[t]:.2f})")
+    fig = _method_figure(method, model, to_pixels(x, prep)[0], attr, smap, cam, title, box)
     viz.save_figure(fig, fig_path)
     viz.atomic_write(npy_path, lambda tmp: np.save(tmp, smap.astype(np.float32)))
     if not quiet:
         print(f"{path}: predicted {name_of(pred)}")
         print("\n".join(_top5_lines(scores, names)))
-        print(f"  saliency for {name_of(t)} -> {fig_path} , {npy_path}")
+        print(f"  {suffix} for {name_of(t)} -> {fig_path} , {npy_path}")
     iy, ix = np.unravel_index(np.argmax(smap), smap.shape)
     return {"path": str(path), "predicted": pred, "target": t, "figure": str(fig_path),
             "map": str(npy_path), "peak": (int(ix), int(iy))}
 
 
+def compare_one(model, path, target, out_dir: Path) -> Path:
+    """Every method on one image, side by side in <stem>_compare.png; returns its path."""
+    from . import saliency, viz
+    from .images import Preprocess, read_image, to_input, to_pixels
+
+    prep = Preprocess.from_meta(getattr(model, "meta", {}))
+    names = _class_names(model)
+    x = to_input(read_image(path, prep), prep)                       # (1, 3, H, W)
+    scores = model.forward(x)                                        # (1, K)
+    targets = saliency.resolve_targets(target, scores)               # (1,)
+    maps = {method: attribute(model, x, targets, method)[1] for method in saliency.METHODS}
+    name_of = (lambda c: names[c] if c < len(names) else str(c))
+    pred, t = int(np.argmax(scores[0])), int(targets[0])
+    title = (f"{Path(path).name}: predicted {name_of(pred)} ({scores[0, pred]:.2f}); "
+             f"maps for {name_of(t)}")
+    fig_path = out_dir / f"{Path(path).stem}_compare.png"
+    viz.save_figure(viz.comparison_figure(to_pixels(x, prep)[0], maps, title), fig_path)
+    print(f"{path}: predicted {name_of(pred)}; {len(maps)} methods for {name_of(t)} -> "
+          f"{fig_path}")
+    return fig_path
+
+
 def cmd_saliency(args) -> int:
+    method = check_method(args.method)
     model = _load_model(args.model)
     k = _num_classes(model)
     target = parse_target(args.target, _class_names(model), k)
@@ -129,11 +207,22 @@ def cmd_saliency(args) -> int:
     from .images import ImageReadError
     for path in args.images:
         try:
-            saliency_one(model, path, target, out_dir)
+            saliency_one(model, path, target, out_dir, method=method)
         except ImageReadError as e:
             _fail(str(e))
             status = EXIT_BAD_INPUT
     return status
+
+
+def cmd_compare(args) -> int:
+    model = _load_model(args.model)
+    target = parse_target(args.target, _class_names(model), _num_classes(model))
+    from .images import ImageReadError
+    try:
+        compare_one(model, args.image, target, Path(args.out))
+    except ImageReadError as e:
+        raise UsageError(str(e)) from None
+    return 0
 
 
 def load_sample_index(images_dir: Path) -> dict:
@@ -168,6 +257,7 @@ def cmd_demo(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .saliency import METHODS
     p = argparse.ArgumentParser(prog="minicnn", description="Backprop saliency maps on a "
                                 "from-scratch CNN engine (NumPy + Numba).")
     sub = p.add_subparsers(dest="command", required=True)
@@ -178,7 +268,17 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--target", default=None, metavar="CLASS",
                    help="class name or index to explain (default: the predicted class)")
     s.add_argument("--out", default="saliency_out", metavar="DIR", help="output folder")
+    s.add_argument("--method", default="gradient", metavar="NAME",
+                   help=f"one of {', '.join(METHODS)} (default: gradient)")
     s.set_defaults(func=cmd_saliency)
+
+    c = sub.add_parser("compare", help="every method side by side for one image")
+    c.add_argument("image", metavar="IMAGE", help="any image file Pillow reads")
+    c.add_argument("--model", default=None, help="weights .npz (default: the shipped model)")
+    c.add_argument("--target", default=None, metavar="CLASS",
+                   help="class name or index to explain (default: the predicted class)")
+    c.add_argument("--out", default="saliency_out", metavar="DIR", help="output folder")
+    c.set_defaults(func=cmd_compare)
 
     d = sub.add_parser("demo", help="saliency figures for the shipped sample images")
     d.add_argument("--images", default=str(SAMPLES_DIR), metavar="DIR")

@@ -118,3 +118,76 @@ def test_python_dash_m_end_to_end_no_traceback(tmp_path, model_path, image_path)
                          timeout=120)
     assert bad.returncode == 2
     assert "Traceback" not in bad.stderr and bad.stderr.count("\n") == 1
+
+
+# ----------------------------------------------------------------------------- --method, compare
+
+METHOD_NAMES = list(saliency.METHODS)
+
+
+@pytest.mark.parametrize("method", METHOD_NAMES)
+def test_every_method_writes_its_figure_and_map(capsys, tmp_path, model_path, image_path,
+                                                method):
+    out_dir = tmp_path / "out"
+    code, out, err = run(capsys, "saliency", image_path, "--model", model_path, "--out", out_dir,
+                         "--method", method, "--target", "Trouser")
+    assert code == 0
+    suffix = "saliency" if method == "gradient" else method
+    with Image.open(out_dir / f"pic_{suffix}.png") as im:
+        assert im.format == "PNG"
+    got = np.load(out_dir / f"pic_{suffix}.npy")
+    model = minicnn.load(model_path)
+    x = to_input(read_image(image_path))
+    if method == "grad_cam":     # the heat map, resized to the image
+        want = saliency.grad_cam(model, x, 1, upsample=True)[0]
+    else:                        # max |.| over channels of the signed attributions
+        options = {"seed": 0} if method == "smoothgrad" else {}
+        want = saliency.saliency_map(saliency.METHODS[method](model, x, 1, **options))[0]
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7)
+    assert f"{suffix} for Trouser" in out
+    long = method in ("smoothgrad", "integrated_gradients", "occlusion")
+    assert ("] 50/50" in err or "] 225/225" in err) if long else err == ""
+    assert sorted(os.listdir(out_dir)) == [f"pic_{suffix}.npy", f"pic_{suffix}.png"]
+
+
+def test_unknown_method_is_one_line_naming_the_choices(capsys, tmp_path, model_path,
+                                                       image_path):
+    code, out, err = run(capsys, "saliency", image_path, "--model", model_path,
+                         "--out", tmp_path / "o", "--method", "lime")
+    assert code == 2 and out == ""
+    assert err == ("minicnn: error: unknown method 'lime': choose one of "
+                   f"{', '.join(METHOD_NAMES)}\n")
+    assert not (tmp_path / "o").exists()
+
+
+def test_compare_writes_one_figure_with_every_method(capsys, tmp_path, model_path, image_path):
+    out_dir = tmp_path / "cmp"
+    code, out, err = run(capsys, "compare", image_path, "--model", model_path, "--out", out_dir)
+    assert code == 0
+    model = minicnn.load(model_path)
+    pred = int(model.forward(to_input(read_image(image_path))).argmax())
+    assert f"predicted {CLASSES[pred]}; 9 methods for {CLASSES[pred]}" in out
+    assert sorted(os.listdir(out_dir)) == ["pic_compare.png"]
+    with Image.open(out_dir / "pic_compare.png") as im:
+        assert im.format == "PNG" and im.size[0] > 4 * im.size[1]   # one wide row
+    assert err.count("\n") == 3        # the three progress bars, one line each
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--target", "Sneakers"], "unknown class 'Sneakers'"),
+    (["--model", "missing.npz"], "missing.npz: no such weights file"),
+])
+def test_compare_bad_input_is_one_line(capsys, tmp_path, model_path, image_path, argv, message):
+    argv = [a.replace("missing.npz", str(tmp_path / "missing.npz")) for a in argv]
+    if "--model" not in argv:
+        argv += ["--model", str(model_path)]
+    code, _, err = run(capsys, "compare", image_path, "--out", tmp_path, *argv)
+    assert code == 2 and err.startswith("minicnn: error: ") and message in err
+    assert len(err.splitlines()) == 1
+
+
+def test_compare_unreadable_image_is_one_line(capsys, tmp_path, model_path):
+    (tmp_path / "notes.png").write_text("not an image")
+    code, _, err = run(capsys, "compare", tmp_path / "notes.png", "--model", model_path,
+                       "--out", tmp_path / "o")
+    assert code == 2 and "notes.png: not an image" in err and len(err.splitlines()) == 1
