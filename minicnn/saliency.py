@@ -321,7 +321,7 @@ def smoothgrad(model, x, target=None, method=gradient, n_samples=None, noise_lev
     total_sq = np.zeros(x.shape, np.float64) if kind != "smoothgrad" else None
     with Progress(n_samples * N, kind, enabled=progress) as bar:
         for rows in _row_batches(n_samples * N, batch_size):
-            image = rows % N                                       # row r: sample r // N, image r % N
+            image = rows % N                       # row r: sample r // N of image r % N
             noisy = x[image] + draw(rows)                          # (B, C, H, W)
             maps = np.asarray(method(model, noisy, targets[image]))
             if maps.shape != noisy.shape:
@@ -452,7 +452,8 @@ def integrated_gradients(model, x, target=None, baseline=None, steps=50,
             step, image = rows // N, rows % N                     # step-major, as Captum
             a = alphas[step].astype(x.dtype).reshape(-1, 1, 1, 1)   # (B, 1, 1, 1)
             grad = gradient(model, base[image] + a * diff[image], targets[image])
-            _sum_rows_per_image(total, image, weights[step].reshape(-1, 1, 1, 1) * grad)
+            w = weights[step].reshape(-1, 1, 1, 1)                # (B, 1, 1, 1)
+            _sum_rows_per_image(total, image, w * grad)
             bar.update(len(rows))
     attributions = (total * diff).astype(x.dtype)
     if not return_gap:

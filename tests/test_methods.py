@@ -3,7 +3,6 @@ networks (float64) and on the shipped model, plus the properties Captum cannot c
 (completeness, guided vs deconvnet, the noise SmoothGrad uses, bounded batches) and every
 bad-input message."""
 import io
-import warnings
 
 import numpy as np
 import pytest
@@ -14,7 +13,7 @@ from minicnn.progress import Progress
 from minicnn.saliency import (IG_METHODS, METHODS, blur, deconvnet, default_cam_layer,
                               grad_cam, gradient, guided_backprop, guided_grad_cam,
                               input_x_gradient, integrated_gradients, integration_points,
-                              occlusion, resolve_targets, smoothgrad, upsample_bilinear)
+                              occlusion, smoothgrad, upsample_bilinear)
 
 torch = pytest.importorskip("torch")
 captum_attr = pytest.importorskip("captum.attr")
@@ -359,18 +358,23 @@ VALID_METHODS = ("gradient, guided_backprop, deconvnet, input_x_gradient, smooth
      "unknown method 'saliency'; valid methods are gradient, "),
     (lambda m, x: smoothgrad(m, x, kind="mean"), ValueError,
      "unknown smoothgrad kind 'mean'; valid choices are smoothgrad, smoothgrad_sq, vargrad"),
-    (lambda m, x: smoothgrad(m, x, n_samples=0), ValueError, r"n_samples must be an int >= 1, got 0"),
-    (lambda m, x: smoothgrad(m, x, n_samples=2.5), TypeError, r"n_samples must be an int >= 1, got 2.5"),
-    (lambda m, x: smoothgrad(m, x, noise_level=-0.1), ValueError, "noise_level must be a number >= 0"),
+    (lambda m, x: smoothgrad(m, x, n_samples=0), ValueError,
+     r"n_samples must be an int >= 1, got 0"),
+    (lambda m, x: smoothgrad(m, x, n_samples=2.5), TypeError,
+     r"n_samples must be an int >= 1, got 2.5"),
+    (lambda m, x: smoothgrad(m, x, noise_level=-0.1), ValueError,
+     "noise_level must be a number >= 0"),
     (lambda m, x: smoothgrad(m, x, noise=np.zeros((3, 2, 3, 23, 23))), ValueError,
-     r"noise must be shaped \(n_samples, 4, \*\(3, 23, 23\)\) or \(n_samples, 1, \*\(3, 23, 23\)\), "
+     r"noise must be shaped \(n_samples, 4, \*\(3, 23, 23\)\) or "
+     r"\(n_samples, 1, \*\(3, 23, 23\)\), "
      r"got \(3, 2, 3, 23, 23\)"),
     (lambda m, x: smoothgrad(m, x, n_samples=5, noise=np.zeros((3, 1, 3, 23, 23))), ValueError,
      "noise holds 3 samples but n_samples=5"),
     (lambda m, x: smoothgrad(m, x, method=grad_cam, n_samples=1), ValueError,
      r"smoothgrad: method grad_cam returned shape \(4, 6, 6\), expected the input's shape "
      r"\(4, 3, 23, 23\)"),
-    (lambda m, x: integrated_gradients(m, x, steps=0), ValueError, "steps must be an int >= 1, got 0"),
+    (lambda m, x: integrated_gradients(m, x, steps=0), ValueError,
+     "steps must be an int >= 1, got 0"),
     (lambda m, x: integrated_gradients(m, x, steps=1, method="riemann_left"), ValueError,
      r"steps must be >= 2 for riemann_left \(Captum's rule\), got 1"),
     (lambda m, x: integrated_gradients(m, x, method="simpson"), ValueError,
@@ -398,7 +402,8 @@ VALID_METHODS = ("gradient, guided_backprop, deconvnet, input_x_gradient, smooth
      r"baseline of shape \(5,\) does not broadcast"),
     (lambda m, x: guided_backprop(m, x[0]), ValueError,
      r"expected x shaped \(N, C, H, W\), got shape \(3, 23, 23\)"),
-    (lambda m, x: deconvnet(m, x.astype(np.int64)), TypeError, "expected x of dtype float32 or float64, got int64"),
+    (lambda m, x: deconvnet(m, x.astype(np.int64)), TypeError,
+     "expected x of dtype float32 or float64, got int64"),
 ])
 def test_bad_input_names_the_valid_choices(net_and_x, call, error, message):
     model, _, x = net_and_x
@@ -412,7 +417,7 @@ def test_no_conv_layer_for_grad_cam():
         grad_cam(model, np.zeros((1, 3, 2, 2), np.float32))
 
 
-# ============================================================================ float32, the shipped model
+# ============================================================== float32, the shipped model
 
 def test_float32_in_float32_out(net_and_x):
     model, _, x = net_and_x
@@ -445,7 +450,8 @@ def test_shipped_model_methods_equal_captum(shipped):
     index = model.index(layer)
     assert type(model[layer]).__name__ == "ReLU" and type(model[index - 1]).__name__ == "Conv2d"
     cases = [
-        (guided_backprop(model, x), captum(captum_attr.GuidedBackprop, net, x, target=targets), 1e-9),
+        (guided_backprop(model, x),
+         captum(captum_attr.GuidedBackprop, net, x, target=targets), 1e-9),
         (deconvnet(model, x), captum(captum_attr.Deconvolution, net, x, target=targets), 1e-9),
         (grad_cam(model, x)[:, None],
          captum(captum_attr.LayerGradCam, net, x, net[index], target=targets,
