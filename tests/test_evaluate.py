@@ -1,0 +1,107 @@
+"""minicnn.evaluate end to end on a few cluttered test images (the shipped model if present,
+else a small random network), checked against the metric functions it is built from."""
+import csv
+import json
+
+import numpy as np
+import pytest
+
+import minicnn
+from minicnn import evaluate, metrics, saliency
+from minicnn.datasets import DatasetNotFoundError, make_cluttered
+from minicnn.images import Preprocess, to_input
+from minicnn.weights import default_weights_path
+
+
+def random_model():
+    """(N, 3, 64, 64) -> (N, 10): one conv block and a linear head, random weights."""
+    rng = np.random.default_rng(0)
+    model = minicnn.Sequential([
+        ("features.0", minicnn.Conv2d(3, 6, 3, padding=1, rng=rng)),
+        ("features.1", minicnn.ReLU()), ("features.2", minicnn.MaxPool2d(4)),
+        ("features.3", minicnn.Conv2d(6, 8, 3, padding=1, rng=rng)),
+        ("features.4", minicnn.ReLU()), ("features.5", minicnn.MaxPool2d(4)),
+        ("classifier.0", minicnn.Flatten()), ("classifier.1", minicnn.Linear(128, 10, rng=rng))])
+    model.meta = {"input_shape": [3, 64, 64], "dataset": {"seed": 0}}
+    return model
+
+
+@pytest.fixture(scope="module")
+def model():
+    try:
+        make_cluttered([0], "test", 0)
+    except DatasetNotFoundError:
+        pytest.skip("Fashion-MNIST files not installed")
+    return minicnn.load() if default_weights_path().is_file() else random_model()
+
+
+def test_end_to_end_files_ranges_and_consistency(model, tmp_path):
+    graphcut = 6 if _has_cv2() else 0
+    result = evaluate.run_evaluation(
+        model, n_images=12, methods="gradient,grad_cam", out_dir=tmp_path, progress=False,
+        batch_size=5, slow_limit=0, graphcut_limit=graphcut, curve_limit=3, curve_step=1024)
+    for name in ("results.md", "results.csv", "results.json", "localization.png", "curves.png"):
+        assert (tmp_path / name).stat().st_size > 0, name
+    assert not list(tmp_path.glob(".*"))                          # no temporary files left
+    rows = {r["method"]: r for r in result["rows"]}
+    assert list(rows) == ["gradient", "grad_cam", "random", "center_gaussian", "sobel"]
+    for r in rows.values():
+        assert r["n_images"] == 12 and r["n_graphcut"] == graphcut and r["n_curves"] == 3
+        for key in ("pointing_game", "threshold_iou50", "threshold_precision",
+                    "deletion_auc", "insertion_auc"):
+            assert 0 <= r[key] <= 1, (r["method"], key)
+    with open(tmp_path / "results.csv") as f:
+        table = list(csv.DictReader(f))
+    assert [t["method"] for t in table] == list(rows)
+    assert float(table[0]["pointing_game"]) == pytest.approx(rows["gradient"]["pointing_game"])
+    assert json.loads((tmp_path / "results.json").read_text())["settings"]["dataset_seed"] == \
+        (model.meta.get("dataset", {}).get("seed", 0))
+    assert "| gradient |" in (tmp_path / "results.md").read_text()
+
+    # the same numbers straight from the metric functions, for the vanilla gradient
+    seed = result["settings"]["dataset_seed"]
+    batch = make_cluttered(range(12), "test", seed)
+    x = to_input(batch.images, Preprocess.from_meta(model.meta))
+    maps = saliency.saliency_map(saliency.gradient(model, x, batch.labels))
+    hits = [metrics.pointing_hit(m, b) for m, b in zip(maps, batch.boxes)]
+    assert rows["gradient"]["pointing_game"] == pytest.approx(np.mean(hits))
+    f, d = metrics.deletion_curve(model, x[:3], maps[:3], batch.labels[:3], step=1024)
+    assert rows["gradient"]["deletion_auc"] == pytest.approx(metrics.curve_auc(f, d).mean())
+    np.testing.assert_allclose(result["curves"]["gradient"]["deletion"], d.mean(axis=0))
+
+
+def test_same_call_same_numbers(model):
+    kwargs = dict(n_images=4, methods=["gradient"], out_dir=None, progress=False,
+                  graphcut_limit=0, curve_limit=2, curve_step=2048)
+    a, b = evaluate.run_evaluation(model, **kwargs), evaluate.run_evaluation(model, **kwargs)
+    assert json.dumps(a["rows"]) == json.dumps(b["rows"])   # (nan != nan in a dict compare)
+
+
+def test_attribution_maps_reduce_channels_and_upsample_cams():
+    x = np.zeros((2, 3, 8, 8))
+    attr = np.random.default_rng(0).normal(size=(2, 3, 8, 8))
+    np.testing.assert_array_equal(evaluate.attribution_maps(attr, x), np.abs(attr).max(axis=1))
+    cam = np.ones((2, 2, 2))
+    np.testing.assert_allclose(evaluate.attribution_maps(cam, x), np.ones((2, 8, 8)))
+    with pytest.raises(ValueError, match=r"neither \(N, C, 8, 8\) nor \(N, h, w\)"):
+        evaluate.attribution_maps(np.zeros((2, 3, 4, 4)), x)
+
+
+def test_methods_fallback_and_bad_names(monkeypatch):
+    assert "gradient" in evaluate.available_methods()
+    monkeypatch.delattr(saliency, "METHODS")
+    assert evaluate.available_methods() == {"gradient": saliency.gradient}
+    with pytest.raises(ValueError, match="unknown method 'gradcam'; valid methods are "
+                                         "gradient, random, center_gaussian, sobel"):
+        evaluate.run_evaluation(random_model(), n_images=1, methods=["gradcam"], out_dir=None)
+    with pytest.raises(ValueError, match="unknown target 'label'; valid choices are true, "
+                                         "predicted"):
+        evaluate.run_evaluation(random_model(), n_images=1, target="label", out_dir=None)
+
+
+def _has_cv2():
+    try:
+        import cv2  # noqa: F401
+    except ImportError:
+        return False
+    return True
