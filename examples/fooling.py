@@ -1,0 +1,54 @@
+"""Fooling images: the smallest gradient push that makes the model call an image another class.
+
+    python examples/fooling.py --index 0 --target 5 --out out/fooling
+
+Takes test image `index` of the cluttered dataset (the model's recorded seed) and writes
+fooling.png: original | perturbation (magnified) | fooled image.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import minicnn  # noqa: E402
+from minicnn.datasets import make_cluttered  # noqa: E402
+from minicnn.figures import fooling_figure  # noqa: E402
+from minicnn.fooling import fool  # noqa: E402
+from minicnn.images import Preprocess, to_input  # noqa: E402
+from minicnn.viz import save_figure  # noqa: E402
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--weights", default=None, help="a minicnn .npz (default: the shipped model)")
+    p.add_argument("--index", type=int, default=0, help="test image index")
+    p.add_argument("--target", type=int, default=None,
+                   help="class to fool into (default: the next class after the prediction)")
+    p.add_argument("--lr", type=float, default=0.5, help="L2 length of each step")
+    p.add_argument("--max-steps", type=int, default=200)
+    p.add_argument("--magnify", type=float, default=10.0)
+    p.add_argument("--out", default="out/fooling")
+    args = p.parse_args(argv)
+
+    model = minicnn.load(args.weights)
+    prep = Preprocess.from_meta(model.meta)
+    seed = model.meta.get("dataset", {}).get("seed", 0)
+    x = to_input(make_cluttered([args.index], "test", seed).images, prep)[0]   # (3, H, W)
+    names = model.meta.get("class_names")
+    pred = int(model.forward(x[None]).argmax())
+    target = (pred + 1) % len(names) if args.target is None else args.target
+    r = fool(model, x, target, lr=args.lr, max_steps=args.max_steps)
+    status = f"{r.steps} steps" if r.fooled else f"not fooled after {r.steps} steps"
+    print(f"{names[r.original_class]} -> {names[r.predicted_class]} (target {names[target]}): "
+          f"{status}, |perturbation| = {float((r.perturbation ** 2).sum()) ** 0.5:.3f}")
+    fig = fooling_figure(x, r.perturbation, r.image,
+                         [f"original: {names[r.original_class]}",
+                          f"perturbation x{args.magnify:g}",
+                          f"{names[r.predicted_class]} ({status})"], args.magnify, prep)
+    print(save_figure(fig, Path(args.out) / "fooling.png"))
+
+
+if __name__ == "__main__":
+    main()

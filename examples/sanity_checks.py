@@ -1,0 +1,59 @@
+"""Sanity checks (Adebayo et al. 2018): randomise the model from the top layer down and watch
+each saliency method's map. A map that explains the model should fall apart.
+
+    python examples/sanity_checks.py --images 8 --out out/sanity
+
+Writes sanity_maps.png (maps of the first image at every step, one row per method),
+sanity_curves.png (mean Spearman rank correlation and SSIM with the original maps) and
+sanity.csv.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import minicnn  # noqa: E402
+from minicnn import saliency  # noqa: E402
+from minicnn.datasets import make_cluttered  # noqa: E402
+from minicnn.evaluate import attribution_maps  # noqa: E402
+from minicnn.figures import sanity_curves, sanity_maps_figure  # noqa: E402
+from minicnn.images import Preprocess, to_input  # noqa: E402
+from minicnn.sanity import sanity_checks  # noqa: E402
+from minicnn.viz import atomic_write, save_figure  # noqa: E402
+
+DEFAULT_METHODS = "gradient,guided_backprop,input_x_gradient,grad_cam,guided_grad_cam"
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--weights", default=None, help="a minicnn .npz (default: the shipped model)")
+    p.add_argument("--images", type=int, default=8, help="first N test images")
+    p.add_argument("--methods", default=DEFAULT_METHODS)
+    p.add_argument("--seed", type=int, default=0, help="seed of the re-initialisation")
+    p.add_argument("--out", default="out/sanity")
+    args = p.parse_args(argv)
+
+    model = minicnn.load(args.weights)
+    prep = Preprocess.from_meta(model.meta)
+    batch = make_cluttered(range(args.images), "test", model.meta.get("dataset", {}).get("seed", 0))
+    x = to_input(batch.images, prep)
+    methods = {m: saliency.get_method(m) for m in args.methods.split(",")}
+    result = sanity_checks(model, x, batch.labels, methods, attribution_maps, seed=args.seed,
+                           progress=True)
+    out = Path(args.out)
+    print(save_figure(sanity_maps_figure(result, 0, batch.images[0]), out / "sanity_maps.png"))
+    print(save_figure(sanity_curves(result), out / "sanity_curves.png"))
+    lines = ["method,step,layer,spearman,ssim"]
+    for m in methods:
+        for s, layer in enumerate(result["steps"]):
+            lines.append(f"{m},{s},{layer},{np.nanmean(result['spearman'][m][s]):.4f},"
+                         f"{np.mean(result['ssim'][m][s]):.4f}")
+    print(atomic_write(out / "sanity.csv", lambda tmp: Path(tmp).write_text("\n".join(lines) + "\n")))
+
+
+if __name__ == "__main__":
+    main()
