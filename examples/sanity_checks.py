@@ -39,7 +39,8 @@ def main(argv=None):
 
     model = minicnn.load(args.weights)
     prep = Preprocess.from_meta(model.meta)
-    batch = make_cluttered(range(args.images), "test", model.meta.get("dataset", {}).get("seed", 0))
+    seed = model.meta.get("dataset", {}).get("seed", 0)
+    batch = make_cluttered(range(args.images), "test", seed)
     x = to_input(batch.images, prep)
     methods = {m: saliency.get_method(m) for m in args.methods.split(",")}
     result = sanity_checks(model, x, batch.labels, methods, attribution_maps, seed=args.seed,
@@ -52,7 +53,8 @@ def main(argv=None):
         for s, layer in enumerate(result["steps"]):
             lines.append(f"{m},{s},{layer},{np.nanmean(result['spearman'][m][s]):.4f},"
                          f"{np.mean(result['ssim'][m][s]):.4f}")
-    print(atomic_write(out / "sanity.csv", lambda tmp: Path(tmp).write_text("\n".join(lines) + "\n")))
+    text = "\n".join(lines) + "\n"
+    print(atomic_write(out / "sanity.csv", lambda tmp: Path(tmp).write_text(text)))
 
 
 if __name__ == "__main__":

@@ -120,10 +120,12 @@ class _Tally:
 
         return {"method": name, "n_images": int(v["hit"].size),
                 "pointing_game": mean(v["hit"]),
-                "threshold_iou50": metrics.iou_rate(v["t_iou"]), "threshold_mean_iou": mean(v["t_iou"]),
+                "threshold_iou50": metrics.iou_rate(v["t_iou"]),
+                "threshold_mean_iou": mean(v["t_iou"]),
                 "threshold_precision": mean(v["t_prec"]), "threshold_recall": mean(v["t_rec"]),
                 "n_graphcut": int(v["g_iou"].size),
-                "graphcut_iou50": metrics.iou_rate(v["g_iou"]), "graphcut_mean_iou": mean(v["g_iou"]),
+                "graphcut_iou50": metrics.iou_rate(v["g_iou"]),
+                "graphcut_mean_iou": mean(v["g_iou"]),
                 "graphcut_precision": mean(v["g_prec"]), "graphcut_recall": mean(v["g_rec"]),
                 "n_curves": int(v["deletion"].size),
                 "deletion_auc": mean(v["deletion"]), "insertion_auc": mean(v["insertion"])}
@@ -278,7 +280,7 @@ def _fmt(value) -> str:
 def markdown_table(result) -> str:
     """The results as Markdown: a table (one row per method) and the settings."""
     s = result["settings"]
-    heads = ["method", "pointing", f"IoU≥0.5 thr (n)", "P / R thr",
+    heads = ["method", "pointing", "IoU≥0.5 thr", "P / R thr",
              "IoU≥0.5 graphcut (n)", "P / R graphcut", "deletion ↓ (n)", "insertion ↑"]
     lines = ["| " + " | ".join(heads) + " |", "|" + "---|" * len(heads)]
     for r in result["rows"]:

@@ -53,7 +53,10 @@ def class_model_grid(images, class_names, prep: Preprocess = Preprocess(), cols:
         ax.axis("off")
         if k >= K:
             continue
-        pixels = _unit(images[k].transpose(1, 2, 0)) if stretch else to_pixels(images[k], prep)[0]
+        if stretch:
+            pixels = _unit(images[k].transpose(1, 2, 0))                    # (H, W, C)
+        else:
+            pixels = to_pixels(images[k], prep)[0]                          # (H, W, C)
         ax.imshow(pixels, interpolation="nearest")
         ax.set_title(class_names[k] if k < len(class_names) else str(k), fontsize=9)
     fig.suptitle("class models: argmax_I S_c(I) - lambda ||I||^2", fontsize=10)
@@ -182,7 +185,8 @@ def fooling_figure(original, perturbation, fooled, titles, magnify: float = 10.0
     titles: three strings (e.g. the classes and the number of steps)."""
     plt = _pyplot()
     std = np.asarray(prep.std)[:, None, None]
-    shown = np.clip(0.5 + magnify * np.asarray(perturbation) * std, 0, 1).transpose(1, 2, 0)
+    shown = np.clip(0.5 + magnify * np.asarray(perturbation) * std, 0, 1)    # (C, H, W)
+    shown = shown.transpose(1, 2, 0)                                          # (H, W, C)
     panels = [to_pixels(original, prep)[0], shown, to_pixels(fooled, prep)[0]]
     fig, axes = plt.subplots(1, 3, figsize=(7.5, 2.9))
     for ax, picture, title in zip(axes, panels, titles):

@@ -232,7 +232,7 @@ def sobel_map(image) -> np.ndarray:
     p = np.pad(grey, 1, mode="edge")                               # (H+2, W+2)
     H, W = grey.shape
 
-    def at(dy, dx):                                                # neighbour (dy, dx) of each pixel
+    def at(dy, dx):                                  # each pixel's neighbour (dy, dx), (H, W)
         return p[1 + dy:1 + dy + H, 1 + dx:1 + dx + W]
 
     gx = (at(-1, 1) + 2 * at(0, 1) + at(1, 1)) - (at(-1, -1) + 2 * at(0, -1) + at(1, -1))

@@ -25,6 +25,7 @@ import numpy as np
 from minicnn.layers import Conv2d, Linear
 from minicnn.model import Sequential
 from minicnn.progress import Progress
+from minicnn.saliency import resolve_targets
 
 __all__ = [
     "copy_model",
@@ -90,7 +91,7 @@ def rank(values) -> np.ndarray:
     # runs of equal values: each gets the mean of the positions it spans (1-based)
     starts = np.flatnonzero(np.r_[True, sorted_v[1:] != sorted_v[:-1]])       # (R,)
     ends = np.r_[starts[1:], len(v)]                                          # (R,)
-    run_rank = (starts + 1 + ends) / 2.0                                      # mean of start+1..end
+    run_rank = (starts + 1 + ends) / 2.0                            # mean of start+1..end
     ranks = np.empty(len(v))
     ranks[order] = np.repeat(run_rank, ends - starts)
     return ranks
@@ -171,7 +172,6 @@ def sanity_checks(model, x, target, methods, to_map, seed=0, abs_maps: bool = Tr
     Returns {"steps": [layer names, "original" first], "maps": {method: (S, N, H, W)},
     "spearman": {method: (S, N)}, "ssim": {method: (S, N)}} comparing step s with step 0.
     """
-    from minicnn.saliency import resolve_targets
     targets = resolve_targets(target, model.forward(x))           # (N,)
     steps, maps = [], {m: [] for m in methods}
     n_steps = len(parametrized_layers(model)) + 1
