@@ -105,3 +105,21 @@ def _has_cv2():
     except ImportError:
         return False
     return True
+
+
+def test_shared_passes_equal_the_methods_own_outputs():
+    model = random_model()
+    x = np.random.default_rng(5).normal(size=(3, 3, 64, 64)).astype(np.float32)
+    targets = np.array([1, 7, 3])
+    methods = evaluate.available_methods()
+    shared = evaluate.shared_pass_attributions(model, x, targets, methods)
+    assert set(shared) == {"gradient", "guided_backprop", "deconvnet", "input_x_gradient",
+                           "grad_cam", "guided_grad_cam"}
+    for name, value in shared.items():
+        want = methods[name](model, x, targets)
+        if name == "grad_cam":
+            want = saliency.upsample_bilinear(want, (64, 64))
+        np.testing.assert_allclose(value, want, rtol=1e-6, atol=1e-7, err_msg=name)
+    # a replaced registry entry is not short-cut
+    assert evaluate.shared_pass_attributions(model, x, targets,
+                                             {"gradient": lambda m, x, t: x}) == {}
