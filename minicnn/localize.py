@@ -37,6 +37,7 @@ from numba.extending import register_jitable
 __all__ = [
     "Localization",
     "localize",
+    "localize_images",
     "LOCALIZE_METHODS",
     "threshold_mask",
     "graphcut_mask",
@@ -302,3 +303,47 @@ def localize(image, saliency_map, method: str = "threshold", connectivity: int =
                              hard_seeds)
     mask = largest_component(mask, connectivity)
     return Localization(mask_box(mask), mask)
+
+
+def localize_images(model, images, target=None, saliency_method="gradient",
+                    method: str = "threshold", prep=None, batch_size: int = 50,
+                    progress: bool = False, **options):
+    """The whole pipeline for a batch of pictures: pixels -> saliency maps -> boxes.
+
+    - images: uint8 RGB (N, H, W, 3), already at the model's input size
+    - target: None (each image's predicted class), an int or N ints
+    - saliency_method: a name in ``saliency.METHODS`` (or a function (model, x, target));
+      its output becomes an (N, H, W) map by ``evaluate.attribution_maps`` (the paper's max
+      over channels of |.|; Grad-CAM upsampled)
+    - method, options: passed to ``localize`` for every image
+    - prep: the model's Preprocess; None reads model.meta
+    - batch_size, progress: maps are computed batch_size images at a time, with a progress
+      bar on stderr if asked
+    Returns (maps (N, H, W) float64, [Localization] * N).
+    """
+    from minicnn import saliency
+    from minicnn.evaluate import attribution_maps
+    from minicnn.images import Preprocess, to_input
+    from minicnn.progress import Progress
+
+    images = np.asarray(images)
+    if images.ndim != 4 or images.shape[3] != 3 or images.dtype != np.uint8:
+        raise ValueError(f"expected uint8 RGB images shaped (N, H, W, 3), got {images.dtype} "
+                         f"of shape {images.shape}")
+    fn = saliency.get_method(saliency_method) if isinstance(saliency_method, str) \
+        else saliency_method
+    prep = Preprocess.from_meta(getattr(model, "meta", {})) if prep is None else prep
+    N = len(images)
+    targets = target if target is None or np.ndim(target) == 0 else np.asarray(target)
+    maps, results = [], []
+    with Progress(N, f"localize ({method})", enabled=progress) as bar:
+        for start in range(0, N, batch_size):
+            rows = slice(start, min(start + batch_size, N))
+            x = to_input(images[rows], prep)                       # (B, 3, H, W)
+            t = targets[rows] if isinstance(targets, np.ndarray) else targets
+            batch_maps = attribution_maps(fn(model, x, t), x)      # (B, H, W)
+            for image, smap in zip(images[rows], batch_maps):
+                results.append(localize(image, smap, method, **options))
+            maps.append(batch_maps)
+            bar.update(len(batch_maps))
+    return np.concatenate(maps), results

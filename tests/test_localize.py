@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from minicnn.localize import (GRAPHCUT_INSTALL_HINT, graphcut_mask, label_components,
-                              largest_component, localize, mask_box, threshold_mask)
+                              largest_component, localize, localize_images, mask_box,
+                              threshold_mask)
 
 
 def blob_map(shape=(32, 40), box=(10, 6, 19, 14), rng=None):
@@ -120,3 +121,20 @@ def test_bad_inputs_name_expected_and_actual():
     pytest.importorskip("cv2")
     with pytest.raises(ValueError, match=r"image \(H, W\) = \(8, 8\) does not match"):
         graphcut_mask(np.zeros((8, 8, 3), np.uint8), np.zeros((9, 9)))
+
+
+def test_localize_images_runs_the_pipeline_per_image():
+    import minicnn
+    from minicnn import saliency
+    from minicnn.images import to_input
+    rng = np.random.default_rng(0)
+    model = minicnn.Sequential([minicnn.Conv2d(3, 4, 3, padding=1, rng=rng), minicnn.ReLU(),
+                                minicnn.MaxPool2d(4), minicnn.Flatten(),
+                                minicnn.Linear(4 * 4 * 4, 3, rng=rng)])
+    images = rng.integers(0, 256, size=(5, 16, 16, 3), dtype=np.uint8)
+    maps, locs = localize_images(model, images, target=[0, 1, 2, 0, 1], batch_size=2,
+                                 quantile=0.8)
+    want = saliency.saliency_map(saliency.gradient(model, to_input(images), [0, 1, 2, 0, 1]))
+    np.testing.assert_allclose(maps, want, rtol=1e-6)
+    for m, loc in zip(want, locs):
+        assert loc.box == localize(None, m, quantile=0.8).box
