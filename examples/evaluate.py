@@ -6,7 +6,7 @@ threshold and by the paper's graph cut, deletion/insertion), plus a few localisa
 
 Defaults: every method of saliency.METHODS on all 10,000 images, except the slow ones
 (smoothgrad, integrated_gradients, occlusion) on the first 100; graph cut on the first 1,000;
-deletion/insertion on the first 200. See minicnn/evaluate.py for the choices.
+deletion/insertion on the first 100. See minicnn/evaluate.py for the choices.
 """
 from __future__ import annotations
 
@@ -50,7 +50,7 @@ def main(argv=None):
     p.add_argument("--methods", default=None, help="comma-separated (default: all)")
     p.add_argument("--slow-limit", type=int, default=100)
     p.add_argument("--graphcut-limit", type=int, default=1000)
-    p.add_argument("--curve-limit", type=int, default=200)
+    p.add_argument("--curve-limit", type=int, default=100)
     p.add_argument("--batch", type=int, default=100)
     p.add_argument("--target", choices=("true", "predicted"), default="true")
     p.add_argument("--out", default="out/evaluate")
