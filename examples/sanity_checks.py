@@ -22,7 +22,7 @@ from minicnn.datasets import make_cluttered  # noqa: E402
 from minicnn.evaluate import attribution_maps  # noqa: E402
 from minicnn.figures import sanity_curves, sanity_maps_figure  # noqa: E402
 from minicnn.images import Preprocess, to_input  # noqa: E402
-from minicnn.sanity import sanity_checks  # noqa: E402
+from minicnn.sanity import sanity_checks, signed_maps  # noqa: E402
 from minicnn.viz import atomic_write, save_figure  # noqa: E402
 
 DEFAULT_METHODS = "gradient,guided_backprop,input_x_gradient,grad_cam,guided_grad_cam"
@@ -34,6 +34,8 @@ def main(argv=None):
     p.add_argument("--images", type=int, default=8, help="first N test images")
     p.add_argument("--methods", default=DEFAULT_METHODS)
     p.add_argument("--seed", type=int, default=0, help="seed of the re-initialisation")
+    p.add_argument("--signed", action="store_true",
+                   help="compare signed maps (sum over channels) instead of the paper's |.| maps")
     p.add_argument("--out", default="out/sanity")
     args = p.parse_args(argv)
 
@@ -43,8 +45,9 @@ def main(argv=None):
     batch = make_cluttered(range(args.images), "test", seed)
     x = to_input(batch.images, prep)
     methods = {m: saliency.get_method(m) for m in args.methods.split(",")}
-    result = sanity_checks(model, x, batch.labels, methods, attribution_maps, seed=args.seed,
-                           progress=True)
+    to_map = signed_maps if args.signed else attribution_maps
+    result = sanity_checks(model, x, batch.labels, methods, to_map, seed=args.seed,
+                           abs_maps=not args.signed, progress=True)
     out = Path(args.out)
     print(save_figure(sanity_maps_figure(result, 0, batch.images[0]), out / "sanity_maps.png"))
     print(save_figure(sanity_curves(result), out / "sanity_curves.png"))

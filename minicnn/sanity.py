@@ -36,6 +36,7 @@ __all__ = [
     "spearman",
     "ssim",
     "sanity_checks",
+    "signed_maps",
 ]
 
 
@@ -159,6 +160,19 @@ def ssim(a, b, window: int = 11, sigma: float = 1.5, k1: float = 0.01,
 
 # ============================================================================ the experiment
 
+def signed_maps(attributions, x) -> np.ndarray:
+    """A signed map per image for the signed comparisons: (N, C, H, W) -> the sum over
+    channels (N, H, W); an (N, h, w) map (Grad-CAM) is returned as it is, upsampled to x's
+    (H, W) if needed. Use as ``to_map`` with ``abs_maps=False``."""
+    a = np.asarray(attributions, dtype=np.float64)
+    if a.ndim == 4:
+        return a.sum(axis=1)                                       # (N, H, W)
+    if a.ndim == 3 and a.shape[1:] != x.shape[2:]:
+        from minicnn.saliency import upsample_bilinear
+        return upsample_bilinear(a, x.shape[2:])                   # (N, H, W)
+    return a
+
+
 def sanity_checks(model, x, target, methods, to_map, seed=0, abs_maps: bool = True,
                   progress: bool = False) -> dict:
     """Cascading randomisation of `model`, maps of every method at every step, similarities.
@@ -166,8 +180,10 @@ def sanity_checks(model, x, target, methods, to_map, seed=0, abs_maps: bool = Tr
     - x: (N, C, H, W) images; target: as for the methods (None: the ORIGINAL model's
       prediction, fixed for every step so the maps always explain the same class)
     - methods: {name: function (model, x, target) -> attribution}
-    - to_map: attribution -> (N, H, W) maps (e.g. ``evaluate.attribution_maps``), applied to
-      each method's output; with abs_maps the maps are then made absolute
+    - to_map: (attribution, x) -> (N, H, W) maps, applied to each method's output:
+      ``evaluate.attribution_maps`` (the paper's max over channels of |.|) or, for the
+      signed comparison, ``signed_maps`` with abs_maps=False
+    - abs_maps: compare |map| (Adebayo et al.'s main figures); False keeps the sign
     - seed: seeds the re-initialisation (see ``cascading_randomization``)
     Returns {"steps": [layer names, "original" first], "maps": {method: (S, N, H, W)},
     "spearman": {method: (S, N)}, "ssim": {method: (S, N)}} comparing step s with step 0.

@@ -90,3 +90,18 @@ def test_sanity_checks_end_to_end():
         np.testing.assert_allclose(result["spearman"][method][0], 1.0)
         np.testing.assert_allclose(result["ssim"][method][0], 1.0)
         assert (result["spearman"][method][-1] < 0.9).all()   # fully random: a different map
+
+
+def test_signed_comparison_sees_a_sign_flip_that_the_absolute_one_does_not():
+    model = small_net()
+    x = np.random.default_rng(4).normal(size=(1, 3, 15, 15))
+
+    def flipped(m, x, t):        # a "method" whose sign flips once the last layer is random
+        same = np.array_equal(m["classifier.3"].weight, model["classifier.3"].weight)
+        return saliency.gradient(model, x, t) * (1 if same else -1)
+
+    methods = {"flip": flipped}
+    signed = sanity.sanity_checks(model, x, 0, methods, sanity.signed_maps, abs_maps=False)
+    absolute = sanity.sanity_checks(model, x, 0, methods, attribution_maps)
+    assert signed["spearman"]["flip"][1, 0] == pytest.approx(-1.0)
+    assert absolute["spearman"]["flip"][1, 0] == pytest.approx(1.0)
