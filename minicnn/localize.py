@@ -23,16 +23,15 @@ Boxes are ``(x0, y0, x1, y1)`` with x1 and y1 exclusive, as in ``minicnn.dataset
 mask lies in ``mask[y0:y1, x0:x1]``.
 
 Connected components are labelled with a union-find written as plain loops; the same
-function is compiled by Numba (``_label_loops``) and run as Python in the tests
+function is compiled by Numba (``_label_loops``, on first use) and run as Python in the tests
 (``label_components(..., fast=False)``).
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
-import numba
 import numpy as np
-from numba.extending import register_jitable
 
 __all__ = [
     "Localization",
@@ -119,15 +118,6 @@ def threshold_mask(saliency_map, quantile=None, fraction=None) -> np.ndarray:
 
 # ============================================================================ components
 
-@register_jitable  # plain Python when called from Python, compiled inside _label_loops
-def _find(parent, i):
-    """Root of i's tree, halving the path on the way (union-find)."""
-    while parent[i] != i:
-        parent[i] = parent[parent[i]]
-        i = parent[i]
-    return i
-
-
 def _label_python(mask, connectivity):
     """Two-pass connected-component labelling of a bool (H, W) mask -> int64 (H, W).
 
@@ -139,6 +129,14 @@ def _label_python(mask, connectivity):
     H, W = mask.shape
     parent = np.arange(H * W + 1, dtype=np.int64)   # label 0 = background, pixel p -> p + 1
     labels = np.zeros((H, W), dtype=np.int64)
+
+    def find(i):
+        """Root of i's tree, halving the path on the way."""
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
     for y in range(H):
         for x in range(W):
             if not mask[y, x]:
@@ -150,7 +148,7 @@ def _label_python(mask, connectivity):
                     continue                          # diagonals only for 8-connectivity
                 ny, nx = y + dy, x + dx
                 if 0 <= ny and 0 <= nx < W and mask[ny, nx]:
-                    a, b = _find(parent, me), _find(parent, labels[ny, nx])
+                    a, b = find(me), find(labels[ny, nx])
                     if a != b:
                         parent[max(a, b)] = min(a, b)
     renumber = np.zeros(H * W + 1, dtype=np.int64)
@@ -158,7 +156,7 @@ def _label_python(mask, connectivity):
     for y in range(H):
         for x in range(W):
             if labels[y, x]:
-                root = _find(parent, labels[y, x])
+                root = find(labels[y, x])
                 if renumber[root] == 0:
                     count += 1
                     renumber[root] = count
@@ -166,7 +164,12 @@ def _label_python(mask, connectivity):
     return labels
 
 
-_label_loops = numba.njit(cache=True)(_label_python)   # the same loops, compiled
+@functools.cache
+def _label_loops():
+    """``_label_python`` compiled by Numba (imported here, on first use: compiling takes ~2 s
+    the first time, then Numba's cache loads it)."""
+    import numba
+    return numba.njit(cache=True)(_label_python)
 
 
 def label_components(mask, connectivity: int = 8, fast: bool = True) -> np.ndarray:
@@ -182,7 +185,7 @@ def label_components(mask, connectivity: int = 8, fast: bool = True) -> np.ndarr
                          f"{mask.shape}")
     if connectivity not in (4, 8):
         raise ValueError(f"connectivity must be 4 or 8, got {connectivity!r}")
-    run = _label_loops if fast else _label_python
+    run = _label_loops() if fast else _label_python
     return run(np.ascontiguousarray(mask), connectivity)
 
 
