@@ -50,7 +50,7 @@ import numpy as np
 from minicnn import metrics, saliency
 from minicnn.datasets import make_cluttered
 from minicnn.images import Preprocess, to_input
-from minicnn.localize import localize
+from minicnn.localize import GRAPHCUT_INSTALL_HINT, localize
 from minicnn.progress import Progress
 
 __all__ = [
@@ -212,7 +212,8 @@ def run_evaluation(model, n_images: int = 10_000, methods=None, out_dir="evaluat
     - target: "true" (the label, default) or "predicted" (the model's answer)
     - batch_size: images per batch (the maps of a batch are computed together)
     - slow_limit: images for the methods in SLOW_METHODS (0: skip them)
-    - graphcut_limit: images for graph-cut localisation (0: skip; needs OpenCV)
+    - graphcut_limit: images for graph-cut localisation (0: skip; else needs OpenCV, and
+      its absence is an ImportError before any work)
     - curve_limit: images for deletion/insertion (0: skip); curve_step pixels per point
     - baselines: include the three baseline maps
     - random_seed: seeds the random baseline map
@@ -224,6 +225,12 @@ def run_evaluation(model, n_images: int = 10_000, methods=None, out_dir="evaluat
     for name, value in (("n_images", n_images), ("batch_size", batch_size)):
         if not isinstance(value, (int, np.integer)) or value < 1:
             raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+    if graphcut_limit > 0:
+        try:
+            import cv2  # noqa: F401  (fail now, not after an hour of maps)
+        except ImportError:
+            raise ImportError(f"{GRAPHCUT_INSTALL_HINT}; or pass graphcut_limit=0 to skip "
+                              f"graph-cut localisation") from None
     meta = getattr(model, "meta", {}) or {}
     if seed is None:
         seed = int(meta.get("dataset", {}).get("seed", 0))

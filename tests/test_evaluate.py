@@ -123,3 +123,10 @@ def test_shared_passes_equal_the_methods_own_outputs():
     # a replaced registry entry is not short-cut
     assert evaluate.shared_pass_attributions(model, x, targets,
                                              {"gradient": lambda m, x, t: x}) == {}
+
+
+def test_missing_opencv_fails_before_any_work(monkeypatch):
+    import sys
+    monkeypatch.setitem(sys.modules, "cv2", None)
+    with pytest.raises(ImportError, match=r'minicnn\[localize\]".*graphcut_limit=0'):
+        evaluate.run_evaluation(random_model(), n_images=1, out_dir=None, graphcut_limit=1)
