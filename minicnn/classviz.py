@@ -69,12 +69,15 @@ def _input_shape(model, input_shape):
 
 def class_model(model, target: int, steps: int = 200, lr: float = 1.0, l2: float = 1e-3,
                 jitter: int = 0, blur_every: int = 0, blur_sigma: float = 0.5,
-                clip: bool = False, prep: Preprocess | None = None, input_shape=None,
+                clip: bool = False, normalize: bool = False, prep: Preprocess | None = None,
+                input_shape=None,
                 seed=0, dtype=np.float32, progress: bool = False, return_history: bool = False):
     """Gradient ascent on S_target(I) - l2 ||I||^2 from the zero (mean) image.
 
     - target: the class index
     - steps, lr: number of ascent steps and step size (I += lr * g, g the full gradient)
+    - normalize: step along g / ||g||_2 instead (every step has length lr, whatever the
+      scale of the scores; as the fooling-image exercise)
     - l2: lambda, the weight of the L2 penalty
     - jitter: maximum random roll in pixels before each step (0: none)
     - blur_every, blur_sigma: Gaussian blur of sigma pixels every blur_every steps (0: never)
@@ -114,6 +117,8 @@ def class_model(model, target: int, steps: int = 200, lr: float = 1.0, l2: float
             history["score"].append(score)
             if k == steps:                                          # measured the final image
                 break
+            if normalize:
+                g = g / max(float(np.linalg.norm(g)), 1e-12)
             image = np.roll(moved + dtype(lr) * g, (-dy, -dx), axis=(1, 2)).astype(dtype)
             if blur_every and (k + 1) % blur_every == 0:
                 image = blur(image[None], blur_sigma)[0]

@@ -76,3 +76,9 @@ def test_one_image_per_class_and_errors():
     del model.meta
     with pytest.raises(ValueError, match=r"no meta\['input_shape'\]; pass input_shape"):
         class_model(model, 0, steps=1)
+
+
+def test_normalized_steps_have_length_lr():
+    model = small_net()
+    one = class_model(model, 0, steps=1, lr=0.3, normalize=True, dtype=np.float64)
+    assert np.linalg.norm(one) == pytest.approx(0.3)       # from the zero image
