@@ -240,7 +240,9 @@ def run_evaluation(model, n_images: int = 10_000, methods=None, out_dir="evaluat
     tallies = {name: _Tally() for name in names}
     correct = 0
     started = time.perf_counter()
-    with Progress(n_images, "evaluate", enabled=progress) as bar:
+    work = sum(min(slow_limit, n_images) if name in SLOW_METHODS else n_images
+               for name in names)                                  # (image, method) pairs
+    with Progress(work, "evaluate (images x methods)", enabled=progress) as bar:
         for start in range(0, n_images, batch_size):
             indices = np.arange(start, min(start + batch_size, n_images))
             batch = make_cluttered(indices, "test", seed, data_dir)
@@ -262,7 +264,7 @@ def run_evaluation(model, n_images: int = 10_000, methods=None, out_dir="evaluat
                 _score_maps(tallies[name], model, x[rows], targets[rows], maps,
                             _subset(batch, rows), indices[rows], graphcut_limit, curve_limit,
                             curve_step)
-            bar.update(len(indices))
+                bar.update(int(rows.sum()))
     seconds = time.perf_counter() - started
     result = {
         "settings": {"n_images": n_images, "dataset_seed": seed, "split": "test",

@@ -130,3 +130,10 @@ def test_missing_opencv_fails_before_any_work(monkeypatch):
     monkeypatch.setitem(sys.modules, "cv2", None)
     with pytest.raises(ImportError, match=r'minicnn\[localize\]".*graphcut_limit=0'):
         evaluate.run_evaluation(random_model(), n_images=1, out_dir=None, graphcut_limit=1)
+
+
+def test_progress_bar_counts_image_method_pairs(capsys):
+    evaluate.run_evaluation(random_model(), n_images=3, methods=["gradient"], out_dir=None,
+                            progress=True, graphcut_limit=0, curve_limit=0, batch_size=2)
+    err = capsys.readouterr().err
+    assert err.endswith("] 12/12\n")                   # 3 images x (gradient + 3 baselines)
