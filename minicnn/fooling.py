@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from minicnn.saliency import gradient
+from minicnn.saliency import backprop
 
 __all__ = ["FoolingResult", "fool"]
 
@@ -69,16 +69,17 @@ def fool(model, image, target: int, lr: float = 1.0, max_steps: int = 100) -> Fo
     original = x.copy()
     current = x.copy()
     history = []
+    K = model.forward(current[None]).shape[1]
+    if isinstance(target, bool) or not (isinstance(target, (int, np.integer)) and 0 <= target < K):
+        raise ValueError(f"fool: target must be a class index 0..{K - 1}, got {target!r}")
     for step in range(max_steps + 1):
-        scores = model.forward(current[None])                      # (1, K)
-        K = scores.shape[1]
-        if step == 0 and not (isinstance(target, (int, np.integer)) and 0 <= target < K):
-            raise ValueError(f"fool: target must be a class index 0..{K - 1}, got {target!r}")
+        # one forward pass gives the scores to check and the state for the backward pass
+        g, scores, _ = backprop(model, current[None], int(target))  # (1, C, H, W), (1, K)
         history.append(scores[0].copy())
         predicted = int(np.argmax(scores[0]))
         if predicted == target or step == max_steps:
             break
-        g = gradient(model, current[None], int(target))[0]        # (C, H, W)
+        g = g[0]                                                   # (C, H, W)
         norm = float(np.linalg.norm(g))
         if norm == 0:                                              # flat: no direction to go
             break
