@@ -19,6 +19,7 @@ import minicnn  # noqa: E402
 from minicnn.classviz import class_models  # noqa: E402
 from minicnn.figures import class_model_grid  # noqa: E402
 from minicnn.images import Preprocess  # noqa: E402
+from minicnn.saliency import softmax  # noqa: E402
 from minicnn.viz import atomic_write, save_figure  # noqa: E402
 
 
@@ -41,6 +42,11 @@ def main(argv=None):
                           seed=args.seed, **priors)
     out = Path(args.out)
     names = model.meta.get("class_names", [str(k) for k in range(len(images))])
+    scores = model.forward(images)                                 # (K, K): row c = class model c
+    probs = softmax(scores.astype(np.float64))
+    for c, name in enumerate(names):
+        print(f"{name:>12}: score {scores[c, c]:8.2f}, p = {probs[c, c]:.3f}, "
+              f"predicted {names[int(scores[c].argmax())]}")
     print(save_figure(class_model_grid(images, names, prep), out / "class_models.png"))
     print(atomic_write(out / "class_models.npz",
                        lambda tmp: np.savez(tmp, images=images)))  # tmp ends in .npz
