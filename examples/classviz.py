@@ -27,8 +27,8 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--weights", default=None, help="a minicnn .npz (default: the shipped model)")
     p.add_argument("--out", default="out/classviz")
-    p.add_argument("--steps", type=int, default=300)
-    p.add_argument("--lr", type=float, default=0.5)
+    p.add_argument("--steps", type=int, default=200)
+    p.add_argument("--lr", type=float, default=1.0)
     p.add_argument("--l2", type=float, default=1e-3)
     p.add_argument("--plain", action="store_true",
                    help="the paper's plain L2 ascent: no jitter, blur or clipping")
