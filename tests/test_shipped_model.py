@@ -1,0 +1,84 @@
+"""The shipped model (weights/cluttered_fmnist.npz) and the sample images in examples/images/.
+
+None of these tests needs the Fashion-MNIST files: the samples are committed PNGs.
+"""
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import minicnn
+from minicnn import saliency
+from minicnn.images import Preprocess, read_image, to_input
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLES = ROOT / "examples" / "images"
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    return minicnn.load()
+
+
+@pytest.fixture(scope="module")
+def samples(shipped):
+    index = json.loads((SAMPLES / "samples.json").read_text())["images"]
+    prep = Preprocess.from_meta(shipped.meta)
+    x = np.concatenate([to_input(read_image(SAMPLES / name, prep), prep) for name in index])
+    labels = np.array([info["label"] for info in index.values()])
+    return x, labels, index
+
+
+def test_metadata_is_complete(shipped):
+    meta = shipped.meta
+    assert meta["class_names"] == list(minicnn.datasets.CLASS_NAMES)
+    assert meta["input_shape"] == [3, 64, 64]
+    assert meta["test_accuracy"] >= 0.80
+    assert {"training_command", "dataset", "preprocess", "sha256", "learning_curve"} <= set(meta)
+    assert (ROOT / "weights" / "cluttered_fmnist.npz").stat().st_size < 5e6
+    kinds = {cfg["type"] for cfg in shipped.config()}
+    assert kinds <= {"Conv2d", "ReLU", "MaxPool2d", "Flatten", "Linear", "Dropout"}
+
+
+def test_two_samples_per_class_with_boxes(samples):
+    x, labels, index = samples
+    assert sorted(np.bincount(labels, minlength=10)) == [2] * 10
+    for info in index.values():
+        x0, y0, x1, y1 = info["box"]
+        assert 0 <= x0 < x1 <= 64 and 0 <= y0 < y1 <= 64
+
+
+def test_scores_and_input_gradients_equal_torch(shipped, samples):
+    torch = pytest.importorskip("torch")
+    from torch_twin import torch_input_gradient, torch_twin
+    x, labels, _ = samples
+    net = torch_twin(shipped, dtype=torch.float32)
+    want_scores, want_grad = torch_input_gradient(net, x, labels)
+    grad, scores, _ = saliency.backprop(shipped, x, labels)
+    scale_s, scale_g = np.abs(want_scores).max(), np.abs(want_grad).max()
+    assert np.abs(scores - want_scores).max() <= 1e-5 * scale_s
+    assert np.abs(grad - want_grad).max() <= 1e-5 * scale_g
+
+
+def test_samples_classified_as_well_as_the_recorded_accuracy_suggests(shipped, samples):
+    x, labels, _ = samples
+    correct = int((shipped.forward(x).argmax(1) == labels).sum())
+    n, p = len(labels), shipped.meta["test_accuracy"]
+    # the smallest count that a model of accuracy p reaches with probability >= 99%
+    cdf, floor = 0.0, 0
+    for k in range(n + 1):
+        cdf += math.comb(n, k) * p ** k * (1 - p) ** (n - k)
+        if cdf > 0.01:
+            floor = k
+            break
+    assert correct >= floor, f"{correct}/{n} correct, expected at least {floor} at accuracy {p}"
+
+
+def test_float64_copy_gives_the_same_gradient(shipped, samples):
+    x, labels, _ = samples
+    g32 = saliency.gradient(shipped, x[:4], labels[:4])
+    model64 = minicnn.load().astype(np.float64)
+    g64 = saliency.gradient(model64, x[:4].astype(np.float64), labels[:4])
+    assert np.abs(g32 - g64).max() <= 1e-4 * np.abs(g64).max()
