@@ -197,7 +197,17 @@ def compare_one(model, path, target, out_dir: Path) -> Path:
     return fig_path
 
 
+def sample_photo() -> str:
+    """The photo matplotlib ships (Grace Hopper), for trying ImageNet models offline."""
+    from matplotlib import cbook
+    return str(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))
+
+
 def cmd_saliency(args) -> int:
+    if args.sample:
+        args.images = [*args.images, sample_photo()]
+    if not args.images:
+        raise UsageError("saliency: give at least one IMAGE (or --sample)")
     method = check_method(args.method)
     model = _load_model(args.model)
     k = _num_classes(model)
@@ -256,6 +266,83 @@ def cmd_demo(args) -> int:
     return 0
 
 
+def cmd_convert(args) -> int:
+    from .convert import ConversionError, convert_checkpoint
+    try:
+        path = convert_checkpoint(args.checkpoint, args.arch, args.output)
+    except ConversionError as e:
+        raise UsageError(str(e)) from None
+    print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
+    return 0
+
+
+def cmd_classviz(args) -> int:
+    from PIL import Image
+
+    from . import viz
+    from .classviz import class_models
+    from .figures import class_model_grid
+    from .images import Preprocess, to_pixels
+    from .viz import save_figure
+    model = _load_model(args.model)
+    names = _class_names(model)
+    k = _num_classes(model)
+    classes = list(range(k)) if args.cls == "all" else [parse_target(args.cls, names, k)]
+    prep = Preprocess.from_meta(model.meta)
+    priors = {} if args.plain else dict(jitter=4, blur_every=10, blur_sigma=0.5, clip=True)
+    images = class_models(model, classes=classes, progress=True, steps=args.steps, **priors)
+    out = Path(args.out)
+    label = [names[c] if c < len(names) else str(c) for c in classes]
+    for c, name, image in zip(classes, label, to_pixels(images, prep)):
+        path = out / f"class_{c:03d}_{name.split('/')[0].replace(' ', '-').lower()}.png"
+        viz.atomic_write(path, lambda tmp: Image.fromarray(
+            np.round(image * 255).astype(np.uint8)).save(tmp, format="PNG"))
+    grid = save_figure(class_model_grid(images, label, prep), out / "class_models.png")
+    print(f"{len(classes)} class model image(s) and the grid {grid} written to {out.resolve()}/")
+    return 0
+
+
+def cmd_localize(args) -> int:
+    from . import viz
+    from .figures import localization_figure
+    from .images import ImageReadError, Preprocess, read_image
+    from .localize import localize_images
+    model = _load_model(args.model)
+    target = parse_target(args.target, _class_names(model), _num_classes(model))
+    prep = Preprocess.from_meta(model.meta)
+    status = 0
+    for path in args.images:
+        try:
+            pixels = read_image(path, prep)
+        except ImageReadError as e:
+            _fail(str(e))
+            status = EXIT_BAD_INPUT
+            continue
+        maps, (loc,) = localize_images(model, pixels[None], target=target, method=args.method)
+        fig_path = Path(args.out) / f"{Path(path).stem}_localize.png"
+        fig = localization_figure(pixels, maps[0], {args.method: loc},
+                                  title=f"{Path(path).name}: {args.method} box {tuple(loc.box)}")
+        viz.save_figure(fig, fig_path)
+        print(f"{path}: box (x0, y0, x1, y1) = {tuple(int(v) for v in loc.box)} -> {fig_path}")
+    return status
+
+
+def cmd_evaluate(args) -> int:
+    from .evaluate import run_evaluation
+    model = _load_model(args.model)
+    methods = args.methods.split(",") if args.methods else None
+    try:
+        result = run_evaluation(model, n_images=args.n, methods=methods, out_dir=args.out,
+                                progress=True, graphcut_limit=args.graphcut_limit,
+                                curve_limit=args.curve_limit, slow_limit=args.slow_limit)
+    except (ValueError, ImportError) as e:
+        raise UsageError(str(e)) from None
+    from .evaluate import markdown_table
+    print(markdown_table(result))
+    print(f"tables and plots written to {Path(args.out).resolve()}/")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .saliency import METHODS
     p = argparse.ArgumentParser(prog="minicnn", description="Backprop saliency maps on a "
@@ -263,7 +350,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("saliency", help="classify images and write their saliency maps")
-    s.add_argument("images", nargs="+", metavar="IMAGE", help="any image file Pillow reads")
+    s.add_argument("images", nargs="*", metavar="IMAGE", help="any image file Pillow reads")
+    s.add_argument("--sample", action="store_true",
+                   help="also explain matplotlib's sample photo grace_hopper.jpg")
     s.add_argument("--model", default=None, help="weights .npz (default: the shipped model)")
     s.add_argument("--target", default=None, metavar="CLASS",
                    help="class name or index to explain (default: the predicted class)")
@@ -285,6 +374,39 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--model", default=None)
     d.add_argument("--out", default="saliency_out", metavar="DIR")
     d.set_defaults(func=cmd_demo)
+
+    v = sub.add_parser("convert", help="torchvision VGG/AlexNet checkpoint -> minicnn .npz (needs torch)")
+    v.add_argument("checkpoint", metavar="CHECKPOINT.pth")
+    v.add_argument("--arch", required=True, help="vgg11, vgg11_bn, ..., vgg19_bn or alexnet")
+    v.add_argument("-o", "--output", required=True, metavar="OUT.npz")
+    v.set_defaults(func=cmd_convert)
+
+    z = sub.add_parser("classviz", help="class model images (paper section 2)")
+    z.add_argument("--class", dest="cls", default="all", metavar="NAME|all")
+    z.add_argument("--model", default=None)
+    z.add_argument("--steps", type=int, default=200)
+    z.add_argument("--plain", action="store_true", help="the paper's plain L2 ascent only")
+    z.add_argument("--out", default="classviz_out", metavar="DIR")
+    z.set_defaults(func=cmd_classviz)
+
+    lo = sub.add_parser("localize", help="weakly supervised localisation (paper section 3.1)")
+    lo.add_argument("images", nargs="+", metavar="IMAGE")
+    lo.add_argument("--method", default="threshold", choices=["threshold", "graphcut"])
+    lo.add_argument("--model", default=None)
+    lo.add_argument("--target", default=None, metavar="CLASS")
+    lo.add_argument("--out", default="localize_out", metavar="DIR")
+    lo.set_defaults(func=cmd_localize)
+
+    e = sub.add_parser("evaluate", help="localisation and deletion/insertion on the cluttered test split")
+    e.add_argument("-n", type=int, default=10_000, help="test images (default all 10,000)")
+    e.add_argument("--methods", default=None, help="comma-separated (default: all)")
+    e.add_argument("--slow-limit", type=int, default=100,
+                   help="images for smoothgrad, integrated gradients and occlusion")
+    e.add_argument("--graphcut-limit", type=int, default=1000)
+    e.add_argument("--curve-limit", type=int, default=100, help="images for deletion/insertion")
+    e.add_argument("--model", default=None)
+    e.add_argument("--out", default="evaluation", metavar="DIR")
+    e.set_defaults(func=cmd_evaluate)
     return p
 
 

@@ -191,3 +191,19 @@ def test_compare_unreadable_image_is_one_line(capsys, tmp_path, model_path):
     code, _, err = run(capsys, "compare", tmp_path / "notes.png", "--model", model_path,
                        "--out", tmp_path / "o")
     assert code == 2 and "notes.png: not an image" in err and len(err.splitlines()) == 1
+
+
+def test_localize_classviz_and_convert_commands(capsys, tmp_path):
+    sample = ROOT / "examples" / "images" / "test00000_ankle-boot.png"
+    code, out, err = run(capsys, "localize", sample, "--out", tmp_path / "loc")
+    assert code == 0, err
+    assert (tmp_path / "loc" / "test00000_ankle-boot_localize.png").is_file()
+    code, out, err = run(capsys, "classviz", "--class", "Bag", "--steps", "5",
+                         "--out", tmp_path / "cv")
+    assert code == 0, err
+    assert (tmp_path / "cv" / "class_008_bag.png").is_file()
+    (tmp_path / "junk.pth").write_text("junk")
+    code, out, err = run(capsys, "convert", tmp_path / "junk.pth", "--arch", "vgg16",
+                         "-o", tmp_path / "v.npz")
+    assert code == 2 and err.startswith("minicnn: error: ") and "junk.pth" in err
+    assert len(err.splitlines()) == 1 and not (tmp_path / "v.npz").exists()

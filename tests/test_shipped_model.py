@@ -50,16 +50,30 @@ def test_two_samples_per_class_with_boxes(samples):
         assert 0 <= x0 < x1 <= 64 and 0 <= y0 < y1 <= 64
 
 
-def test_scores_and_input_gradients_equal_torch(shipped, samples):
+def test_scores_and_input_gradients_equal_torch_float64(shipped, samples):
     torch = pytest.importorskip("torch")
     from torch_twin import torch_input_gradient, torch_twin
     x, labels, _ = samples
-    net = torch_twin(shipped, dtype=torch.float32)
-    want_scores, want_grad = torch_input_gradient(net, x, labels)
+    model64 = minicnn.load().astype(np.float64)
+    want_scores, want_grad = torch_input_gradient(torch_twin(model64), x.astype(np.float64), labels)
+    grad, scores, _ = saliency.backprop(model64, x.astype(np.float64), labels)
+    np.testing.assert_allclose(scores, want_scores, rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(grad, want_grad, rtol=1e-9, atol=1e-12 * np.abs(want_grad).max())
+
+
+def test_scores_and_input_gradients_equal_torch_float32(shipped, samples):
+    """In float32 the two libraries sum in different orders, so a max-pool whose two largest
+    inputs differ by ~1e-7 can pick different winners: then a few gradient entries move to a
+    neighbouring pixel. Scores agree to float32 rounding; gradients agree everywhere except
+    such rare flips (the float64 test above is the exact check)."""
+    torch = pytest.importorskip("torch")
+    from torch_twin import torch_input_gradient, torch_twin
+    x, labels, _ = samples
+    want_scores, want_grad = torch_input_gradient(torch_twin(shipped, dtype=torch.float32), x, labels)
     grad, scores, _ = saliency.backprop(shipped, x, labels)
-    scale_s, scale_g = np.abs(want_scores).max(), np.abs(want_grad).max()
-    assert np.abs(scores - want_scores).max() <= 1e-5 * scale_s
-    assert np.abs(grad - want_grad).max() <= 1e-5 * scale_g
+    assert np.abs(scores - want_scores).max() <= 1e-5 * np.abs(want_scores).max()
+    off = np.abs(grad - want_grad) > 1e-5 * np.abs(want_grad).max()
+    assert off.mean() < 1e-3, f"{off.sum()} of {off.size} gradient entries differ"
 
 
 def test_samples_classified_as_well_as_the_recorded_accuracy_suggests(shipped, samples):
