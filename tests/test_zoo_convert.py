@@ -43,11 +43,19 @@ def test_converted_checkpoint_matches_torch(arch, tmp_path):
     scores = model.forward(x)
     grad = model.backward(one_hot(np.array([c]), 1000, np.float32))
     assert relative_error(scores, scores_t.detach().numpy()) < 1e-4
-    # float32: a max-pool near-tie may resolve differently in the two libraries and move a
-    # few gradient entries (the float64 fold test is the exact check), so count outliers
+    # float32 gradients of a deep random net: a ReLU input or max-pool gap within rounding
+    # (~1e-6 of the largest activation) can switch differently in the two libraries and move
+    # part of the gradient, so compare in norm here and exactly in float64 below.
     want = xt.grad.numpy()
-    off = np.abs(grad - want) > 1e-4 * np.abs(want).max()
-    assert off.mean() < 1e-3, f"{off.sum()} of {off.size} gradient entries differ"
+    assert np.linalg.norm(grad - want) / np.linalg.norm(want) < 0.05
+
+    if not arch.endswith("_bn"):   # same float32 weights, computed in float64: exact
+        net64, model64 = net.double(), model.astype(np.float64)
+        x64 = torch.from_numpy(x.astype(np.float64)).requires_grad_(True)
+        net64(x64)[0, c].backward()
+        model64.forward(x.astype(np.float64))
+        grad64 = model64.backward(one_hot(np.array([c]), 1000, np.float64))
+        assert relative_error(grad64, x64.grad.numpy()) < 1e-9
 
 
 def test_batchnorm_fold_is_exact_in_float64():
