@@ -9,7 +9,7 @@ Strategy (measured on a 2-core machine, see examples/bench.py):
 - The loops (im2col, col2im, pooling) are SERIAL Numba functions: a parallel Numba kernel
   right before a BLAS call made the two thread pools fight (~8 ms lost per call here).
 - Columns are built for one image and one band of output rows at a time (at most
-  ``BAND_BYTES``, 4 MB), into one module-level scratch buffer that is reused, so they stay in
+  ``BAND_BYTES``, 16 MB), into one module-level scratch buffer that is reused, so they stay in
   cache for the GEMM and memory stays flat. The GEMM writes straight into the NCHW output.
   The kernels are therefore not thread-safe.
 - Jitted functions take plain ints (never tuples) and C-contiguous arrays, so each compiles
@@ -140,7 +140,7 @@ def col2im(cols, in_shape, kernel, stride, padding):
 # Columns are made for one image and a band of output rows at a time, at most this many bytes:
 # small enough to stay in cache between im2col and the GEMM that reads them, large enough
 # for an efficient GEMM (VGG16's first layers: 8 of 224 rows per band).
-BAND_BYTES = 1 << 22
+BAND_BYTES = 1 << 24
 
 
 def _row_bands(OH, bytes_per_row):
