@@ -59,6 +59,19 @@ def draw_box(ax, box, colour="lime", label=None):
 SALIENCY_LABELS = ("image", "colored gradient", "grayscale saliency", "max |grad| over image")
 
 
+def _finish(fig, axes, overlay, m, box, title):
+    """Mark the map's maximum on the overlay panel, draw the true box on the first and the
+    overlay panels, and title the figure."""
+    iy, ix = np.unravel_index(np.argmax(m), m.shape)
+    axes[overlay].plot(ix, iy, marker="+", color="white", markersize=10, mew=2)
+    if box is not None:
+        draw_box(axes[0], box)
+        draw_box(axes[overlay], box)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
 def saliency_figure(image, colored, grayscale, smap, title: str, box=None,
                     labels=SALIENCY_LABELS):
     """One row like the post's figure: original | colored gradient | grayscale | heat map.
@@ -86,14 +99,7 @@ def saliency_figure(image, colored, grayscale, smap, title: str, box=None,
     m = np.asarray(smap, dtype=np.float64)
     m = m / m.max() if m.max() > 0 else m
     axes[3].imshow(m, cmap="jet", alpha=0.5, interpolation="bilinear")
-    iy, ix = np.unravel_index(np.argmax(m), m.shape)
-    axes[3].plot(ix, iy, marker="+", color="white", markersize=10, mew=2)
-    if box is not None:
-        draw_box(axes[0], box)
-        draw_box(axes[3], box)
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    return fig
+    return _finish(fig, axes, 3, m, box, title)
 
 
 def _normalised(m) -> np.ndarray:
@@ -121,17 +127,10 @@ def heatmap_figure(image, cam, cam_upsampled, title: str, layer: str, box=None):
     axes[2].imshow(image, interpolation="nearest")
     m = _normalised(cam_upsampled)
     axes[2].imshow(m, cmap="jet", alpha=0.5, vmin=0, vmax=1, interpolation="nearest")
-    iy, ix = np.unravel_index(np.argmax(m), m.shape)
-    axes[2].plot(ix, iy, marker="+", color="white", markersize=10, mew=2)
     axes[2].set_title("Grad-CAM over image", fontsize=9)
     for ax in axes:
         ax.axis("off")
-    if box is not None:
-        draw_box(axes[0], box)
-        draw_box(axes[2], box)
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    return fig
+    return _finish(fig, axes, 2, m, box, title)
 
 
 def comparison_figure(image, maps: dict, title: str):

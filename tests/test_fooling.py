@@ -4,18 +4,7 @@ import pytest
 
 import minicnn
 from minicnn.fooling import fool
-
-
-def small_net(seed=0):
-    rng = np.random.default_rng(seed)
-    model = minicnn.Sequential([minicnn.Conv2d(3, 5, 3, padding=1), minicnn.ReLU(),
-                                minicnn.MaxPool2d(3), minicnn.Flatten(),
-                                minicnn.Linear(5 * 5 * 5, 12), minicnn.ReLU(),
-                                minicnn.Linear(12, 4)])
-    for layer in model.layers:
-        for name, value in layer.parameters().items():
-            setattr(layer, name, rng.normal(0, 0.5, size=value.shape))
-    return model
+from nets import small_net
 
 
 @pytest.mark.parametrize("seed", [0, 1])
