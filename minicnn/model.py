@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from minicnn.kernels.threads import blas_single_threaded
 from minicnn.layers import FLOAT_DTYPES, RELU_RULES, Layer, ReLU, layer_from_config
 
 __all__ = ["Sequential"]
@@ -111,9 +112,10 @@ class Sequential:
             raise ValueError(f"Sequential.forward: x contains NaN or inf (first at index "
                              f"{tuple(int(i) for i in bad)}: {x[tuple(bad)]})")
         activations = []
-        for layer in self.layers:
-            x = layer.forward(x)
-            activations.append(x)
+        with blas_single_threaded():  # minicnn's threads share the cores, see kernels/threads.py
+            for layer in self.layers:
+                x = layer.forward(x)
+                activations.append(x)
         self._activations, self._gradients = activations, None
         return x
 
@@ -145,13 +147,14 @@ class Sequential:
         stop = None if stop_at is None else self.index(stop_at)
         gradients = [None] * len(self)
         grad = grad_scores
-        for i in reversed(range(len(self))):
-            gradients[i] = grad  # d(start)/d(output of layer i)
-            if i == stop:
-                break
-            layer = self.layers[i]
-            grad = layer.backward(grad, rule=relu_rule) if isinstance(layer, ReLU) \
-                else layer.backward(grad)
+        with blas_single_threaded():
+            for i in reversed(range(len(self))):
+                gradients[i] = grad  # d(start)/d(output of layer i)
+                if i == stop:
+                    break
+                layer = self.layers[i]
+                grad = layer.backward(grad, rule=relu_rule) if isinstance(layer, ReLU) \
+                    else layer.backward(grad)
         self._gradients = gradients
         return grad
 

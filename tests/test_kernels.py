@@ -127,7 +127,8 @@ def test_both_dtypes_are_cached_on_disk():
     loops = [fast._im2col_loops, fast._col2im_loops, fast._maxpool_forward_loops,
              fast._maxpool_backward_loops, fast._avgpool_forward_loops,
              fast._avgpool_backward_loops, fast._adaptive_forward_loops,
-             fast._adaptive_backward_loops]
+             fast._adaptive_backward_loops, fast._pad_flat_loops, fast._shift_cols_loops,
+             fast._crop_bias_loops, fast._relu_forward_loops, fast._relu_backward_loops]
     for dtype in (np.float32, np.float64):
         x = np.ones((1, 1, 4, 4), dtype)
         w = np.ones((1, 1, 2, 2), dtype)
@@ -136,6 +137,7 @@ def test_both_dtypes_are_cached_on_disk():
         fast.maxpool2d_backward(out, argmax, x.shape)
         fast.avgpool2d_backward(fast.avgpool2d_forward(x, (2, 2), (2, 2), (0, 0)), (2, 2), (2, 2), (0, 0), x.shape)
         fast.adaptive_avgpool2d_backward(fast.adaptive_avgpool2d_forward(x, (3, 3)), x.shape)
+        fast.relu_backward(fast.relu_forward(x), x, "guided")
     for loop in loops:
         assert loop._cache.__class__.__name__ == "FunctionCache"
         dtypes = {sig[0].dtype.name for sig in loop.signatures}
@@ -157,3 +159,83 @@ def test_conv_in_row_bands(monkeypatch, dtype):
         g = rng.standard_normal(out.shape).astype(dtype)
         close(fast.conv2d_backward_input(g, w, stride, padding, shape),
               reference.conv2d_backward_input(g, w, stride, padding, shape), dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_relu_rules_and_linear_match(dtype):
+    rng = np.random.default_rng(6)
+    x = rng.integers(-2, 3, (4, 3, 5, 5)).astype(dtype)  # many exact zeros: ReLU'(0) = 0
+    g = rng.integers(-2, 3, x.shape).astype(dtype)
+    np.testing.assert_array_equal(fast.relu_forward(x), reference.relu_forward(x))
+    for rule in ("gradient", "deconvnet", "guided"):
+        np.testing.assert_array_equal(fast.relu_backward(g, x, rule),
+                                      reference.relu_backward(g, x, rule))
+    x2, w, b = (rng.standard_normal(s).astype(dtype) for s in ((3, 7), (5, 7), (5,)))
+    for bias in (b, None):
+        close(fast.linear_forward(x2, w, bias), reference.linear_forward(x2, w, bias), dtype)
+    g2 = rng.standard_normal((3, 5)).astype(dtype)
+    close(fast.linear_backward_input(g2, w), reference.linear_backward_input(g2, w), dtype)
+
+
+def test_relu_rules_by_hand():
+    """The three rules on one example each (Springenberg et al. 2014, figure 1's logic)."""
+    x = np.array([1.0, -1.0, 2.0, -2.0, 0.0])
+    g = np.array([3.0, 3.0, -3.0, -3.0, 3.0])
+    for k in (reference, fast):
+        np.testing.assert_array_equal(k.relu_backward(g, x, "gradient"), [3, 0, -3, 0, 0])
+        np.testing.assert_array_equal(k.relu_backward(g, x, "deconvnet"), [3, 3, 0, 0, 3])
+        np.testing.assert_array_equal(k.relu_backward(g, x, "guided"), [3, 0, 0, 0, 0])
+
+
+@pytest.fixture
+def every_kernel_threaded(monkeypatch):
+    """Make fast.py split every kernel, however small, over 3 threads (an odd count, so that
+    chunks are uneven), as it does for large layers."""
+    from minicnn.kernels import threads
+    if not threads.parallel_ok() and threads.NUM_THREADS > 1:
+        pytest.skip("the BLAS library's threads cannot be limited here")
+    monkeypatch.setattr(threads, "NUM_THREADS", 3)
+    monkeypatch.setattr(threads, "_blas_found", None)
+    monkeypatch.setattr(fast, "NUM_THREADS", 3)
+    monkeypatch.setattr(fast, "PARALLEL_MIN_MACS", 0)
+    monkeypatch.setattr(fast, "PARALLEL_MIN_ELEMENTS", 0)
+    assert fast._n_threads(1, 0) == 3
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_threaded_kernels_match_reference(every_kernel_threaded, dtype):
+    rng = np.random.default_rng(7)
+    for trial in range(30):
+        shape, kernel, stride, padding = random_window(rng)
+        shape = (int(rng.choice([1, 2, 3, 7])), int(rng.integers(1, 6))) + shape[2:]
+        if trial % 2:  # the stride-1 lowering
+            stride = (1, 1)
+        x = rng.standard_normal(shape).astype(dtype)
+        w = rng.standard_normal((int(rng.integers(1, 5)), shape[1]) + kernel).astype(dtype)
+        b = rng.standard_normal(w.shape[0]).astype(dtype)
+        out = reference.conv2d_forward(x, w, b, stride, padding)
+        close(fast.conv2d_forward(x, w, b, stride, padding), out, dtype)
+        g = rng.standard_normal(out.shape).astype(dtype)
+        close(fast.conv2d_backward_input(g, w, stride, padding, shape),
+              reference.conv2d_backward_input(g, w, stride, padding, shape), dtype)
+
+        shape, kernel, stride, padding = random_window(rng, pool=True)
+        x = rng.integers(0, 3, (int(rng.choice([1, 2, 5])),) + shape[1:]).astype(dtype)
+        out, argmax = reference.maxpool2d_forward(x, kernel, stride, padding)
+        out_f, argmax_f = fast.maxpool2d_forward(x, kernel, stride, padding)
+        np.testing.assert_array_equal(out_f, out)
+        np.testing.assert_array_equal(argmax_f, argmax)
+        g = rng.standard_normal(out.shape).astype(dtype)
+        close(fast.maxpool2d_backward(g, argmax, x.shape),
+              reference.maxpool2d_backward(g, argmax, x.shape), dtype)
+        close(fast.avgpool2d_backward(g, kernel, stride, padding, x.shape),
+              reference.avgpool2d_backward(g, kernel, stride, padding, x.shape), dtype)
+        close(fast.adaptive_avgpool2d_forward(x, (3, 2)),
+              reference.adaptive_avgpool2d_forward(x, (3, 2)), dtype)
+        for rule in ("gradient", "deconvnet", "guided"):
+            np.testing.assert_array_equal(fast.relu_backward(g, g[::-1].copy(), rule),
+                                          reference.relu_backward(g, g[::-1].copy(), rule))
+    x2, w2 = rng.standard_normal((3, 11)).astype(dtype), rng.standard_normal((7, 11)).astype(dtype)
+    close(fast.linear_forward(x2, w2, None), reference.linear_forward(x2, w2, None), dtype)
+    g2 = rng.standard_normal((3, 7)).astype(dtype)
+    close(fast.linear_backward_input(g2, w2), reference.linear_backward_input(g2, w2), dtype)

@@ -24,6 +24,7 @@ __all__ = [
     "maxpool2d_forward", "maxpool2d_backward",
     "avgpool2d_forward", "avgpool2d_backward",
     "adaptive_avgpool2d_forward", "adaptive_avgpool2d_backward",
+    "relu_forward", "relu_backward", "linear_forward", "linear_backward_input",
 ]
 
 
@@ -274,3 +275,40 @@ def adaptive_avgpool2d_backward(grad_out, in_shape):
             share = grad_out[:, :, i, j] / ((h1 - h0) * (w1 - w0))  # (N, C)
             grad_x[:, :, h0:h1, w0:w1] += share[:, :, None, None]
     return grad_x
+
+
+# ----------------------------------------------------------------------------- ReLU and Linear
+
+def relu_forward(x):
+    """out = max(x, 0). x: any shape -> same shape."""
+    return np.maximum(x, 0)
+
+
+def relu_backward(grad_out, x, rule):
+    """The three ways of sending grad_out back through a ReLU (see ``layers.ReLU``).
+
+    - "gradient":  keep grad_out where the forward input x > 0 (the chain rule);
+    - "deconvnet": keep grad_out where grad_out > 0 (x is ignored);
+    - "guided":    keep grad_out where both hold.
+    grad_out, x: same shape -> grad_x: that shape; elsewhere 0.
+    """
+    if rule == "gradient":
+        keep = x > 0
+    elif rule == "deconvnet":
+        keep = grad_out > 0
+    else:  # "guided"
+        keep = (x > 0) & (grad_out > 0)
+    return np.where(keep, grad_out, grad_out.dtype.type(0))
+
+
+def linear_forward(x, w, b):
+    """out = x @ w.T + b. x: (N, I), w: (O, I), b: (O,) or None -> (N, O)."""
+    out = x @ w.T
+    if b is not None:
+        out += b
+    return out
+
+
+def linear_backward_input(grad_out, w):
+    """d(out)/d(x) applied to grad_out: grad_out @ w. grad_out: (N, O), w: (O, I) -> (N, I)."""
+    return grad_out @ w

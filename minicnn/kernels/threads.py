@@ -1,0 +1,120 @@
+"""minicnn's one thread pool, and BLAS kept to one thread while the pool works.
+
+Why our own pool (measured on a 2-core machine, see BENCHMARKS.md): the loops around a
+convolution (im2col, col2im, pooling) are serial Numba code, so with BLAS doing the threading
+only the matrix products used both cores, and half the machine idled in the loops. Numba's
+``parallel=True`` was worse: its workers and OpenBLAS's (which spin-wait after each product)
+fought for the same two cores. So each kernel splits its work into independent chunks (images,
+row bands or channels) and runs one chunk per thread, every thread doing its own im2col AND
+its own single-threaded matrix product. Only one pool is busy at any time, as in PyTorch.
+
+- ``NUM_THREADS``: ``$MINICNN_NUM_THREADS`` if set, else the CPUs this process may use.
+- ``run_chunks(work, chunks)``: ``work(chunk)`` for every chunk, spread over the threads.
+  The jitted loops are compiled with ``nogil=True`` and NumPy's matmul releases the GIL, so
+  the threads really run at the same time.
+- ``blas_single_threaded()``: a context in which BLAS uses one thread (threadpoolctl), so that
+  two of our threads calling it do not start four BLAS threads on two cores. If the BLAS
+  cannot be controlled, ``parallel_ok()`` is False and the kernels run serially.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+__all__ = ["NUM_THREADS", "run_chunks", "split", "blas_single_threaded", "parallel_ok"]
+
+
+def _num_threads() -> int:
+    value = os.environ.get("MINICNN_NUM_THREADS")
+    if value is not None:
+        if not value.isdigit() or int(value) < 1:
+            raise ValueError(f"MINICNN_NUM_THREADS must be a whole number >= 1, got {value!r}")
+        return int(value)
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+NUM_THREADS = _num_threads()
+
+_pool: ThreadPoolExecutor | None = None
+_lock = threading.Lock()
+
+
+def split(n: int, parts: int) -> list[tuple[int, int]]:
+    """[0, n) cut into at most ``parts`` contiguous, non-empty ranges of near-equal length."""
+    parts = max(1, min(parts, n))
+    return [(k * n // parts, (k + 1) * n // parts) for k in range(parts)]
+
+
+def run_chunks(work, chunks) -> None:
+    """Call ``work(chunk)`` for each chunk: the first in this thread, the rest in the pool.
+
+    ``work`` must write only to memory no other chunk writes to. Exceptions propagate.
+    """
+    global _pool
+    chunks = list(chunks)
+    if len(chunks) <= 1 or NUM_THREADS == 1:
+        for chunk in chunks:
+            work(chunk)
+        return
+    with _lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(NUM_THREADS - 1, thread_name_prefix="minicnn")
+    futures = [_pool.submit(work, chunk) for chunk in chunks[1:]]
+    work(chunks[0])
+    for future in futures:
+        future.result()
+
+
+# ----------------------------------------------------------------------------- BLAS threads
+
+_controller = None  # threadpoolctl.ThreadpoolController, found on first use
+_blas_found: bool | None = None
+_depth = 0  # nesting of blas_single_threaded() across all threads
+_limit = None  # the active threadpoolctl limit, restored when _depth returns to 0
+
+
+def parallel_ok() -> bool:
+    """True if there are several threads and the BLAS library's threads can be limited."""
+    global _controller, _blas_found
+    if NUM_THREADS == 1:
+        return False
+    if _blas_found is None:
+        with _lock:
+            if _blas_found is None:
+                try:
+                    from threadpoolctl import ThreadpoolController
+                    _controller = ThreadpoolController()
+                    _blas_found = bool(_controller.select(user_api="blas").lib_controllers)
+                except Exception:  # no threadpoolctl, or it cannot read this process
+                    _blas_found = False
+    return _blas_found
+
+
+@contextlib.contextmanager
+def blas_single_threaded():
+    """BLAS runs on one thread inside this block (re-entrant; restored on the way out).
+
+    The limit is process-wide while it lasts: BLAS calls made meanwhile by other threads of
+    the program run single-threaded too.
+    """
+    global _depth, _limit
+    if not parallel_ok():
+        yield
+        return
+    with _lock:
+        if _depth == 0:
+            _limit = _controller.limit(limits=1, user_api="blas")
+        _depth += 1
+    try:
+        yield
+    finally:
+        with _lock:
+            _depth -= 1
+            if _depth == 0:
+                _limit.restore_original_limits()
+                _limit = None

@@ -1,0 +1,60 @@
+"""minicnn's thread pool and the BLAS thread limit (kernels/threads.py)."""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from minicnn.kernels import threads
+
+
+def test_split_covers_the_range_in_near_equal_pieces():
+    for n in range(0, 30):
+        for parts in range(1, 6):
+            pieces = threads.split(n, parts)
+            assert [i for a, b in pieces for i in range(a, b)] == list(range(n))
+            lengths = [b - a for a, b in pieces]
+            assert all(length > 0 for length in lengths) or n == 0
+            assert max(lengths, default=0) - min(lengths, default=0) <= 1
+            assert len(pieces) == max(1, min(parts, n))
+
+
+def test_run_chunks_runs_every_chunk_once_and_raises(monkeypatch):
+    monkeypatch.setattr(threads, "NUM_THREADS", 3)
+    seen = np.zeros(10, int)
+
+    def work(chunk):
+        seen[chunk[0]:chunk[1]] += 1
+    threads.run_chunks(work, threads.split(10, 3))
+    np.testing.assert_array_equal(seen, 1)
+
+    def fail(chunk):
+        if chunk[0] > 0:
+            raise RuntimeError(f"chunk {chunk} failed")
+    with pytest.raises(RuntimeError, match="failed"):
+        threads.run_chunks(fail, threads.split(10, 3))
+
+
+def test_blas_limit_is_reentrant_and_restored():
+    if not threads.parallel_ok():
+        pytest.skip("no controllable BLAS or a single thread")
+    from threadpoolctl import threadpool_info
+
+    def blas_threads():
+        return [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
+    before = blas_threads()
+    with threads.blas_single_threaded():
+        assert set(blas_threads()) == {1}
+        with threads.blas_single_threaded():
+            assert set(blas_threads()) == {1}
+        assert set(blas_threads()) == {1}  # the outer block still holds the limit
+    assert blas_threads() == before
+
+
+def test_bad_thread_count_is_refused():
+    code = "import minicnn.kernels.threads"
+    env = dict(os.environ, MINICNN_NUM_THREADS="two")
+    run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert run.returncode != 0
+    assert "MINICNN_NUM_THREADS must be a whole number >= 1, got 'two'" in run.stderr
