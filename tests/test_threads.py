@@ -1,4 +1,5 @@
-"""minicnn's thread pool and the BLAS thread limit (kernels/threads.py)."""
+"""minicnn's thread pool, the BLAS thread limit and the malloc settings (kernels/threads.py,
+kernels/allocator.py)."""
 import os
 import subprocess
 import sys
@@ -6,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-from minicnn.kernels import threads
+from minicnn.kernels import allocator, threads
 
 
 def test_split_covers_the_range_in_near_equal_pieces():
@@ -58,3 +59,16 @@ def test_bad_thread_count_is_refused():
     run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert run.returncode != 0
     assert "MINICNN_NUM_THREADS must be a whole number >= 1, got 'two'" in run.stderr
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc only")
+def test_malloc_tuning_applies_and_can_be_switched_off():
+    from minicnn.kernels import fast  # noqa: F401  (importing the fast kernels tunes malloc)
+    import platform
+    if platform.libc_ver()[0] == "glibc":
+        assert allocator.tuned
+    code = "from minicnn.kernels import allocator, fast; print(allocator.tuned)"
+    env = dict(os.environ, MINICNN_TUNE_MALLOC="0")
+    run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         check=True)
+    assert run.stdout.strip() == "False"

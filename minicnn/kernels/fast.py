@@ -35,7 +35,7 @@ import threading
 import numpy as np
 from numba import njit
 
-from minicnn.kernels import adaptive_bins, output_size
+from minicnn.kernels import adaptive_bins, allocator, output_size
 from minicnn.kernels.threads import NUM_THREADS, blas_single_threaded, parallel_ok, run_chunks, split
 
 __all__ = [
@@ -46,6 +46,8 @@ __all__ = [
     "relu_forward", "relu_backward", "linear_forward", "linear_backward_input",
     "release_scratch",
 ]
+
+allocator.tune()  # reuse freed memory instead of page-faulting every pass in (allocator.py)
 
 # Below this many multiply-adds (conv) or touched elements (pooling) a kernel runs in the
 # calling thread: handing work to the pool costs ~30 us, more than such a layer takes.
