@@ -35,7 +35,7 @@ import threading
 import numpy as np
 from numba import njit
 
-from minicnn.kernels import adaptive_bins, allocator, output_size
+from minicnn.kernels import adaptive_bins, allocator, output_size, winograd
 from minicnn.kernels.threads import NUM_THREADS, blas_single_threaded, parallel_ok, run_chunks, split
 
 __all__ = [
@@ -242,6 +242,37 @@ def _parallel(threads):
     return blas_single_threaded() if threads > 1 else contextlib.nullcontext()
 
 
+def _run_tasks(tasks, work, threads):
+    """work(*task) for every task, the list cut into one contiguous chunk per thread."""
+    def chunk(bounds):
+        for task in tasks[bounds[0]:bounds[1]]:
+            work(*task)
+    with _parallel(threads):
+        run_chunks(chunk, split(len(tasks), threads))
+
+
+# Winograd's F(2x2, 3x3) pays off when both channel counts fill its 16 small GEMMs (the first
+# layer of an RGB network, C = 3, is faster through im2col) and there are enough outputs to
+# repay transforming the weights, whose 16 (F, C) matrices are 1.8x the size of w (VGG16's
+# 14x14 layers at batch 1 are faster through im2col). Measured on the benchmark's shapes.
+WINOGRAD_MIN_CHANNELS = 16
+WINOGRAD_MIN_OUTPUTS = 3200  # N * OH * OW
+# its transformed tiles are written, multiplied and read back in turn: keep them in L2
+WINOGRAD_BAND_BYTES = 1 << 20
+
+
+def _use_winograd(N, C, F, OH, OW, kernel, stride, padding):
+    return (winograd.supported(kernel, stride, padding) and min(C, F) >= WINOGRAD_MIN_CHANNELS
+            and N * OH * OW >= WINOGRAD_MIN_OUTPUTS)
+
+
+def _winograd(x, U, bias, padding, threads):
+    """winograd.conv3x3 on this module's thread pool and scratch buffers."""
+    return winograd.conv3x3(x, U, bias, padding, _scratch,
+                            lambda tasks, work: _run_tasks(tasks, work, threads),
+                            WINOGRAD_BAND_BYTES, threads)
+
+
 def conv2d_forward(x, w, b, stride, padding):
     """See reference.conv2d_forward. x: (N, C, H, W), w: (F, C, KH, KW) -> (N, F, OH, OW).
 
@@ -261,6 +292,8 @@ def conv2d_forward(x, w, b, stride, padding):
     shifted = (sh, sw) == (1, 1)  # the stride-1 lowering: rows of Wp columns, junk cropped
     row_width = Wp if shifted else OW
     threads = _n_threads(N * F * K * OH * OW, PARALLEL_MIN_MACS)
+    if _use_winograd(N, C, F, OH, OW, (KH, KW), stride, padding):
+        return _winograd(x, winograd.forward_weights(w), bias, padding, threads)
     bands = _row_bands(OH, K * row_width * x.itemsize, _pieces_per_image(N, threads))
     tasks = [(n, i0, i1) for n in range(N) for i0, i1 in bands]
 
@@ -304,6 +337,11 @@ def conv2d_backward_input(grad_out, w, stride, padding, in_shape):
     grad_x = np.zeros((N, C, H, W), dtype=grad_out.dtype)
     ints = _ints((KH, KW), stride, padding)
     threads = _n_threads(N * F * C * KK * OH * OW, PARALLEL_MIN_MACS)
+    if _use_winograd(N, C, F, OH, OW, (KH, KW), stride, padding):
+        # the input gradient of a stride-1 convolution is a convolution (see winograd.py)
+        back_padding = (2 - padding[0], 2 - padding[1])
+        return _winograd(grad_out, winograd.backward_weights(w), np.zeros(C, grad_out.dtype),
+                         back_padding, threads)
     bands = _row_bands(OH, C * KK * OW * grad_out.itemsize)
     tasks = [(n, c0, c1) for n in range(N) for c0, c1 in split(C, _pieces_per_image(N, threads))]
 
