@@ -50,6 +50,7 @@ __all__ = [
     "colored_gradient",
     "grayscale_gradient",
     "resolve_targets",
+    "check_targets",
     "one_hot",
     "backprop",
     "softmax",
@@ -76,14 +77,18 @@ __all__ = [
 def resolve_targets(target, scores: np.ndarray) -> np.ndarray:
     """Turn `target` into one class index per image -> int64 (N,).
 
-    - None: each image's predicted class (argmax of its scores);
+    - None: each image's predicted class (argmax of its scores (N, K));
     - an int: the same class for every image;
     - a sequence of N ints: one class per image.
     Raises ValueError naming the valid range when a class is out of range.
     """
-    n, k = scores.shape
     if target is None:
         return scores.argmax(axis=1).astype(np.int64)
+    return check_targets(target, *scores.shape)
+
+
+def check_targets(target, n: int, k: int | None = None) -> np.ndarray:
+    """An int or a sequence of n ints -> int64 (n,), each in 0..k-1 (only >= 0 if k is None)."""
     if isinstance(target, (bool, np.bool_)):
         raise TypeError(f"target must be an int, a sequence of {n} ints or None, got a bool")
     if isinstance(target, Integral):
@@ -96,10 +101,11 @@ def resolve_targets(target, scores: np.ndarray) -> np.ndarray:
         if len(arr) != n:
             raise ValueError(f"got {len(arr)} targets for a batch of {n} images")
         targets = arr.astype(np.int64)
-    bad = targets[(targets < 0) | (targets >= k)]
+    bad = targets[(targets < 0) | (targets >= (k if k is not None else np.iinfo(np.int64).max))]
     if bad.size:
-        raise ValueError(f"target {int(bad[0])} is out of range: the model has {k} classes, "
-                         f"valid targets are 0..{k - 1}")
+        valid = f"the model has {k} classes, valid targets are 0..{k - 1}" if k is not None \
+            else "class indices start at 0"
+        raise ValueError(f"target {int(bad[0])} is out of range: {valid}")
     return targets
 
 
@@ -314,7 +320,10 @@ def smoothgrad(model, x, target=None, method=gradient, n_samples=None, noise_lev
         noise = _check_noise(noise, x, n_samples)
         n_samples = noise.shape[0]
         draw = _given_noise(noise, len(x))
-    targets = resolve_targets(target, model.forward(x))           # (N,), on the clean images
+    if target is None:  # the clean images' predictions
+        targets = resolve_targets(None, model.forward(x))        # (N,)
+    else:  # no forward pass needed: `method` checks the range on the first batch
+        targets = check_targets(target, len(x))                  # (N,)
 
     N = len(x)
     total = np.zeros(x.shape, np.float64)                          # sum of maps, per image

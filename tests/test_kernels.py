@@ -129,7 +129,7 @@ def test_both_dtypes_are_cached_on_disk():
              fast._avgpool_backward_loops, fast._adaptive_forward_loops,
              fast._adaptive_backward_loops, fast._pad_flat_loops, fast._shift_cols_loops,
              fast._crop_bias_loops, fast._relu_forward_loops, fast._relu_backward_loops,
-             winograd._pad_loops, winograd._input_transform_loops,
+             fast._maxpool2x2_forward_loops, winograd._pad_loops, winograd._input_transform_loops,
              winograd._output_transform_loops]
     for dtype in (np.float32, np.float64):
         x = np.ones((1, 1, 4, 4), dtype)
@@ -137,6 +137,7 @@ def test_both_dtypes_are_cached_on_disk():
         fast.conv2d_backward_input(fast.conv2d_forward(x, w, None, (1, 1), (0, 0)), w, (1, 1), (0, 0), x.shape)
         out, argmax = fast.maxpool2d_forward(x, (2, 2), (2, 2), (0, 0))
         fast.maxpool2d_backward(out, argmax, x.shape)
+        fast.maxpool2d_forward(x, (3, 3), (1, 1), (1, 1))
         fast.avgpool2d_backward(fast.avgpool2d_forward(x, (2, 2), (2, 2), (0, 0)), (2, 2), (2, 2), (0, 0), x.shape)
         fast.adaptive_avgpool2d_backward(fast.adaptive_avgpool2d_forward(x, (3, 3)), x.shape)
         fast.relu_backward(fast.relu_forward(x), x, "guided")
@@ -303,3 +304,16 @@ def test_winograd_is_used_only_where_it_pays():
     assert not fast._use_winograd(50, 64, 64, 32, 32, (3, 3), (2, 2), (1, 1))  # strided
     assert not fast._use_winograd(50, 64, 64, 32, 32, (5, 5), (1, 1), (2, 2))
     assert not winograd.supported((3, 3), (1, 1), (3, 1))  # the backward would need padding -1
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_maxpool_2x2_fast_path_keeps_ties_and_nans(dtype):
+    """fast.py has a separate loop for 2x2 windows with stride 2 (VGG's pooling)."""
+    rng = np.random.default_rng(11)
+    for shape in [(2, 3, 8, 6), (1, 2, 7, 9), (3, 1, 2, 2)]:  # odd sizes drop a row/column
+        x = rng.integers(0, 3, shape).astype(dtype)  # ties everywhere
+        x.flat[rng.integers(0, x.size, 3)] = np.nan
+        out, argmax = reference.maxpool2d_forward(x, (2, 2), (2, 2), (0, 0))
+        out_f, argmax_f = fast.maxpool2d_forward(x, (2, 2), (2, 2), (0, 0))
+        np.testing.assert_array_equal(out_f, out)  # (NaN == NaN for assert_array_equal)
+        np.testing.assert_array_equal(argmax_f, argmax)

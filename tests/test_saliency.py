@@ -128,6 +128,10 @@ def test_bad_targets_name_the_valid_range(net_and_x, target, message):
     model, x = net_and_x
     with pytest.raises(ValueError, match=message):
         gradient(model, x, target)
+    # SmoothGrad skips the clean forward pass for a given target; its first batch checks it
+    from minicnn.saliency import smoothgrad
+    with pytest.raises(ValueError, match=message):
+        smoothgrad(model, x, target, n_samples=2)
 
 
 @pytest.mark.parametrize("target", [True, 1.5, "Coat", [[0, 1]]])
