@@ -1,9 +1,10 @@
 """Benchmark: forward + gradient to the input (the saliency computation), minicnn vs PyTorch CPU.
 
 For each case the network is built twice with the same architecture and random weights
-(VGG16 by hand, since torchvision does not import here), once in minicnn and once in
-torch.nn, and each library runs in ITS OWN subprocess with 2 threads: thread pools of two
-libraries in one process distort both timings, and each process reports its own peak RSS.
+(VGG16 and AlexNet by hand in torchvision's layout, since torchvision does not import here),
+once in minicnn and once in torch.nn, and each library runs in ITS OWN subprocess with 2
+threads: thread pools of two libraries in one process distort both timings, and each process
+reports its own peak RSS.
 One timed repetition = forward, one-hot on the predicted class, backward to the input.
 After warm-up the median of several repetitions is reported.
 
@@ -37,6 +38,7 @@ SMALL_CFG = [32, "M", 64, 64, "M", 128, 128, "M", 192, "M"]
 
 CASES = {  # name: (architecture, input shape)
     "vgg16": ("vgg16", (1, 3, 224, 224)),
+    "alexnet": ("alexnet", (1, 3, 224, 224)),
     "small": ("small", (1, 3, 64, 64)),
     "small-b50": ("small", (50, 3, 64, 64)),
 }
@@ -45,15 +47,31 @@ CASES = {  # name: (architecture, input shape)
 # ----------------------------------------------------------------------------- architectures
 
 def layer_specs(arch):
-    """The architecture as (name, kind, args) triples shared by both builders."""
+    """The architecture as (name, kind, args) triples shared by both builders.
+
+    conv args: (in, out, kernel, stride, padding); maxpool args: (kernel, stride)."""
+    if arch == "alexnet":  # torchvision's layout and names
+        return [("features.0", "conv", (3, 64, 11, 4, 2)), ("features.1", "relu", ()),
+                ("features.2", "maxpool", (3, 2)),
+                ("features.3", "conv", (64, 192, 5, 1, 2)), ("features.4", "relu", ()),
+                ("features.5", "maxpool", (3, 2)),
+                ("features.6", "conv", (192, 384, 3, 1, 1)), ("features.7", "relu", ()),
+                ("features.8", "conv", (384, 256, 3, 1, 1)), ("features.9", "relu", ()),
+                ("features.10", "conv", (256, 256, 3, 1, 1)), ("features.11", "relu", ()),
+                ("features.12", "maxpool", (3, 2)),
+                ("avgpool", "adaptive", (6,)), ("flatten", "flatten", ()),
+                ("classifier.0", "dropout", ()), ("classifier.1", "linear", (9216, 4096)),
+                ("classifier.2", "relu", ()), ("classifier.3", "dropout", ()),
+                ("classifier.4", "linear", (4096, 4096)), ("classifier.5", "relu", ()),
+                ("classifier.6", "linear", (4096, 1000))]
     cfg = VGG16_CFG if arch == "vgg16" else SMALL_CFG
     specs, c, i = [], 3, 0
     for v in cfg:
         if v == "M":
-            specs.append((f"features.{i}", "maxpool", (2,)))
+            specs.append((f"features.{i}", "maxpool", (2, 2)))
             i += 1
         else:
-            specs += [(f"features.{i}", "conv", (c, v)), (f"features.{i + 1}", "relu", ())]
+            specs += [(f"features.{i}", "conv", (c, v, 3, 1, 1)), (f"features.{i + 1}", "relu", ())]
             c, i = v, i + 2
     if arch == "vgg16":
         specs.append(("avgpool", "adaptive", (7,)))
@@ -73,7 +91,7 @@ def layer_specs(arch):
 
 def build_minicnn(arch):
     import minicnn as mc
-    make = {"conv": lambda c_in, c_out: mc.Conv2d(c_in, c_out, 3, padding=1, rng=0),
+    make = {"conv": lambda c_in, c_out, k, s, p: mc.Conv2d(c_in, c_out, k, s, p, rng=0),
             "relu": mc.ReLU, "maxpool": mc.MaxPool2d, "adaptive": mc.AdaptiveAvgPool2d,
             "flatten": mc.Flatten, "linear": lambda i, o: mc.Linear(i, o, rng=0),
             "dropout": mc.Dropout}
@@ -82,7 +100,7 @@ def build_minicnn(arch):
 
 def build_torch(arch):
     import torch.nn as nn
-    make = {"conv": lambda c_in, c_out: nn.Conv2d(c_in, c_out, 3, padding=1),
+    make = {"conv": lambda c_in, c_out, k, s, p: nn.Conv2d(c_in, c_out, k, s, p),
             "relu": lambda: nn.ReLU(inplace=True), "maxpool": nn.MaxPool2d,
             "adaptive": nn.AdaptiveAvgPool2d, "flatten": nn.Flatten, "linear": nn.Linear,
             "dropout": nn.Dropout}
@@ -166,7 +184,8 @@ def main():
     global THREADS
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--reps", type=int, default=7)
-    parser.add_argument("--no-vgg", action="store_true", help="skip VGG16 (slow to build)")
+    parser.add_argument("--no-vgg", action="store_true",
+                        help="skip the ImageNet networks, VGG16 and AlexNet (slow to build)")
     parser.add_argument("--threads", type=int, default=THREADS,
                         help="threads for BLAS and torch in every worker (default 2)")
     parser.add_argument("--worker", nargs=4, help=argparse.SUPPRESS)
@@ -181,7 +200,7 @@ def main():
     print("| case | input | minicnn ms | PyTorch ms | ratio | minicnn peak RSS MB | PyTorch peak RSS MB |")
     print("|---|---|---|---|---|---|---|")
     for case, (arch, shape) in CASES.items():
-        if args.no_vgg and arch == "vgg16":
+        if args.no_vgg and arch in ("vgg16", "alexnet"):
             continue
         reps = max(3, args.reps // 2) if arch == "vgg16" else args.reps
         ours = run_worker("fast", case, reps, warmup=2)
