@@ -13,6 +13,8 @@ Strategy (measured on a 2-core machine, see BENCHMARKS.md and examples/bench.py)
   and calls a single-threaded GEMM on them, so the loops use every core too, and only one
   thread pool is ever busy (Numba's parallel loops next to OpenBLAS's threads fought for the
   cores: ~8 ms lost per call here).
+- Large 3x3 stride-1 layers (most of VGG) go through Winograd's F(2x2, 3x3) instead, with
+  2.25x fewer multiplications (``winograd.py``; when it is used: ``_use_winograd``).
 - Columns are built a band at a time (at most ``BAND_BYTES``, 16 MB) into a scratch buffer
   that each thread reuses, so memory stays flat. The GEMM writes straight into the NCHW
   output.
