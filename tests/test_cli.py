@@ -170,7 +170,9 @@ def test_compare_writes_one_figure_with_every_method(capsys, tmp_path, model_pat
     assert sorted(os.listdir(out_dir)) == ["pic_compare.png"]
     with Image.open(out_dir / "pic_compare.png") as im:
         assert im.format == "PNG" and im.size[0] > 4 * im.size[1]   # one wide row
-    assert err.count("\n") == 3        # the three progress bars, one line each
+    bars = err.splitlines()  # the three progress bars, a line per step (stderr is no terminal)
+    assert "\r" not in err and sum(line.endswith(" [####################] " + line.split()[-1])
+                                   for line in bars) == 3
 
 
 @pytest.mark.parametrize("argv, message", [

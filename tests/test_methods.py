@@ -329,13 +329,43 @@ def test_progress_bar_only_when_asked(net_and_x, capsys):
     assert err.endswith("smoothgrad [####################] 4/4\n") and "2/4" in err
 
 
-def test_progress_line_format():
-    stream = io.StringIO()
-    with Progress(8, "occlusion", stream=stream, width=4) as bar:
+class Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+class FakeClock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+
+def test_progress_on_a_terminal_redraws_one_line():
+    stream, clock = Terminal(), FakeClock()
+    with Progress(8, "occlusion", stream=stream, width=4, clock=clock) as bar:
+        clock.now = 0.5
         bar.update(2)
-        bar.update(6)
+        clock.now = 0.55
+        bar.update(1)  # too soon after the last redraw: skipped
+        clock.now = 0.7
+        bar.update(5)
     assert stream.getvalue() == ("\rocclusion [----] 0/8\rocclusion [#---] 2/8"
                                  "\rocclusion [####] 8/8\n")
+
+
+def test_progress_in_a_log_writes_whole_lines_per_step():
+    stream, clock = io.StringIO(), FakeClock()
+    with Progress(8, "occlusion", stream=stream, width=4, clock=clock) as bar:
+        for _ in range(8):
+            clock.now += 0.5
+            bar.update(1)
+    assert "\r" not in stream.getvalue()
+    assert stream.getvalue().splitlines() == [
+        "occlusion [----] 0/8", "occlusion [#---] 2/8  1 s, ~3 s left",
+        "occlusion [##--] 4/8  2 s, ~2 s left",
+        "occlusion [###-] 6/8  3 s, ~1 s left", "occlusion [####] 8/8  4 s"]
 
 
 # ============================================================================ registry, bad input
