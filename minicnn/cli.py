@@ -343,10 +343,17 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is ONE line (argparse prints the usage block first)."""
+
+    def error(self, message):
+        self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .saliency import METHODS
-    p = argparse.ArgumentParser(prog="minicnn", description="Backprop saliency maps on a "
-                                "from-scratch CNN engine (NumPy + Numba).")
+    p = _Parser(prog="minicnn", description="Backprop saliency maps on a "
+                "from-scratch CNN engine (NumPy + Numba).")
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("saliency", help="classify images and write their saliency maps")

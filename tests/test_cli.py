@@ -209,3 +209,16 @@ def test_localize_classviz_and_convert_commands(capsys, tmp_path):
                          "-o", tmp_path / "v.npz")
     assert code == 2 and err.startswith("minicnn: error: ") and "junk.pth" in err
     assert len(err.splitlines()) == 1 and not (tmp_path / "v.npz").exists()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["bogus"], "minicnn: error: argument command: invalid choice: 'bogus'"),
+    (["saliency", "--nope"], "minicnn: error: unrecognized arguments: --nope"),
+    (["evaluate", "-n", "abc"], "minicnn evaluate: error: argument -n: invalid int value: 'abc'"),
+])
+def test_argument_errors_are_one_line_exit_2(capsys, argv, message):
+    with pytest.raises(SystemExit) as stop:
+        main(argv)
+    out, err = capsys.readouterr()
+    assert stop.value.code == 2 and out == ""
+    assert err.count("\n") == 1 and err.startswith(message) and "--help" in err
