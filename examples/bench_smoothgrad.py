@@ -129,7 +129,6 @@ def time_it(run, warmup, reps):
 def worker(library, warmup, reps):
     """Runs in a subprocess: time one library, print JSON on stdout."""
     sys.path.insert(0, str(ROOT))
-    import numpy as np
     from minicnn import saliency
     model, fallback = load_model()
     x, image = the_image()

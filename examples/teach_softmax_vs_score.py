@@ -62,7 +62,7 @@ def main():
     cos, ds, dp = score_down_probability_up(model, x0, c)
     print(f"{name}: class {info['class']}, p_c = {p:.3f}")
     print(f"cosine(dS_c/dI, dp_c/dI) = {cos:.3f}  (1 would mean the same map)")
-    print(f"a step of norm 1e-3 along (dp/dI minus its dS/dI part, minus a little dS/dI):")
+    print("a step of norm 1e-3 along (dp/dI minus its dS/dI part, minus a little dS/dI):")
     print(f"  change in score S_c:       {ds:+.3e}   (down)")
     print(f"  change in probability p_c: {dp:+.3e}   (up)")
 

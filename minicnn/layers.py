@@ -28,7 +28,6 @@ import math
 import numpy as np
 
 from minicnn import kernels
-from minicnn.kernels import output_size
 
 __all__ = [
     "Layer", "Conv2d", "ReLU", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d",

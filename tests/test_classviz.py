@@ -2,7 +2,6 @@
 import numpy as np
 import pytest
 
-import minicnn
 from minicnn.classviz import class_model, class_models, objective_and_gradient, pixel_range
 from minicnn.images import Preprocess
 from nets import SHAPE, small_net

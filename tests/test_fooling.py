@@ -2,7 +2,6 @@
 import numpy as np
 import pytest
 
-import minicnn
 from minicnn.fooling import fool
 from nets import small_net
 

@@ -52,7 +52,7 @@ def test_two_samples_per_class_with_boxes(samples):
 
 
 def test_scores_and_input_gradients_equal_torch_float64(shipped, samples):
-    torch = pytest.importorskip("torch")
+    pytest.importorskip("torch")
     from torch_twin import torch_input_gradient, torch_twin
     x, labels, _ = samples
     model64 = minicnn.load().astype(np.float64)

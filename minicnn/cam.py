@@ -1,0 +1,116 @@
+"""Grad-CAM and Guided Grad-CAM (Selvaraju et al. 2017, arXiv:1610.02391): a coarse class map
+from a conv layer's activations weighted by their mean gradient, and its product with guided
+backpropagation. Re-exported by ``minicnn.saliency``.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from minicnn.gradients import _check_input, guided_backprop, one_hot, resolve_targets
+from minicnn.layers import Conv2d, ReLU
+
+__all__ = ["grad_cam", "guided_grad_cam", "default_cam_layer", "upsample_bilinear"]
+
+
+# ============================================================================ Grad-CAM
+
+def default_cam_layer(model) -> str:
+    """The layer Grad-CAM uses by default: the ReLU right after the last Conv2d if there is
+    one (the rectified feature maps the classifier sees, the usual choice), else that Conv2d.
+    ValueError if the model has no Conv2d."""
+    convs = model.find(Conv2d)
+    if not convs:
+        raise ValueError(f"grad_cam: the model has no Conv2d layer to default to; pass layer= "
+                         f"a layer with (N, C, h, w) output; layers are {model.names}")
+    i = model.index(convs[-1])
+    if i + 1 < len(model) and isinstance(model.layers[i + 1], ReLU):
+        return model.names[i + 1]
+    return convs[-1]
+
+
+def _cam_layer_index(model, layer) -> int:
+    """layer=None, a name or an index -> the layer's position, or a ValueError naming all."""
+    if layer is None:
+        layer = default_cam_layer(model)
+    try:
+        return model.index(layer)
+    except (KeyError, IndexError):
+        raise ValueError(f"grad_cam: no layer {layer!r} in the model; layers are "
+                         f"{model.names} (or an index 0..{len(model) - 1})") from None
+
+
+def _spatial_activation(model, i) -> np.ndarray:
+    """The activation of layer i from the last forward, which must be (N, F, h, w)."""
+    acts = model.activation(i)
+    if acts.ndim != 4:
+        spatial = [name for k, name in enumerate(model.names) if model.activation(k).ndim == 4]
+        raise ValueError(f"grad_cam: layer {model.names[i]!r} ({type(model.layers[i]).__name__})"
+                         f" has output shape {acts.shape}, not (N, C, h, w); Grad-CAM needs "
+                         f"a spatial layer, one of {spatial}")
+    return acts
+
+
+def grad_cam(model, x, target=None, layer=None, upsample=False) -> np.ndarray:
+    """Grad-CAM (Selvaraju et al. 2017): where a conv layer's maps speak for the class.
+
+    With A = the layer's output (N, F, h, w) and G = dS_c/dA:
+    weights a_f = mean over (h, w) of G_f (global-average-pooled gradient), and
+    cam = ReLU(sum_f a_f A_f).
+
+    - layer: a name or index; None picks ``default_cam_layer(model)`` (the ReLU after the
+      last Conv2d). It must have a spatial (N, F, h, w) output.
+    - upsample: False returns (N, h, w) at the layer's resolution; True resizes it to x's
+      (H, W) with ``upsample_bilinear`` (torch's bilinear, align_corners=False).
+    Matches Captum's LayerGradCam(...).attribute(..., relu_attributions=True).
+    """
+    x = _check_input(x)
+    i = _cam_layer_index(model, layer)
+    scores = model.forward(x)                                     # (N, K)
+    acts = _spatial_activation(model, i)                          # (N, F, h, w)
+    targets = resolve_targets(target, scores)                     # (N,)
+    grads = model.backward(one_hot(targets, scores.shape[1], scores.dtype), stop_at=i)
+    weights = grads.mean(axis=(2, 3))                             # (N, F)
+    cam = np.maximum(np.einsum("nf,nfhw->nhw", weights, acts), 0)  # (N, h, w)
+    return upsample_bilinear(cam, x.shape[2:]) if upsample else cam
+
+
+def upsample_bilinear(maps, size) -> np.ndarray:
+    """Bilinear resize (N, h, w) -> (N, H, W), as torch.nn.functional.interpolate(
+    mode="bilinear", align_corners=False).
+
+    Output row i samples the input at src = (i + 0.5) * h / H - 0.5 (pixel centres line up),
+    clamped to >= 0; it mixes rows floor(src) and floor(src) + 1 (the last row repeats past
+    the edge) with weights 1 - frac(src) and frac(src). Rows first, then columns.
+    """
+    maps = np.asarray(maps)
+    if maps.ndim != 3 or maps.dtype.kind != "f":
+        raise ValueError(f"upsample_bilinear: expected float maps shaped (N, h, w), got "
+                         f"{maps.dtype} of shape {maps.shape}")
+    H, W = (int(s) for s in size)
+    r0, r1, fr = _linear_taps(maps.shape[1], H, maps.dtype)
+    rows = maps[:, r0, :] * (1 - fr)[:, None] + maps[:, r1, :] * fr[:, None]   # (N, H, w)
+    c0, c1, fc = _linear_taps(maps.shape[2], W, maps.dtype)
+    return rows[:, :, c0] * (1 - fc) + rows[:, :, c1] * fc                     # (N, H, W)
+
+
+def _linear_taps(n_in: int, n_out: int, dtype):
+    """For each output index: the two input indices it mixes and the second one's weight."""
+    if n_in == n_out:  # torch copies when the size does not change
+        i = np.arange(n_out)
+        return i, i, np.zeros(n_out, dtype)
+    src = np.maximum((np.arange(n_out) + 0.5) * (n_in / n_out) - 0.5, 0.0)
+    i0 = np.minimum(np.floor(src).astype(np.int64), n_in - 1)
+    i1 = np.minimum(i0 + 1, n_in - 1)
+    return i0, i1, np.clip(src - i0, 0.0, 1.0).astype(dtype)
+
+
+def guided_grad_cam(model, x, target=None, layer=None) -> np.ndarray:
+    """Guided Grad-CAM (Selvaraju et al. 2017): guided backprop times the upsampled Grad-CAM.
+
+    (N, C, H, W): ``guided_backprop(x)`` * ``grad_cam(x, layer, upsample=True)``[:, None],
+    fine detail from the one, class-discriminative location from the other. Matches Captum's
+    GuidedGradCam(...).attribute(..., interpolate_mode="bilinear") (Captum's default mode is
+    "nearest").
+    """
+    cam = grad_cam(model, x, target, layer, upsample=True)        # (N, H, W)
+    return guided_backprop(model, x, target) * cam[:, None]       # (N, C, H, W)

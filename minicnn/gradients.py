@@ -1,0 +1,172 @@
+"""Attribution by one backward pass: the class to explain, the vanilla gradient, and the
+variants that change only the rule at each ReLU (deconvnet, guided backpropagation) or multiply
+by the input. Also the checks and batching helpers the other method modules share.
+
+Everything here is re-exported by ``minicnn.saliency``, the module to import.
+"""
+from __future__ import annotations
+
+from numbers import Integral
+
+import numpy as np
+
+__all__ = ["resolve_targets", "check_targets", "one_hot", "backprop", "gradient", "softmax",
+           "probability_gradient", "guided_backprop", "deconvnet", "input_x_gradient"]
+
+
+def resolve_targets(target, scores: np.ndarray) -> np.ndarray:
+    """Turn `target` into one class index per image -> int64 (N,).
+
+    - None: each image's predicted class (argmax of its scores (N, K));
+    - an int: the same class for every image;
+    - a sequence of N ints: one class per image.
+    Raises ValueError naming the valid range when a class is out of range.
+    """
+    if target is None:
+        return scores.argmax(axis=1).astype(np.int64)
+    return check_targets(target, *scores.shape)
+
+
+def check_targets(target, n: int, k: int | None = None) -> np.ndarray:
+    """An int or a sequence of n ints -> int64 (n,), each in 0..k-1 (only >= 0 if k is None)."""
+    if isinstance(target, (bool, np.bool_)):
+        raise TypeError(f"target must be an int, a sequence of {n} ints or None, got a bool")
+    if isinstance(target, Integral):
+        targets = np.full(n, int(target), dtype=np.int64)
+    else:
+        arr = np.asarray(target)
+        if arr.ndim != 1 or arr.dtype.kind not in "iu":
+            raise TypeError(f"target must be an int, a sequence of {n} ints or None, "
+                            f"got {type(target).__name__} {arr.dtype} of shape {arr.shape}")
+        if len(arr) != n:
+            raise ValueError(f"got {len(arr)} targets for a batch of {n} images")
+        targets = arr.astype(np.int64)
+    bad = targets[(targets < 0) | (targets >= (k if k is not None else np.iinfo(np.int64).max))]
+    if bad.size:
+        valid = f"the model has {k} classes, valid targets are 0..{k - 1}" if k is not None \
+            else "class indices start at 0"
+        raise ValueError(f"target {int(bad[0])} is out of range: {valid}")
+    return targets
+
+
+def one_hot(targets: np.ndarray, num_classes: int, dtype) -> np.ndarray:
+    """(N,) class indices -> (N, K) array with a single 1 per row: dL/dS for L = S_target."""
+    seed = np.zeros((len(targets), num_classes), dtype=dtype)
+    seed[np.arange(len(targets)), targets] = 1
+    return seed
+
+
+def backprop(model, x, target=None, relu_rule: str = "gradient"):
+    """One forward and one backward of a one-hot gradient on the pre-softmax target score.
+
+    Returns (grad (N, C, H, W), scores (N, K), targets (N,)). The building block of every
+    gradient-based method; `relu_rule` picks how ReLU layers pass the gradient back
+    ("gradient", "guided" or "deconvnet", see minicnn.layers.ReLU.backward).
+    """
+    scores = model.forward(x)                                # (N, K), pre-softmax
+    targets = resolve_targets(target, scores)                # (N,)
+    grad = model.backward(one_hot(targets, scores.shape[1], scores.dtype), relu_rule=relu_rule)
+    return grad, scores, targets
+
+
+def gradient(model, x, target=None) -> np.ndarray:
+    """Vanilla gradient dS_target/dx of the pre-softmax score, shaped like x (N, C, H, W).
+
+    target: None (each image's predicted class), an int, or a sequence of N ints.
+    """
+    return backprop(model, x, target)[0]
+
+
+def softmax(scores: np.ndarray) -> np.ndarray:
+    """Row-wise softmax of (N, K) scores, computed stably."""
+    z = scores - scores.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def probability_gradient(model, x, target=None) -> np.ndarray:
+    """Gradient of the softmax *probability* p_target, shaped like x. For teaching only.
+
+    By the chain rule through the softmax, dp_c/dS_k = p_c (1[k = c] - p_k), so
+    dp_c/dx = p_c (dS_c/dx - sum_k p_k dS_k/dx): the score gradient of c minus a
+    probability-weighted mix of every class's. One backward pass with that row of the softmax
+    Jacobian as the seed gives it. Compare with `gradient`, which the paper uses.
+    """
+    scores = model.forward(x)                                # (N, K)
+    targets = resolve_targets(target, scores)                # (N,)
+    p = softmax(scores.astype(np.float64))                   # (N, K)
+    p_c = p[np.arange(len(targets)), targets][:, None]       # (N, 1)
+    seed = p_c * (one_hot(targets, p.shape[1], np.float64) - p)
+    return model.backward(seed.astype(scores.dtype))
+
+
+# ============================================================================ shared checks
+
+def _check_input(x) -> np.ndarray:
+    """x must be a float32 or float64 numpy array shaped (N, C, H, W)."""
+    if not isinstance(x, np.ndarray):
+        raise TypeError(f"expected x as a numpy.ndarray shaped (N, C, H, W), "
+                        f"got {type(x).__name__}")
+    if x.ndim != 4:
+        raise ValueError(f"expected x shaped (N, C, H, W), got shape {x.shape}")
+    if x.dtype not in (np.float32, np.float64):
+        raise TypeError(f"expected x of dtype float32 or float64, got {x.dtype}")
+    return x
+
+
+def _positive_int(value, what: str) -> int:
+    """An int >= 1, or a TypeError/ValueError naming `what`."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, Integral):
+        raise TypeError(f"{what} must be an int >= 1, got {value!r}")
+    if value < 1:
+        raise ValueError(f"{what} must be an int >= 1, got {value!r}")
+    return int(value)
+
+
+def _choice(value, choices, what: str):
+    """`value` if it is one of `choices`, else a ValueError listing them."""
+    if not isinstance(value, str) or value not in choices:
+        raise ValueError(f"unknown {what} {value!r}; valid choices are {', '.join(choices)}")
+    return value
+
+
+def _row_batches(total: int, batch_size: int):
+    """range(total) in consecutive chunks of at most batch_size, as index arrays."""
+    for start in range(0, total, batch_size):
+        yield np.arange(start, min(start + batch_size, total))
+
+
+def _sum_rows_per_image(total: np.ndarray, image_of_row: np.ndarray, values: np.ndarray):
+    """total[n] += the sum of the rows of `values` that belong to image n (in place)."""
+    for n in np.unique(image_of_row):
+        total[n] += values[image_of_row == n].sum(axis=0)
+
+
+# ============================================================================ ReLU rules, x * grad
+
+def guided_backprop(model, x, target=None) -> np.ndarray:
+    """Guided backpropagation (Springenberg et al. 2014), shaped like x (N, C, H, W).
+
+    The backward pass of ``gradient``, except that each ReLU passes the signal back only where
+    BOTH its forward input was positive (as the gradient does) AND the incoming signal is
+    positive (as deconvnet does); everything else is the ordinary chain rule.
+    """
+    return backprop(model, _check_input(x), target, relu_rule="guided")[0]
+
+
+def deconvnet(model, x, target=None) -> np.ndarray:
+    """Deconvnet (Zeiler & Fergus 2014, in Springenberg et al.'s phrasing), shaped like x.
+
+    The backward pass of ``gradient``, except that each ReLU passes the signal back where the
+    INCOMING signal is positive, whatever its forward input was (the gradient instead passes
+    where the forward input was positive); every other layer backpropagates as usual.
+    """
+    return backprop(model, _check_input(x), target, relu_rule="deconvnet")[0]
+
+
+def input_x_gradient(model, x, target=None) -> np.ndarray:
+    """x * dS_target/dx, elementwise, shaped like x (Shrikumar et al. 2016).
+
+    For a linear model S = w.x + b this is each input's contribution w_i x_i to the score.
+    """
+    return _check_input(x) * gradient(model, x, target)
