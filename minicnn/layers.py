@@ -48,8 +48,13 @@ def _pair(value, what):
     raise TypeError(f"{what} must be an int or a pair of ints, got {value!r}")
 
 
-def _uniform(rng, shape, bound, dtype):
-    """U(-bound, bound) drawn directly in ``dtype`` (no float64 temporary for big layers)."""
+def _uniform(rng, shape, bound, dtype, init=True):
+    """U(-bound, bound) drawn directly in ``dtype`` (no float64 temporary for big layers).
+
+    init=False: an uninitialised array instead, for weights about to be loaded (VGG16's 138 M
+    values would otherwise be drawn, ~4 s and 0.5 GB, only to be overwritten)."""
+    if not init:
+        return np.empty(shape, dtype=dtype)
     values = rng.random(shape, dtype=dtype)
     values *= 2 * bound
     values -= bound
@@ -173,7 +178,7 @@ class Conv2d(Layer):
     _params = ("weight", "bias")
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, bias=True,
-                 *, dtype=np.float32, rng=None):
+                 *, dtype=np.float32, rng=None, init=True):
         self.in_channels, self.out_channels = int(in_channels), int(out_channels)
         self.kernel_size = _pair(kernel_size, "Conv2d kernel_size")
         self.stride = _pair(stride, "Conv2d stride")
@@ -184,8 +189,8 @@ class Conv2d(Layer):
         rng = np.random.default_rng(rng)
         bound = 1.0 / math.sqrt(self.in_channels * self.kernel_size[0] * self.kernel_size[1])
         shape = (self.out_channels, self.in_channels) + self.kernel_size  # (F, C, KH, KW)
-        self.weight = _uniform(rng, shape, bound, dtype)
-        self.bias = _uniform(rng, (self.out_channels,), bound, dtype) if bias else None
+        self.weight = _uniform(rng, shape, bound, dtype, init)
+        self.bias = _uniform(rng, (self.out_channels,), bound, dtype, init) if bias else None
 
     def config(self):
         return {"type": "Conv2d", "in_channels": self.in_channels,
@@ -382,12 +387,13 @@ class Linear(Layer):
 
     _params = ("weight", "bias")
 
-    def __init__(self, in_features, out_features, bias=True, *, dtype=np.float32, rng=None):
+    def __init__(self, in_features, out_features, bias=True, *, dtype=np.float32, rng=None,
+                 init=True):
         self.in_features, self.out_features = int(in_features), int(out_features)
         rng = np.random.default_rng(rng)
         bound = 1.0 / math.sqrt(self.in_features)
-        self.weight = _uniform(rng, (self.out_features, self.in_features), bound, dtype)
-        self.bias = _uniform(rng, (self.out_features,), bound, dtype) if bias else None
+        self.weight = _uniform(rng, (self.out_features, self.in_features), bound, dtype, init)
+        self.bias = _uniform(rng, (self.out_features,), bound, dtype, init) if bias else None
 
     def config(self):
         return {"type": "Linear", "in_features": self.in_features,
@@ -440,10 +446,11 @@ LAYER_TYPES = {cls.__name__: cls for cls in
                (Conv2d, ReLU, MaxPool2d, AvgPool2d, AdaptiveAvgPool2d, Flatten, Linear, Dropout)}
 
 
-def layer_from_config(config: dict) -> Layer:
+def layer_from_config(config: dict, init: bool = True) -> Layer:
     """Inverse of ``layer.config()``: {"type": "Conv2d", "in_channels": 3, ...} -> Conv2d(3, ...).
 
-    Weights are freshly initialised; load them with ``Sequential.load_state_dict``.
+    Weights are freshly initialised, or left uninitialised with init=False; load them with
+    ``Sequential.load_state_dict``.
     """
     if not isinstance(config, dict) or "type" not in config:
         raise ValueError(f"layer config must be a dict with a 'type' key, got {config!r}")
@@ -452,6 +459,8 @@ def layer_from_config(config: dict) -> Layer:
         raise ValueError(f"unknown layer type {kind!r}; known types are {sorted(LAYER_TYPES)}")
     args = {k: (tuple(v) if isinstance(v, list) else v)
             for k, v in config.items() if k not in ("type", "name")}
+    if not init and LAYER_TYPES[kind]._params:
+        args["init"] = False
     try:
         return LAYER_TYPES[kind](**args)
     except TypeError as error:

@@ -192,9 +192,12 @@ class Sequential:
         return {f"{name}.{p}": value for name, layer in zip(self.names, self.layers)
                 for p, value in layer.parameters().items()}
 
-    def load_state_dict(self, state: dict):
+    def load_state_dict(self, state: dict, copy: bool = True):
         """Copy weights in, strictly: every key of ``state_dict()`` must be present with the
-        same shape, and no other key. Values are cast to the model's current dtype."""
+        same shape, and no other key. Values are cast to the model's current dtype.
+
+        copy=False keeps the given arrays themselves when they are already C-contiguous in the
+        right dtype (for a caller that owns them, like ``weights.load``)."""
         expected = self.state_dict()
         for key, value in expected.items():
             if key not in state:
@@ -215,7 +218,9 @@ class Sequential:
         for key, value in state.items():
             name, p = key.rsplit(".", 1)
             target = expected[key]
-            setattr(self[name], p, np.array(value, dtype=target.dtype, order="C"))  # a copy
+            value = np.array(value, dtype=target.dtype, order="C") if copy \
+                else np.ascontiguousarray(value, dtype=target.dtype)  # copies only if it must
+            setattr(self[name], p, value)
         return self
 
     # --- architecture as data -------------------------------------------------------------------
@@ -225,8 +230,9 @@ class Sequential:
         return [{"name": name, **layer.config()} for name, layer in zip(self.names, self.layers)]
 
     @classmethod
-    def from_config(cls, config) -> "Sequential":
-        """Inverse of ``config()``; weights are freshly initialised (load them afterwards)."""
+    def from_config(cls, config, init: bool = True) -> "Sequential":
+        """Inverse of ``config()``; weights are freshly initialised (load them afterwards), or
+        left uninitialised with init=False when they are about to be loaded anyway."""
         if not isinstance(config, (list, tuple)):
             raise TypeError(f"Sequential.from_config: expected a list of layer dicts, "
                             f"got {type(config).__name__}")
@@ -235,5 +241,5 @@ class Sequential:
             if not isinstance(item, dict) or "name" not in item:
                 raise ValueError(f"Sequential.from_config: item {i} must be a dict with 'name' "
                                  f"and 'type' keys, got {item!r}")
-            pairs.append((str(item["name"]), layer_from_config(item)))
+            pairs.append((str(item["name"]), layer_from_config(item, init=init)))
         return cls(pairs)

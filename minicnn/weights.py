@@ -134,11 +134,11 @@ def load(path=None, *, return_meta: bool = False, verify: bool = True):
                 raise WeightsFileError(f"{path}: array {key!r} is damaged: {e}") from None
 
     try:
-        model = Sequential.from_config(arch)
+        model = Sequential.from_config(arch, init=False)  # the file provides every weight
     except (ValueError, TypeError, KeyError) as e:
         raise WeightsFileError(f"{path}: bad architecture: {e}") from None
     try:
-        model.load_state_dict(arrays)
+        model.load_state_dict(arrays, copy=False)  # the arrays were just read: no 2nd copy
     except (ValueError, TypeError) as e:
         raise WeightsFileError(f"{path}: {e}") from None
     if verify and "sha256" in meta and array_digest(arrays) != meta["sha256"]:

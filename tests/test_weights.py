@@ -159,3 +159,24 @@ def test_bad_architecture(saved, tmp_path):
 def test_wrong_suffix(tmp_path):
     with pytest.raises(WeightsFileError, match=r"must end in \.npz"):
         save(tiny_model(), tmp_path / "model.pt")
+
+
+def test_loading_leaves_no_random_init_behind(tmp_path):
+    """weights.load builds the layers uninitialised and keeps the file's arrays: every weight
+    equals the saved one, and none of them is a second copy."""
+    import minicnn
+    from minicnn import weights
+    model = minicnn.Sequential([("c", minicnn.Conv2d(2, 3, 3, rng=1)), ("f", minicnn.Flatten()),
+                                ("l", minicnn.Linear(3 * 2 * 2, 4, rng=2))])
+    path = tmp_path / "m.npz"
+    weights.save(model, path)
+    loaded = weights.load(path)
+    for key, value in model.state_dict().items():
+        np.testing.assert_array_equal(loaded.state_dict()[key], value)
+    empty = minicnn.Sequential.from_config(model.config(), init=False)
+    assert empty.state_dict().keys() == model.state_dict().keys()
+    state = {k: v.copy() for k, v in model.state_dict().items()}
+    kept = empty.load_state_dict(state, copy=False)
+    assert all(kept.state_dict()[k] is state[k] for k in state)
+    copied = minicnn.Sequential.from_config(model.config()).load_state_dict(state)
+    assert not any(copied.state_dict()[k] is state[k] for k in state)
