@@ -6,11 +6,11 @@ so a PNG on disk is always whole.
 """
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from minicnn.atomic import atomic_write
 
 __all__ = ["saliency_figure", "heatmap_figure", "comparison_figure", "save_figure", "atomic_write",
            "draw_box"]
@@ -21,21 +21,6 @@ def _pyplot():
     matplotlib.use("Agg")          # files only; never needs a display
     import matplotlib.pyplot as plt
     return plt
-
-
-def atomic_write(path, write) -> Path:
-    """Call ``write(tmp_path)`` then rename tmp_path to `path`: `path` is whole or untouched."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix="." + path.stem + ".", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def save_figure(fig, path, dpi: int = 100) -> Path:

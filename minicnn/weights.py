@@ -18,12 +18,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
+from .atomic import atomic_write
 from .model import Sequential
 
 __all__ = ["save", "load", "WeightsFileError", "default_weights_path", "array_digest"]
@@ -71,16 +71,10 @@ def save(model: Sequential, path, meta: dict | None = None) -> Path:
     payload = dict(arrays)
     payload[ARCH_KEY] = np.array(json.dumps(model.config()))
     payload[META_KEY] = np.array(json.dumps(meta))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
+    def write(tmp):
+        with open(tmp, "wb") as f:  # a file object: np.savez would add ".npz" to a name
             np.savez(f, **payload)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write(path, write)
 
 
 def _read_json(npz, key: str, path: Path):

@@ -180,3 +180,21 @@ def test_loading_leaves_no_random_init_behind(tmp_path):
     assert all(kept.state_dict()[k] is state[k] for k in state)
     copied = minicnn.Sequential.from_config(model.config()).load_state_dict(state)
     assert not any(copied.state_dict()[k] is state[k] for k in state)
+
+
+def test_written_files_get_ordinary_permissions(tmp_path):
+    """Outputs are written under a temporary name (mkstemp: mode 0600) and renamed; the result
+    must be as readable as a file opened normally (0666 minus the umask)."""
+    import os
+
+    import minicnn
+    from minicnn import weights
+    from minicnn.atomic import atomic_write
+    mask = os.umask(0)  # read the process's umask
+    os.umask(mask)
+    text = atomic_write(tmp_path / "a.txt", lambda tmp: open(tmp, "w").write("x"))
+    model = minicnn.Sequential([("l", minicnn.Linear(2, 2, rng=0))])
+    npz = weights.save(model, tmp_path / "m.npz")
+    for path in (text, npz):
+        assert path.stat().st_mode & 0o777 == 0o666 & ~mask, oct(path.stat().st_mode)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt", "m.npz"]  # no leftovers
