@@ -280,6 +280,7 @@ def conv2d_forward(x, w, b, stride, padding):
     """See reference.conv2d_forward. x: (N, C, H, W), w: (F, C, KH, KW) -> (N, F, OH, OW).
 
     Per image and band of output rows: cols = im2col(band), out[n, :, band] = W @ cols.
+    Large 3x3 stride-1 layers go to winograd.conv3x3 instead (``_use_winograd``).
     """
     x = np.ascontiguousarray(x)
     N, C, H, W = x.shape
@@ -329,7 +330,8 @@ def conv2d_backward_input(grad_out, w, stride, padding, in_shape):
 
     Per image, group of input channels and band of rows:
     dcols = W[:, group]^T @ grad_out[n, :, band], then col2im adds them back into those
-    channels of the image.
+    channels of the image. Large 3x3 stride-1 layers: a Winograd convolution with the flipped
+    kernels (see winograd.py).
     """
     N, C, H, W = in_shape
     F, _, KH, KW = w.shape
