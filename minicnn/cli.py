@@ -250,6 +250,7 @@ def cmd_demo(args) -> int:
     model = _load_model(args.model)
     out_dir = Path(args.out)
     hits, correct = 0, 0
+    width = max(map(len, samples), default=0)  # align the columns
     for name, info in samples.items():
         r = saliency_one(model, images_dir / name, None, out_dir, box=info["box"], quiet=True)
         x0, y0, x1, y1 = info["box"]
@@ -257,7 +258,7 @@ def cmd_demo(args) -> int:
         hits += hit
         correct += r["predicted"] == info["label"]
         names = _class_names(model)
-        print(f"{name:<22s} true {info['class']:<12s} predicted {names[r['predicted']]:<12s}"
+        print(f"{name:<{width}s} true {info['class']:<12s} predicted {names[r['predicted']]:<12s}"
               f" saliency peak {'inside' if hit else 'OUTSIDE'} the box")
     n = len(samples)
     print(f"\n{correct}/{n} sample images classified correctly; the saliency maximum falls "
