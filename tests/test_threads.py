@@ -72,3 +72,32 @@ def test_malloc_tuning_applies_and_can_be_switched_off():
     run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                          check=True)
     assert run.stdout.strip() == "False"
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_child_gets_its_own_pool(monkeypatch):
+    """multiprocessing's default start method on Linux forks: the child must not hand work to
+    the parent's pool threads, which it does not have."""
+    monkeypatch.setattr(threads, "NUM_THREADS", 2)
+    seen = []
+    threads.run_chunks(lambda chunk: seen.append(chunk), [1, 2])  # the pool now exists
+    assert sorted(seen) == [1, 2]
+    pid = os.fork()
+    if pid == 0:  # the child: exit 0 only if both chunks ran
+        try:
+            done = []
+            threads.run_chunks(lambda chunk: done.append(chunk), [1, 2])
+            os._exit(0 if sorted(done) == [1, 2] else 1)
+        except BaseException:
+            os._exit(2)
+    import time
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        finished, status = os.waitpid(pid, os.WNOHANG)
+        if finished:
+            assert os.waitstatus_to_exitcode(status) == 0
+            return
+        time.sleep(0.05)
+    os.kill(pid, 9)
+    os.waitpid(pid, 0)
+    pytest.fail("the forked child hung handing work to the parent's pool")

@@ -44,6 +44,17 @@ _pool: ThreadPoolExecutor | None = None
 _lock = threading.Lock()
 
 
+def _forget_after_fork():
+    """A forked child inherits the pool object but not its threads: work handed to it would
+    wait forever. Start afresh; the child makes its own pool on first use."""
+    global _pool, _lock, _depth, _limit
+    _pool, _lock, _depth, _limit = None, threading.Lock(), 0, None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_after_fork)
+
+
 def split(n: int, parts: int) -> list[tuple[int, int]]:
     """[0, n) cut into at most ``parts`` contiguous, non-empty ranges of near-equal length."""
     parts = max(1, min(parts, n))
