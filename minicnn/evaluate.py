@@ -23,13 +23,12 @@ Choices, stated once:
   number in the outputs says over how many images it was computed.
 Everything is seeded: the same call writes the same numbers.
 
-Cost, measured on the 2-core machine of the project while a PyTorch training run used one
-core, with the shipped architecture and OPENBLAS_NUM_THREADS=1: the six one-pass methods
-(``shared_pass_attributions``) and the baselines with threshold localisation ran at ~22
-images/s (10,000 images in ~8 min); graph cut ~4 ms per map; deletion + insertion ~0.24 s
-per image and map; smoothgrad + integrated gradients + occlusion ~2 s per image. With
-OpenBLAS's default two threads on that busy machine everything BLAS-bound was ~14x slower
-(its threads spin waiting for each other), so set OPENBLAS_NUM_THREADS=1 on a shared machine.
+Cost, measured on the project's idle 2-core machine with the shipped model (2026-11-27): the
+six one-pass methods (``shared_pass_attributions``) and the three baselines with pointing game
+and threshold localisation: 10,000 images in 161 s. With SmoothGrad, integrated gradients and
+occlusion, deletion/insertion on the first 1,000 images and graph cut on the first 2,000:
+31 minutes, most of it in those first 1,000 images (the progress bar's early estimates of
+the time left are therefore far too high).
 
 ``run_evaluation`` writes into ``out_dir``: ``results.md`` (a Markdown table and the
 settings), ``results.csv``, ``results.json`` (also the mean curves), ``localization.png``

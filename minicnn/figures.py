@@ -94,7 +94,6 @@ def evaluation_bars(result):
     """Pointing game and IoU >= 0.5 rates (threshold, graph cut) per method."""
     plt = _pyplot()
     rows = result["rows"]
-    names = [r["method"] for r in rows]
     series = [("pointing game", "pointing_game"), ("IoU≥0.5, threshold", "threshold_iou50"),
               ("IoU≥0.5, graph cut", "graphcut_iou50")]
     y = np.arange(len(rows))
@@ -104,12 +103,15 @@ def evaluation_bars(result):
         values = [r[key] for r in rows]
         ax.barh(y + (k - 1) * h, np.nan_to_num(values), height=h, label=label)
     ax.set_yticks(y)
-    ax.set_yticklabels(names, fontsize=8)
+    # the slow methods may have run on fewer images than the others: say how many
+    ax.set_yticklabels([f"{r['method']} ({r['n_images']})" for r in rows], fontsize=8)
     ax.invert_yaxis()
     ax.set_xlim(0, 1)
     ax.set_xlabel("fraction of images")
     ax.legend(fontsize=8, loc="lower right")
-    ax.set_title(f"localisation, {result['settings']['n_images']} test images", fontsize=10)
+    n_graphcut = max((r["n_graphcut"] for r in rows), default=0)
+    ax.set_title(f"localisation, first {result['settings']['n_images']} test images (images per "
+                 f"method in brackets; graph cut on the first {n_graphcut})", fontsize=9)
     fig.tight_layout()
     return fig
 
