@@ -64,6 +64,13 @@ __all__ = [
 ]
 
 SLOW_METHODS = ("smoothgrad", "integrated_gradients", "occlusion")
+# Rough cost of scoring one image with one method, in forward + backward passes, so that the
+# progress bar's estimate of the time left holds although the first images carry the slow
+# parts: the slow methods' defaults (50 samples, 50 steps, 225 occlusion windows ~ 75 passes),
+# deletion + insertion (2 x 17 forward passes, a forward ~ 1/3 of a pass), one graph cut.
+PASS_COST = {"smoothgrad": 50, "integrated_gradients": 50, "occlusion": 75}
+CURVE_COST = 11
+GRAPHCUT_COST = 1
 TARGETS = ("true", "predicted")
 THRESHOLD_QUANTILE = 0.9  # keep the top 10%: the mean object mask is 10.1% of the image
 COLUMNS = ("method", "n_images", "pointing_game",
@@ -239,9 +246,13 @@ def run_evaluation(model, n_images: int = 10_000, methods=None, out_dir="evaluat
     tallies = {name: _Tally() for name in names}
     correct = 0
     started = time.perf_counter()
-    work = sum(min(slow_limit, n_images) if name in SLOW_METHODS else n_images
-               for name in names)                                  # (image, method) pairs
-    with Progress(work, "evaluate (images x methods)", enabled=progress) as bar:
+    def cost(name, indices):  # of scoring these images with this method (see PASS_COST)
+        return (len(indices) * PASS_COST.get(name, 1)
+                + CURVE_COST * int((indices < curve_limit).sum())
+                + GRAPHCUT_COST * int((indices < graphcut_limit).sum()))
+    work = sum(cost(name, np.arange(min(slow_limit, n_images) if name in SLOW_METHODS
+                                    else n_images)) for name in names)
+    with Progress(work, "evaluate", enabled=progress, percent=True) as bar:
         for start in range(0, n_images, batch_size):
             indices = np.arange(start, min(start + batch_size, n_images))
             batch = make_cluttered(indices, "test", seed, data_dir)
@@ -263,7 +274,7 @@ def run_evaluation(model, n_images: int = 10_000, methods=None, out_dir="evaluat
                 _score_maps(tallies[name], model, x[rows], targets[rows], maps,
                             _subset(batch, rows), indices[rows], graphcut_limit, curve_limit,
                             curve_step)
-                bar.update(int(rows.sum()))
+                bar.update(cost(name, indices[rows]))
     seconds = time.perf_counter() - started
     result = {
         "settings": {"n_images": n_images, "dataset_seed": seed, "split": "test",

@@ -32,12 +32,14 @@ class Progress:
     - enabled: False draws nothing (the default inside the library)
     - stream: where to draw; None means sys.stderr at draw time
     - clock: seconds as a float (time.monotonic); tests pass a fake one
+    - percent: show "37%" instead of "done/total" (for units that mean nothing to a reader)
     Use as a context manager, or call ``close()`` to end the line.
     """
 
     def __init__(self, total: int, label: str, enabled: bool = True, stream=None,
-                 width: int = 20, clock=time.monotonic):
+                 width: int = 20, clock=time.monotonic, percent: bool = False):
         self.total, self.label, self.enabled = max(int(total), 1), label, bool(enabled)
+        self.percent = bool(percent)
         self.stream, self.width, self.clock = stream, int(width), clock
         self.done = 0
         self._start = clock()
@@ -65,7 +67,9 @@ class Progress:
         filled = self._filled()
         bar = "#" * filled + "-" * (self.width - filled)
         digits = len(str(self.total))
-        text = f"{self.label} [{bar}] {self.done:>{digits}}/{self.total}"
+        count = f"{100 * self.done // self.total:3d}%" if self.percent \
+            else f"{self.done:>{digits}}/{self.total}"
+        text = f"{self.label} [{bar}] {count}"
         elapsed = self.clock() - self._start
         if elapsed >= SHOW_TIME_AFTER:
             text += f"  {elapsed:.0f} s"

@@ -133,8 +133,20 @@ def test_missing_opencv_fails_before_any_work(monkeypatch):
         evaluate.run_evaluation(random_model(), n_images=1, out_dir=None, graphcut_limit=1)
 
 
-def test_progress_bar_counts_image_method_pairs(capsys):
-    evaluate.run_evaluation(random_model(), n_images=3, methods=["gradient"], out_dir=None,
-                            progress=True, graphcut_limit=0, curve_limit=0, batch_size=2)
+def test_progress_bar_weighs_work_by_its_cost(capsys, monkeypatch):
+    """The bar counts passes, not (image, method) pairs: the slow methods and the curves run
+    on the first images only, and an even count would misjudge the time left."""
+    steps = []
+    real_update = evaluate.Progress.update
+    monkeypatch.setattr(evaluate.Progress, "update",
+                        lambda bar, n=1: (bar.label == "evaluate" and steps.append(n),
+                                          real_update(bar, n)))
+    evaluate.run_evaluation(random_model(), n_images=3, methods=["gradient", "smoothgrad"],
+                            out_dir=None, progress=True, graphcut_limit=0, curve_limit=1,
+                            slow_limit=1, batch_size=2)
     err = capsys.readouterr().err
-    assert err.endswith("] 12/12\n")                   # 3 images x (gradient + 3 baselines)
+    assert err.endswith("] 100%\n")
+    cost = evaluate.PASS_COST["smoothgrad"]
+    # batch 1 (images 0, 1): gradient 2 + curve 11, smoothgrad 1 image (50) + curve 11,
+    # then the 3 baselines 2 + 11 each; batch 2 (image 2): gradient 1, baselines 1 each
+    assert steps == [2 + 11, cost + 11, 13, 13, 13, 1, 1, 1, 1]
