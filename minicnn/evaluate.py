@@ -27,8 +27,8 @@ Cost, measured on the project's idle 2-core machine with the shipped model (2026
 six one-pass methods (``shared_pass_attributions``) and the three baselines with pointing game
 and threshold localisation: 10,000 images in 161 s. With SmoothGrad, integrated gradients and
 occlusion, deletion/insertion on the first 1,000 images and graph cut on the first 2,000:
-31 minutes, most of it in those first 1,000 images (the progress bar's early estimates of
-the time left are therefore far too high).
+31 minutes, most of it in those first 1,000 images (the progress bar weighs each image and
+method by its cost, ``PASS_COST``, so that its estimate of the time left holds).
 
 ``run_evaluation`` writes into ``out_dir``: ``results.md`` (a Markdown table and the
 settings), ``results.csv``, ``results.json`` (also the mean curves), ``localization.png``
