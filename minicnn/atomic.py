@@ -1,8 +1,9 @@
 """Write a file whole or not at all: into a temporary name beside it, then rename.
 
 A crash or Ctrl-C halfway leaves the user's previous file untouched (rename is atomic on one
-file system). The temporary file gets the permissions a plain ``open(path, "w")`` would give
-(0666 minus the umask), not mkstemp's private 0600.
+file system; the data is not fsynced, so a power cut may still lose it). The temporary file
+gets the permissions a plain ``open(path, "w")`` would give (0666 minus the umask), not
+mkstemp's private 0600.
 """
 from __future__ import annotations
 
@@ -14,7 +15,14 @@ __all__ = ["atomic_write"]
 
 
 def _umask() -> int:
-    mask = os.umask(0)  # the only way to read it is to set it; put it straight back
+    try:  # Linux shows it without changing it
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0)  # elsewhere, reading it means setting it; put it straight back
     os.umask(mask)
     return mask
 

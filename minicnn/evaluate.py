@@ -68,7 +68,9 @@ SLOW_METHODS = ("smoothgrad", "integrated_gradients", "occlusion")
 # progress bar's estimate of the time left holds although the first images carry the slow
 # parts: the slow methods' defaults (50 samples, 50 steps, 225 occlusion windows ~ 75 passes),
 # deletion + insertion (2 x 17 forward passes, a forward ~ 1/3 of a pass), one graph cut.
-PASS_COST = {"smoothgrad": 50, "integrated_gradients": 50, "occlusion": 75}
+# The baseline maps need no pass at all.
+PASS_COST = {"smoothgrad": 50, "integrated_gradients": 50, "occlusion": 75,
+             **{name: 0 for name in metrics.BASELINE_MAPS}}
 CURVE_COST = 11
 GRAPHCUT_COST = 1
 TARGETS = ("true", "predicted")

@@ -4,7 +4,7 @@ SmoothGrad, integrated gradients, occlusion and the evaluation forward (and back
 of copies of an image in batches; ``Progress`` shows how far they are, e.g.
 
     smoothgrad [##########----------]  25/50
-    evaluate (images x methods) [####----------------]  18000/90000  41 s, ~164 s left
+    evaluate [####----------------]  20%  41 s, ~164 s left
 
 On a terminal the line is redrawn in place (a carriage return, at most 10 times a second).
 Elsewhere (a log file, CI) a carriage return would pile every redraw onto one line, so a new

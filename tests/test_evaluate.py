@@ -148,5 +148,5 @@ def test_progress_bar_weighs_work_by_its_cost(capsys, monkeypatch):
     assert err.endswith("] 100%\n")
     cost = evaluate.PASS_COST["smoothgrad"]
     # batch 1 (images 0, 1): gradient 2 + curve 11, smoothgrad 1 image (50) + curve 11,
-    # then the 3 baselines 2 + 11 each; batch 2 (image 2): gradient 1, baselines 1 each
-    assert steps == [2 + 11, cost + 11, 13, 13, 13, 1, 1, 1, 1]
+    # then the 3 baselines (no pass) + curve 11 each; batch 2 (image 2): gradient 1, baselines 0
+    assert steps == [2 + 11, cost + 11, 11, 11, 11, 1, 0, 0, 0]

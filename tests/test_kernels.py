@@ -317,3 +317,11 @@ def test_maxpool_2x2_fast_path_keeps_ties_and_nans(dtype):
         out_f, argmax_f = fast.maxpool2d_forward(x, (2, 2), (2, 2), (0, 0))
         np.testing.assert_array_equal(out_f, out)  # (NaN == NaN for assert_array_equal)
         np.testing.assert_array_equal(argmax_f, argmax)
+
+
+def test_release_scratch_frees_every_threads_buffers(every_kernel_threaded):
+    x = np.ones((3, 2, 9, 9))
+    fast.conv2d_forward(x, np.ones((2, 2, 3, 3)), None, (1, 1), (1, 1))
+    assert sum(len(b) for b in fast._every_thread_buffers) >= 2  # the caller's and a worker's
+    fast.release_scratch()
+    assert all(len(b) == 0 for b in fast._every_thread_buffers)

@@ -101,3 +101,31 @@ def test_a_forked_child_gets_its_own_pool(monkeypatch):
     os.kill(pid, 9)
     os.waitpid(pid, 0)
     pytest.fail("the forked child hung handing work to the parent's pool")
+
+
+def test_run_chunks_waits_for_every_chunk_before_raising(monkeypatch):
+    import time
+    monkeypatch.setattr(threads, "NUM_THREADS", 3)
+    finished = []
+
+    def work(chunk):
+        if chunk == 0:
+            raise RuntimeError("chunk 0 failed at once")
+        time.sleep(0.2)
+        finished.append(chunk)
+    with pytest.raises(RuntimeError, match="chunk 0 failed"):
+        threads.run_chunks(work, [0, 1, 2])
+    assert sorted(finished) == [1, 2]  # nothing still running behind the caller's back
+
+
+def test_run_chunks_from_inside_a_chunk_does_not_hang(monkeypatch):
+    monkeypatch.setattr(threads, "NUM_THREADS", 2)
+    seen = []
+
+    def inner(chunk):
+        seen.append(chunk)
+
+    def outer(chunk):
+        threads.run_chunks(inner, [(chunk, 0), (chunk, 1)])  # e.g. a model pass inside a chunk
+    threads.run_chunks(outer, [0, 1])
+    assert sorted(seen) == [(0, 0), (0, 1), (1, 0), (1, 1)]

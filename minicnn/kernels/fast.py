@@ -7,17 +7,17 @@ Strategy (measured on a 2-core machine, see BENCHMARKS.md and examples/bench.py)
   forward's columns: dcols = W(F, C*KH*KW)^T @ dY(F, OH*OW), then col2im adds each column
   back onto its window. So forward stores no column matrix.
 - Work is cut into independent chunks run by minicnn's own thread pool (``threads.py``): the
-  forward pass by (image, band of output rows), the backward pass by image, or by groups of
-  input channels when there are fewer images than threads (col2im of two row bands would
-  write the same input rows; two channel groups never do). Each thread builds its own columns
+  forward pass by (image, band of output rows), the backward pass by image, or also by groups
+  of input channels when the images alone would share out unevenly (``_pieces_per_image``;
+  col2im of two row bands would write the same input rows, two channel groups never do). Each thread builds its own columns
   and calls a single-threaded GEMM on them, so the loops use every core too, and only one
   thread pool is ever busy (Numba's parallel loops next to OpenBLAS's threads fought for the
   cores: ~8 ms lost per call here).
 - Large 3x3 stride-1 layers (most of VGG) go through Winograd's F(2x2, 3x3) instead, with
   2.25x fewer multiplications (``winograd.py``; when it is used: ``_use_winograd``).
 - Columns are built a band at a time (at most ``BAND_BYTES``, 16 MB) into a scratch buffer
-  that each thread reuses, so memory stays flat. The GEMM writes straight into the NCHW
-  output.
+  that each thread reuses, so memory stays flat. For strides other than 1 the GEMM writes
+  straight into the NCHW output; the stride-1 lowering writes a wider scratch row and crops.
 - Jitted functions take plain ints (never tuples) and C-contiguous arrays, so each compiles
   once per dtype (float32, float64); ``cache=True`` keeps the machine code on disk in
   ``__pycache__`` for the next process; ``nogil=True`` lets the pool's threads run them at
@@ -65,13 +65,17 @@ def _n_threads(work: int, minimum: int) -> int:
 # ----------------------------------------------------------------------------- scratch buffers
 
 _local = threading.local()  # each thread's own scratch buffers, by name
+_every_thread_buffers = []  # the same dicts, so that release_scratch reaches all threads
 
 
 def _scratch(name, shape, dtype):
     """An uninitialised C-contiguous array of ``shape`` in this thread's buffer ``name``."""
     dtype = np.dtype(dtype)
     nbytes = math.prod(shape) * dtype.itemsize
-    buffers = _local.__dict__.setdefault("buffers", {})
+    buffers = getattr(_local, "buffers", None)
+    if buffers is None:
+        _local.buffers = buffers = {}
+        _every_thread_buffers.append(buffers)
     buffer = buffers.get(name)
     if buffer is None or buffer.nbytes < nbytes:
         buffers[name] = None  # drop the old buffer before allocating
@@ -80,8 +84,10 @@ def _scratch(name, shape, dtype):
 
 
 def release_scratch():
-    """Free the calling thread's scratch buffers (a few times BAND_BYTES at most)."""
-    _local.__dict__.pop("buffers", None)
+    """Free every thread's scratch buffers (each a few times BAND_BYTES at most). Call it
+    while no kernel is running."""
+    for buffers in _every_thread_buffers:
+        buffers.clear()
 
 
 # ----------------------------------------------------------------------------- convolution

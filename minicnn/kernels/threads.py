@@ -21,7 +21,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 
 __all__ = ["NUM_THREADS", "run_chunks", "split", "blas_single_threaded", "parallel_ok"]
 
@@ -46,9 +46,10 @@ _lock = threading.Lock()
 
 def _forget_after_fork():
     """A forked child inherits the pool object but not its threads: work handed to it would
-    wait forever. Start afresh; the child makes its own pool on first use."""
-    global _pool, _lock, _depth, _limit
-    _pool, _lock, _depth, _limit = None, threading.Lock(), 0, None
+    wait forever. Start afresh; the child makes its own pool on first use. (The BLAS limit's
+    nesting count is kept: the forking thread may be inside a block it will leave.)"""
+    global _pool, _lock
+    _pool, _lock = None, threading.Lock()
 
 
 if hasattr(os, "register_at_fork"):
@@ -61,24 +62,40 @@ def split(n: int, parts: int) -> list[tuple[int, int]]:
     return [(k * n // parts, (k + 1) * n // parts) for k in range(parts)]
 
 
+_inside = threading.local()  # .active: this thread is running a chunk
+
+
 def run_chunks(work, chunks) -> None:
     """Call ``work(chunk)`` for each chunk: the first in this thread, the rest in the pool.
 
-    ``work`` must write only to memory no other chunk writes to. Exceptions propagate.
+    ``work`` must write only to memory no other chunk writes to. Every chunk has finished when
+    this returns or raises; the first exception is re-raised. A call made from inside a chunk
+    runs its chunks serially (the pool's threads are busy: waiting for them would hang).
     """
     global _pool
     chunks = list(chunks)
-    if len(chunks) <= 1 or NUM_THREADS == 1:
+    if len(chunks) <= 1 or NUM_THREADS == 1 or getattr(_inside, "active", False):
         for chunk in chunks:
             work(chunk)
         return
     with _lock:
         if _pool is None:
             _pool = ThreadPoolExecutor(NUM_THREADS - 1, thread_name_prefix="minicnn")
-    futures = [_pool.submit(work, chunk) for chunk in chunks[1:]]
-    work(chunks[0])
+    futures = [_pool.submit(_as_chunk, work, chunk) for chunk in chunks[1:]]
+    try:
+        _as_chunk(work, chunks[0])
+    finally:  # never return while a chunk still runs (it may still be writing, or using BLAS)
+        wait(futures)
     for future in futures:
-        future.result()
+        future.result()  # re-raises a chunk's exception
+
+
+def _as_chunk(work, chunk):
+    _inside.active = True
+    try:
+        work(chunk)
+    finally:
+        _inside.active = False
 
 
 # ----------------------------------------------------------------------------- BLAS threads

@@ -14,8 +14,9 @@ become 16 matrix products, one per position (a, b) of the 4x4 transformed tile:
     M[ab] (F, tiles) = U[ab] (F, C) @ V[ab] (C, tiles)
 
 with U = G g G^T per (filter, channel) and V = B^T d B per (channel, tile). The transforms
-only add and subtract (and halve, in G), so float32 results stay within a few ulps of the
-direct sum; the tests compare with the reference loops.
+only add and subtract (and halve, in G); in float32 the error relative to the largest output
+was measured comparable to im2col's (3.4 vs 2.8 machine epsilons with 128 channels), and the
+tests compare with the reference loops.
 
 The gradient with respect to the input of a stride-1 convolution is itself a stride-1
 convolution, of grad_out with the kernels flipped in space and their channel axes swapped,
@@ -221,7 +222,7 @@ def conv3x3(x, U, bias, padding, scratch, run_tasks, band_bytes, min_pieces=1):
         cols = (n1 - n0) * tiles
         # The 16 planes are written (V) and read (M) at once, tile by tile. Planes a power of
         # two bytes apart would fall into the same L1 cache sets and evict each other (10x
-        # slower, measured), so each plane starts one cache line (16 floats) later.
+        # slower, measured), so each plane starts 16 elements (a float32 cache line) later.
         V = scratch("winograd_in", (16, C * cols + 16), x.dtype)[:, :C * cols]
         V = V.reshape(16, C, cols)  # (16, C, cols), a view
         M = scratch("winograd_out", (16, F * cols + 16), x.dtype)[:, :F * cols]
