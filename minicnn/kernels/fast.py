@@ -295,19 +295,19 @@ def conv2d_forward(x, w, b, stride, padding):
     OH, OW = output_size(H, KH, sh, ph), output_size(W, KW, sw, pw)
     Hp, Wp = H + 2 * ph, W + 2 * pw
     K = C * KH * KW
-    w2 = np.ascontiguousarray(w).reshape(F, K)  # (F, K)
     bias = np.zeros(F, dtype=x.dtype) if b is None else np.ascontiguousarray(b, dtype=x.dtype)
-    out = np.empty((N, F, OH, OW), dtype=x.dtype)
-    ints = _ints((KH, KW), stride, padding)
     shifted = (sh, sw) == (1, 1)  # the stride-1 lowering: rows of Wp columns, junk cropped
     row_width = Wp if shifted else OW
     threads = _n_threads(N * F * K * OH * OW, PARALLEL_MIN_MACS)
     if _use_winograd(N, C, F, OH, OW, (KH, KW), stride, padding):
         return _winograd(x, winograd.forward_weights(w), bias, padding, threads)
+    w2 = np.ascontiguousarray(w).reshape(F, K)  # (F, K)
+    out = np.empty((N, F, OH, OW), dtype=x.dtype)
+    ints = _ints((KH, KW), stride, padding)
     bands = _row_bands(OH, K * row_width * x.itemsize, _pieces_per_image(N, threads))
     tasks = [(n, i0, i1) for n in range(N) for i0, i1 in bands]
 
-    def work(chunk):
+    def work(chunk):  # a whole chunk, not one task (_run_tasks): bands reuse the padded image
         padded = -1  # the image whose padded copy is in this thread's "padded" buffer
         for n, i0, i1 in tasks[chunk[0]:chunk[1]]:
             cols = _scratch("cols", (K, (i1 - i0) * row_width), x.dtype)  # (K, rows*width)
@@ -344,29 +344,27 @@ def conv2d_backward_input(grad_out, w, stride, padding, in_shape):
     grad_out = np.ascontiguousarray(grad_out)
     _, _, OH, OW = grad_out.shape
     KK = KH * KW  # rows of W^T per input channel
-    w2t = np.asarray(w).reshape(F, C * KK).T  # (C*KH*KW, F), a transposed view: BLAS reads it as is
-    grad_x = np.zeros((N, C, H, W), dtype=grad_out.dtype)
-    ints = _ints((KH, KW), stride, padding)
     threads = _n_threads(N * F * C * KK * OH * OW, PARALLEL_MIN_MACS)
     if _use_winograd(N, C, F, OH, OW, (KH, KW), stride, padding):
         # the input gradient of a stride-1 convolution is a convolution (see winograd.py)
         back_padding = (2 - padding[0], 2 - padding[1])
         return _winograd(grad_out, winograd.backward_weights(w), np.zeros(C, grad_out.dtype),
                          back_padding, threads)
+    w2t = np.asarray(w).reshape(F, C * KK).T  # (C*KH*KW, F), a transposed view: BLAS reads it as is
+    grad_x = np.zeros((N, C, H, W), dtype=grad_out.dtype)
+    ints = _ints((KH, KW), stride, padding)
     bands = _row_bands(OH, C * KK * OW * grad_out.itemsize)
     tasks = [(n, c0, c1) for n in range(N) for c0, c1 in split(C, _pieces_per_image(N, threads))]
 
-    def work(chunk):
-        for n, c0, c1 in tasks[chunk[0]:chunk[1]]:
-            g_n = grad_out[n].reshape(F, OH * OW)  # (F, OH*OW), a view
-            w_group = w2t[c0 * KK:c1 * KK]  # (group*KH*KW, F), still a view
-            for i0, i1 in bands:
-                dcols = _scratch("cols", ((c1 - c0) * KK, (i1 - i0) * OW), grad_out.dtype)
-                np.matmul(w_group, g_n[:, i0 * OW:i1 * OW], out=dcols)  # the BLAS call
-                _col2im_loops(dcols, 0, grad_x[n, c0:c1], *ints, i0, i1, OW)
+    def work(n, c0, c1):
+        g_n = grad_out[n].reshape(F, OH * OW)  # (F, OH*OW), a view
+        w_group = w2t[c0 * KK:c1 * KK]  # (group*KH*KW, F), still a view
+        for i0, i1 in bands:
+            dcols = _scratch("cols", ((c1 - c0) * KK, (i1 - i0) * OW), grad_out.dtype)
+            np.matmul(w_group, g_n[:, i0 * OW:i1 * OW], out=dcols)  # the BLAS call
+            _col2im_loops(dcols, 0, grad_x[n, c0:c1], *ints, i0, i1, OW)
 
-    with _parallel(threads):
-        run_chunks(work, split(len(tasks), threads))
+    _run_tasks(tasks, work, threads)
     return grad_x
 
 
@@ -664,14 +662,12 @@ def linear_forward(x, w, b):
     out = np.empty((N, O), dtype=x.dtype)
     threads = _n_threads(N * w.size, PARALLEL_MIN_MACS)
 
-    def block(chunk):
-        o0, o1 = chunk
+    def block(o0, o1):
         out[:, o0:o1] = x @ w[o0:o1].T  # the BLAS call
         if b is not None:
             out[:, o0:o1] += b[o0:o1]
 
-    with _parallel(threads):
-        run_chunks(block, split(O, threads))
+    _run_tasks(split(O, threads), block, threads)
     return out
 
 
@@ -684,10 +680,8 @@ def linear_backward_input(grad_out, w):
     grad_x = np.empty((N, I), dtype=grad_out.dtype)
     threads = _n_threads(N * w.size, PARALLEL_MIN_MACS)
 
-    def block(chunk):
-        i0, i1 = chunk
+    def block(i0, i1):
         grad_x[:, i0:i1] = grad_out @ w[:, i0:i1]  # the BLAS call
 
-    with _parallel(threads):
-        run_chunks(block, split(I, threads))
+    _run_tasks(split(I, threads), block, threads)
     return grad_x
