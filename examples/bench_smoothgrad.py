@@ -67,7 +67,7 @@ def load_model():
     """(minicnn model, True if random weights stand in for the missing shipped file)."""
     import numpy as np
     import minicnn
-    from minicnn.weights import default_weights_path
+    from minicnn.io.weights import default_weights_path
     if default_weights_path().is_file():
         return minicnn.load(), False
     model = minicnn.Sequential.from_config(shipped_architecture())
@@ -85,7 +85,7 @@ def the_image():
     import numpy as np
     samples = sorted((ROOT / "examples" / "images").glob("*.png"))
     if samples:
-        from minicnn.images import read_image, to_input
+        from minicnn.io.images import read_image, to_input
         return to_input(read_image(samples[0])), samples[0].name
     return np.random.default_rng(1).normal(size=(1, 3, 64, 64)).astype(np.float32), "noise"
 

@@ -16,9 +16,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import minicnn  # noqa: E402
-from minicnn.classviz import class_models  # noqa: E402
-from minicnn.figures import class_model_grid  # noqa: E402
-from minicnn.images import Preprocess  # noqa: E402
+from minicnn.experiments.classviz import class_models  # noqa: E402
+from minicnn.viz.experiments import class_model_grid  # noqa: E402
+from minicnn.io.images import Preprocess  # noqa: E402
 from minicnn.saliency import softmax  # noqa: E402
 from minicnn.viz import atomic_write, save_figure  # noqa: E402
 

@@ -17,11 +17,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import minicnn  # noqa: E402
 from minicnn import saliency  # noqa: E402
-from minicnn.datasets import make_cluttered  # noqa: E402
-from minicnn.evaluate import run_evaluation  # noqa: E402
-from minicnn.figures import localization_figure  # noqa: E402
-from minicnn.images import Preprocess, to_input  # noqa: E402
-from minicnn.localize import localize  # noqa: E402
+from minicnn.io.datasets import make_cluttered  # noqa: E402
+from minicnn.experiments.evaluate import run_evaluation  # noqa: E402
+from minicnn.viz.experiments import localization_figure  # noqa: E402
+from minicnn.io.images import Preprocess, to_input  # noqa: E402
+from minicnn.experiments.localize import localize  # noqa: E402
 from minicnn.viz import save_figure  # noqa: E402
 
 

@@ -28,8 +28,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "examples"))
 import minicnn  # noqa: E402
-from minicnn.datasets import CLASS_NAMES, make_cluttered  # noqa: E402
-from minicnn.images import Preprocess, to_input  # noqa: E402
+from minicnn.io.datasets import CLASS_NAMES, make_cluttered  # noqa: E402
+from minicnn.io.images import Preprocess, to_input  # noqa: E402
 from train_cluttered import MEAN, STD, build_model  # noqa: E402
 
 
@@ -74,7 +74,7 @@ def main(argv=None):
         "class_names": list(CLASS_NAMES),
         "input_shape": [3, 64, 64],
         "preprocess": prep.to_meta(),
-        "dataset": {"generator": "minicnn.datasets.make_cluttered", "seed": seed,
+        "dataset": {"generator": "minicnn.io.datasets.make_cluttered", "seed": seed,
                     "train": "60,000 Fashion-MNIST train items, fresh clutter every epoch",
                     "test": "range(10000) of the test split"},
         "test_accuracy": round(acc, 4),

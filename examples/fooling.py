@@ -13,10 +13,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import minicnn  # noqa: E402
-from minicnn.datasets import make_cluttered  # noqa: E402
-from minicnn.figures import fooling_figure  # noqa: E402
-from minicnn.fooling import fool  # noqa: E402
-from minicnn.images import Preprocess, to_input  # noqa: E402
+from minicnn.io.datasets import make_cluttered  # noqa: E402
+from minicnn.viz.experiments import fooling_figure  # noqa: E402
+from minicnn.experiments.fooling import fool  # noqa: E402
+from minicnn.io.images import Preprocess, to_input  # noqa: E402
 from minicnn.viz import save_figure  # noqa: E402
 
 

@@ -18,11 +18,11 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import minicnn  # noqa: E402
 from minicnn import saliency  # noqa: E402
-from minicnn.datasets import make_cluttered  # noqa: E402
-from minicnn.evaluate import attribution_maps  # noqa: E402
-from minicnn.figures import sanity_curves, sanity_maps_figure  # noqa: E402
-from minicnn.images import Preprocess, to_input  # noqa: E402
-from minicnn.sanity import sanity_checks, signed_maps  # noqa: E402
+from minicnn.io.datasets import make_cluttered  # noqa: E402
+from minicnn.experiments.evaluate import attribution_maps  # noqa: E402
+from minicnn.viz.experiments import sanity_curves, sanity_maps_figure  # noqa: E402
+from minicnn.io.images import Preprocess, to_input  # noqa: E402
+from minicnn.experiments.sanity import sanity_checks, signed_maps  # noqa: E402
 from minicnn.viz import atomic_write, save_figure  # noqa: E402
 
 DEFAULT_METHODS = "gradient,guided_backprop,input_x_gradient,grad_cam,guided_grad_cam"

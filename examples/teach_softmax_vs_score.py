@@ -48,7 +48,7 @@ def main():
     root = Path(__file__).resolve().parent
     samples = json.loads((root / "images" / "samples.json").read_text())["images"]
     model = minicnn.load()
-    from minicnn.images import Preprocess, read_image, to_input
+    from minicnn.io.images import Preprocess, read_image, to_input
     prep = Preprocess.from_meta(model.meta)
     # an image where the model is not certain, so p_c has room to move
     best = None

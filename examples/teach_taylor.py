@@ -47,7 +47,7 @@ def main():
     samples = json.loads((root / "images" / "samples.json").read_text())["images"]
     name, info = next(iter(samples.items()))
     model = minicnn.load()
-    from minicnn.images import Preprocess, read_image, to_input
+    from minicnn.io.images import Preprocess, read_image, to_input
     prep = Preprocess.from_meta(model.meta)
     x0 = to_input(read_image(root / "images" / name, prep), prep)
     c = info["label"]

@@ -16,7 +16,7 @@ Fresh clutter every epoch: epoch e uses dataset indices e*60000 + i, so each ite
 with a new background, tint, size, position and distractors. The first epoch mixes in some
 easy images (centred, large, flat background) as a short curriculum.
 
-Needs torch (``pip install torch==2.13.0``) and the Fashion-MNIST files (see minicnn.datasets).
+Needs torch (``pip install torch==2.13.0``) and the Fashion-MNIST files (see minicnn.io.datasets).
 """
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from minicnn.datasets import make_cluttered, load_fashion_mnist, CLASS_NAMES  # noqa: E402
+from minicnn.io.datasets import make_cluttered, load_fashion_mnist, CLASS_NAMES  # noqa: E402
 
 MEAN, STD = 0.5, 0.25  # input normalisation: x = (pixel/255 - MEAN) / STD, every channel
 CHUNK = 1024           # images generated per data-loader item

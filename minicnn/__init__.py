@@ -1,12 +1,12 @@
 """minicnn: a from-scratch CNN engine (NumPy + Numba) with explicit backward passes, for
 learning how backprop saliency maps work (Simonyan, Vedaldi & Zisserman 2013,
 arXiv:1312.6034)."""
-from minicnn.kernels import use_kernels
-from minicnn.layers import (AdaptiveAvgPool2d, AvgPool2d, Conv2d, Dropout, Flatten, Layer,
+from minicnn.engine.kernels import use_kernels
+from minicnn.engine.layers import (AdaptiveAvgPool2d, AvgPool2d, Conv2d, Dropout, Flatten, Layer,
                             Linear, MaxPool2d, ReLU)
-from minicnn.model import Sequential
-from minicnn.torch_import import fold_batchnorm, from_torch
-from minicnn.weights import load, save
+from minicnn.engine.model import Sequential
+from minicnn.io.torch_import import fold_batchnorm, from_torch
+from minicnn.io.weights import load, save
 
 __all__ = [
     "use_kernels",

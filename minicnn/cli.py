@@ -38,7 +38,7 @@ def _fail(message: str) -> None:
 
 
 def _load_model(path):
-    from .weights import load, WeightsFileError
+    from .io.weights import load, WeightsFileError
     try:
         return load(path)
     except WeightsFileError as e:
@@ -54,7 +54,7 @@ def _num_classes(model) -> int:
     names = _class_names(model)
     if names:
         return len(names)
-    from .images import Preprocess
+    from .io.images import Preprocess
     prep = Preprocess.from_meta(getattr(model, "meta", {}))
     return int(model.forward(np.zeros((1, 3, prep.crop, prep.crop), np.float32)).shape[1])
 
@@ -141,10 +141,10 @@ def saliency_one(model, path, target, out_dir: Path, box=None, quiet=False,
 
     Files: <stem>_saliency.png/.npy for the gradient, <stem>_<method>.png/.npy otherwise.
     Returns a dict with the prediction, target, and where the files went.
-    Raises minicnn.images.ImageReadError for an unreadable image.
+    Raises minicnn.io.images.ImageReadError for an unreadable image.
     """
     from . import saliency, viz
-    from .images import Preprocess, read_image, to_input, to_pixels
+    from .io.images import Preprocess, read_image, to_input, to_pixels
 
     prep = Preprocess.from_meta(getattr(model, "meta", {}))
     names = _class_names(model)
@@ -178,7 +178,7 @@ def saliency_one(model, path, target, out_dir: Path, box=None, quiet=False,
 def compare_one(model, path, target, out_dir: Path) -> Path:
     """Every method on one image, side by side in <stem>_compare.png; returns its path."""
     from . import saliency, viz
-    from .images import Preprocess, read_image, to_input, to_pixels
+    from .io.images import Preprocess, read_image, to_input, to_pixels
 
     prep = Preprocess.from_meta(getattr(model, "meta", {}))
     names = _class_names(model)
@@ -214,7 +214,7 @@ def cmd_saliency(args) -> int:
     target = parse_target(args.target, _class_names(model), k)
     out_dir = Path(args.out)
     status = 0
-    from .images import ImageReadError
+    from .io.images import ImageReadError
     for path in args.images:
         try:
             saliency_one(model, path, target, out_dir, method=method)
@@ -227,7 +227,7 @@ def cmd_saliency(args) -> int:
 def cmd_compare(args) -> int:
     model = _load_model(args.model)
     target = parse_target(args.target, _class_names(model), _num_classes(model))
-    from .images import ImageReadError
+    from .io.images import ImageReadError
     try:
         compare_one(model, args.image, target, Path(args.out))
     except ImageReadError as e:
@@ -268,7 +268,7 @@ def cmd_demo(args) -> int:
 
 
 def cmd_convert(args) -> int:
-    from .convert import ConversionError, convert_checkpoint
+    from .io.convert import ConversionError, convert_checkpoint
     try:
         path = convert_checkpoint(args.checkpoint, args.arch, args.output)
     except ConversionError as e:
@@ -281,9 +281,9 @@ def cmd_classviz(args) -> int:
     from PIL import Image
 
     from . import viz
-    from .classviz import class_models
-    from .figures import class_model_grid
-    from .images import Preprocess, to_pixels
+    from .experiments.classviz import class_models
+    from .viz.experiments import class_model_grid
+    from .io.images import Preprocess, to_pixels
     from .viz import save_figure
     model = _load_model(args.model)
     names = _class_names(model)
@@ -305,9 +305,9 @@ def cmd_classviz(args) -> int:
 
 def cmd_localize(args) -> int:
     from . import viz
-    from .figures import localization_figure
-    from .images import ImageReadError, Preprocess, read_image
-    from .localize import localize_images
+    from .viz.experiments import localization_figure
+    from .io.images import ImageReadError, Preprocess, read_image
+    from .experiments.localize import localize_images
     model = _load_model(args.model)
     target = parse_target(args.target, _class_names(model), _num_classes(model))
     prep = Preprocess.from_meta(model.meta)
@@ -329,7 +329,7 @@ def cmd_localize(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    from .evaluate import run_evaluation
+    from .experiments.evaluate import run_evaluation
     model = _load_model(args.model)
     methods = args.methods.split(",") if args.methods else None
     try:
@@ -338,7 +338,7 @@ def cmd_evaluate(args) -> int:
                                 curve_limit=args.curve_limit, slow_limit=args.slow_limit)
     except (ValueError, ImportError) as e:
         raise UsageError(str(e)) from None
-    from .evaluate import markdown_table
+    from .experiments.evaluate import markdown_table
     print(markdown_table(result))
     print(f"tables and plots written to {Path(args.out).resolve()}/")
     return 0

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from minicnn import zoo
+from minicnn.io import zoo
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
 import bench  # noqa: E402

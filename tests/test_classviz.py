@@ -1,9 +1,9 @@
-"""minicnn.classviz: gradient ascent on S_c(I) - lambda ||I||^2 from the mean image."""
+"""minicnn.experiments.classviz: gradient ascent on S_c(I) - lambda ||I||^2 from the mean image."""
 import numpy as np
 import pytest
 
-from minicnn.classviz import class_model, class_models, objective_and_gradient, pixel_range
-from minicnn.images import Preprocess
+from minicnn.experiments.classviz import class_model, class_models, objective_and_gradient, pixel_range
+from minicnn.io.images import Preprocess
 from nets import SHAPE, small_net
 
 

@@ -11,7 +11,7 @@ from PIL import Image
 import minicnn
 from minicnn import saliency
 from minicnn.cli import main
-from minicnn.images import Preprocess, read_image, to_input
+from minicnn.io.images import Preprocess, read_image, to_input
 
 ROOT = Path(__file__).resolve().parents[1]
 CLASSES = ["T-shirt/top", "Trouser", "Pullover"]

@@ -1,12 +1,12 @@
-"""minicnn.datasets: the IDX reader and the cluttered-image generator."""
+"""minicnn.io.datasets: the IDX reader and the cluttered-image generator."""
 import gzip
 import struct
 
 import numpy as np
 import pytest
 
-from minicnn import datasets
-from minicnn.datasets import DatasetNotFoundError, load_fashion_mnist, make_cluttered
+from minicnn.io import datasets
+from minicnn.io.datasets import DatasetNotFoundError, load_fashion_mnist, make_cluttered
 
 
 def _have_fashion_mnist():

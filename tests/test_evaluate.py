@@ -1,4 +1,4 @@
-"""minicnn.evaluate end to end on a few cluttered test images (the shipped model if present,
+"""minicnn.experiments.evaluate end to end on a few cluttered test images (the shipped model if present,
 else a small random network), checked against the metric functions it is built from."""
 import csv
 import json
@@ -7,10 +7,11 @@ import numpy as np
 import pytest
 
 import minicnn
-from minicnn import evaluate, metrics, saliency
-from minicnn.datasets import DatasetNotFoundError, make_cluttered
-from minicnn.images import Preprocess, to_input
-from minicnn.weights import default_weights_path
+from minicnn.experiments import evaluate, metrics
+from minicnn import saliency
+from minicnn.io.datasets import DatasetNotFoundError, make_cluttered
+from minicnn.io.images import Preprocess, to_input
+from minicnn.io.weights import default_weights_path
 
 
 def random_model():

@@ -1,8 +1,8 @@
-"""minicnn.fooling: the fewest normalised-gradient steps that flip the prediction."""
+"""minicnn.experiments.fooling: the fewest normalised-gradient steps that flip the prediction."""
 import numpy as np
 import pytest
 
-from minicnn.fooling import fool
+from minicnn.experiments.fooling import fool
 from nets import small_net
 
 

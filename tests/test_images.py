@@ -1,9 +1,9 @@
-"""minicnn.images: file -> pixels -> model input, and the errors for bad files."""
+"""minicnn.io.images: file -> pixels -> model input, and the errors for bad files."""
 import numpy as np
 import pytest
 from PIL import Image
 
-from minicnn.images import ImageReadError, Preprocess, read_image, to_input, to_pixels
+from minicnn.io.images import ImageReadError, Preprocess, read_image, to_input, to_pixels
 
 
 def test_resize_shorter_side_then_centre_crop(tmp_path):

@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from minicnn import kernels
-from minicnn.kernels import adaptive_bins, fast, output_size, reference, winograd
+from minicnn.engine import kernels
+from minicnn.engine.kernels import adaptive_bins, fast, output_size, reference, winograd
 
 EXACT = {np.float64: 1e-12, np.float32: 1e-5}  # relative to the largest magnitude
 
@@ -197,7 +197,7 @@ def test_relu_rules_by_hand():
 def every_kernel_threaded(monkeypatch):
     """Make fast.py split every kernel, however small, over 3 threads (an odd count, so that
     chunks are uneven), as it does for large layers."""
-    from minicnn.kernels import threads
+    from minicnn.engine.kernels import threads
     if not threads.parallel_ok() and threads.NUM_THREADS > 1:
         pytest.skip("the BLAS library's threads cannot be limited here")
     monkeypatch.setattr(threads, "NUM_THREADS", 3)

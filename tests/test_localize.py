@@ -1,10 +1,10 @@
-"""minicnn.localize: connected components, threshold and graph-cut masks, boxes."""
+"""minicnn.experiments.localize: connected components, threshold and graph-cut masks, boxes."""
 import sys
 
 import numpy as np
 import pytest
 
-from minicnn.localize import (GRAPHCUT_INSTALL_HINT, graphcut_mask, label_components,
+from minicnn.experiments.localize import (GRAPHCUT_INSTALL_HINT, graphcut_mask, label_components,
                               largest_component, localize, localize_images, mask_box,
                               threshold_mask)
 
@@ -126,7 +126,7 @@ def test_bad_inputs_name_expected_and_actual():
 def test_localize_images_runs_the_pipeline_per_image():
     import minicnn
     from minicnn import saliency
-    from minicnn.images import to_input
+    from minicnn.io.images import to_input
     rng = np.random.default_rng(0)
     model = minicnn.Sequential([minicnn.Conv2d(3, 4, 3, padding=1, rng=rng), minicnn.ReLU(),
                                 minicnn.MaxPool2d(4), minicnn.Flatten(),

@@ -9,7 +9,7 @@ import pytest
 
 import minicnn
 from minicnn import saliency
-from minicnn.progress import Progress
+from minicnn._progress import Progress
 from minicnn.saliency import (IG_METHODS, METHODS, blur, deconvnet, default_cam_layer,
                               grad_cam, gradient, guided_backprop, guided_grad_cam,
                               input_x_gradient, integrated_gradients, integration_points,
@@ -465,7 +465,7 @@ def test_float32_in_float32_out(net_and_x):
 @pytest.fixture(scope="module")
 def shipped():
     """The shipped model in float64 and its torch twin, or a skip until weights/ has it."""
-    from minicnn.weights import default_weights_path
+    from minicnn.io.weights import default_weights_path
     if not default_weights_path().is_file():
         pytest.skip(f"{default_weights_path()} not committed yet")
     model = minicnn.load().astype(np.float64)

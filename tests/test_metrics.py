@@ -1,9 +1,9 @@
-"""minicnn.metrics on hand-built cases with known answers."""
+"""minicnn.experiments.metrics on hand-built cases with known answers."""
 import numpy as np
 import pytest
 
 import minicnn
-from minicnn import metrics
+from minicnn.experiments import metrics
 from minicnn.saliency import blur, softmax
 
 

@@ -226,7 +226,7 @@ print(m.backward(np.ones_like(s)).shape)
 
 
 def test_environment_variable_selects_kernels():
-    result = run_python("from minicnn import kernels; print(kernels.active_name())",
+    result = run_python("from minicnn.engine import kernels; print(kernels.active_name())",
                         MINICNN_KERNELS="reference")
     assert result.stdout.strip() == "reference", result.stderr
     result = run_python("import minicnn", MINICNN_KERNELS="cuda")

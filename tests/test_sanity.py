@@ -1,10 +1,11 @@
-"""minicnn.sanity: cascading randomisation, Spearman rank correlation and SSIM."""
+"""minicnn.experiments.sanity: cascading randomisation, Spearman rank correlation and SSIM."""
 import numpy as np
 import pytest
 
 import minicnn
-from minicnn import saliency, sanity
-from minicnn.evaluate import attribution_maps
+from minicnn import saliency
+from minicnn.experiments import sanity
+from minicnn.experiments.evaluate import attribution_maps
 
 
 def small_net(seed=0):

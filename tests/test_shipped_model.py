@@ -11,8 +11,8 @@ import pytest
 
 import minicnn
 from minicnn import saliency
-from minicnn.datasets import CLASS_NAMES
-from minicnn.images import Preprocess, read_image, to_input
+from minicnn.io.datasets import CLASS_NAMES
+from minicnn.io.images import Preprocess, read_image, to_input
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "examples" / "images"

@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-from minicnn.kernels import allocator, threads
+from minicnn.engine.kernels import allocator, threads
 
 
 def test_split_covers_the_range_in_near_equal_pieces():
@@ -54,7 +54,7 @@ def test_blas_limit_is_reentrant_and_restored():
 
 
 def test_bad_thread_count_is_refused():
-    code = "import minicnn.kernels.threads"
+    code = "import minicnn.engine.kernels.threads"
     env = dict(os.environ, MINICNN_NUM_THREADS="two")
     run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert run.returncode != 0
@@ -63,11 +63,11 @@ def test_bad_thread_count_is_refused():
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc only")
 def test_malloc_tuning_applies_and_can_be_switched_off():
-    from minicnn.kernels import fast  # noqa: F401  (importing the fast kernels tunes malloc)
+    from minicnn.engine.kernels import fast  # noqa: F401  (importing the fast kernels tunes malloc)
     import platform
     if platform.libc_ver()[0] == "glibc":
         assert allocator.tuned
-    code = "from minicnn.kernels import allocator, fast; print(allocator.tuned)"
+    code = "from minicnn.engine.kernels import allocator, fast; print(allocator.tuned)"
     env = dict(os.environ, MINICNN_TUNE_MALLOC="0")
     run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                          check=True)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import minicnn
-from minicnn.weights import WeightsFileError, load, save
+from minicnn.io.weights import WeightsFileError, load, save
 
 
 def tiny_model():
@@ -165,7 +165,7 @@ def test_loading_leaves_no_random_init_behind(tmp_path):
     """weights.load builds the layers uninitialised and keeps the file's arrays: every weight
     equals the saved one, and none of them is a second copy."""
     import minicnn
-    from minicnn import weights
+    from minicnn.io import weights
     model = minicnn.Sequential([("c", minicnn.Conv2d(2, 3, 3, rng=1)), ("f", minicnn.Flatten()),
                                 ("l", minicnn.Linear(3 * 2 * 2, 4, rng=2))])
     path = tmp_path / "m.npz"
@@ -188,8 +188,8 @@ def test_written_files_get_ordinary_permissions(tmp_path):
     import os
 
     import minicnn
-    from minicnn import weights
-    from minicnn.atomic import atomic_write
+    from minicnn.io import weights
+    from minicnn.io.atomic import atomic_write
     mask = os.umask(0)  # read the process's umask
     os.umask(mask)
     text = atomic_write(tmp_path / "a.txt", lambda tmp: open(tmp, "w").write("x"))

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 import minicnn
-from minicnn import zoo
+from minicnn.io import zoo
 from minicnn.saliency import one_hot
-from minicnn.convert import ConversionError, convert_checkpoint, fold_state_dict
+from minicnn.io.convert import ConversionError, convert_checkpoint, fold_state_dict
 
 torch = pytest.importorskip("torch")
 import torchvision_like  # noqa: E402
@@ -72,7 +72,7 @@ def test_batchnorm_fold_is_exact_in_float64():
 def test_from_torch_works_on_the_module_directly():
     net = torchvision_like.build("alexnet", num_classes=10).double()
     model = minicnn.from_torch(net)
-    assert model.names == zoo.build("alexnet", 10).names     # same layout as minicnn.zoo
+    assert model.names == zoo.build("alexnet", 10).names     # same layout as minicnn.io.zoo
     x = np.random.default_rng(2).normal(size=(1, 3, 100, 100))
     with torch.no_grad():
         want = net(torch.from_numpy(x)).numpy()
@@ -137,7 +137,7 @@ def test_unknown_architecture(tmp_path):
 
 def test_missing_torch_is_explained(tmp_path):
     code = ("import sys; sys.modules['torch'] = None\n"
-            "from minicnn.convert import convert_checkpoint, ConversionError\n"
+            "from minicnn.io.convert import convert_checkpoint, ConversionError\n"
             "try:\n    convert_checkpoint('x.pth', 'vgg16', 'y.npz')\n"
             "except ConversionError as e:\n    print(e)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

@@ -1,7 +1,7 @@
 """Test helper: VGG and AlexNet in plain torch.nn, with torchvision's module layout and keys.
 
 torchvision does not import beside torch 2.13 on our machines, so the tests build the same
-networks here, from the published configurations, independently of minicnn.zoo. Weights are
+networks here, from the published configurations, independently of minicnn.io.zoo. Weights are
 random; BatchNorm layers get random affine parameters and running statistics so that folding
 them is really exercised.
 """

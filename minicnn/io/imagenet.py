@@ -1,19 +1,19 @@
 """ImageNet labels and preprocessing, as torchvision's classification models expect them.
 
 - ``CLASS_NAMES``: the 1000 ILSVRC-2012 class names in the order of the networks' outputs.
-  The list in ``minicnn/data/imagenet_classes.txt`` was taken from ``_IMAGENET_CATEGORIES`` in
+  The list in ``minicnn/io/data/imagenet_classes.txt`` was taken from ``_IMAGENET_CATEGORIES`` in
   ``torchvision/models/_meta.py`` of the torchvision 0.29.1 wheel on PyPI (the names the
   torchvision model cards use).
 - ``PREPROCESS``: resize the shorter side to 256, centre-crop 224 x 224, scale to [0, 1],
   normalise with the ImageNet mean and standard deviation (torchvision's
-  ``ImageClassification`` preset for VGG and AlexNet); see ``minicnn.images``.
+  ``ImageClassification`` preset for VGG and AlexNet); see ``minicnn.io.images``.
 """
 from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
 
-from minicnn.images import Preprocess
+from minicnn.io.images import Preprocess
 
 __all__ = ["PREPROCESS", "class_names"]
 

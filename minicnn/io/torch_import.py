@@ -21,9 +21,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from minicnn.layers import (AdaptiveAvgPool2d, AvgPool2d, Conv2d, Dropout, Flatten, Linear,
+from minicnn.engine.layers import (AdaptiveAvgPool2d, AvgPool2d, Conv2d, Dropout, Flatten, Linear,
                             MaxPool2d, ReLU)
-from minicnn.model import Sequential
+from minicnn.engine.model import Sequential
 
 __all__ = ["from_torch", "fold_batchnorm"]
 

@@ -37,8 +37,8 @@ import threading
 import numpy as np
 from numba import njit
 
-from minicnn.kernels import adaptive_bins, allocator, output_size, winograd
-from minicnn.kernels.threads import NUM_THREADS, blas_single_threaded, parallel_ok, run_chunks, split
+from minicnn.engine.kernels import adaptive_bins, allocator, output_size, winograd
+from minicnn.engine.kernels.threads import NUM_THREADS, blas_single_threaded, parallel_ok, run_chunks, split
 
 __all__ = [
     "conv2d_forward", "conv2d_backward_input", "im2col", "col2im",

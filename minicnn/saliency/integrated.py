@@ -9,9 +9,9 @@ from numbers import Real
 
 import numpy as np
 
-from minicnn.gradients import (_check_input, _choice, _positive_int, _row_batches,
+from minicnn.saliency.gradient import (_check_input, _choice, _positive_int, _row_batches,
                                _sum_rows_per_image, gradient, resolve_targets)
-from minicnn.progress import Progress
+from minicnn._progress import Progress
 
 __all__ = ["integrated_gradients", "integration_points", "IG_METHODS", "BASELINES",
            "BLUR_SIGMA", "blur"]

@@ -1,13 +1,13 @@
 """Honest evaluation of saliency methods on cluttered Fashion-MNIST, where the object is known.
 
-For N test images of ``minicnn.datasets.make_cluttered`` (generated with the model's recorded
+For N test images of ``minicnn.io.datasets.make_cluttered`` (generated with the model's recorded
 dataset seed, so they are the images its test accuracy was measured on) and every saliency
 method of ``saliency.METHODS`` plus three baselines that know nothing about the model
 (``metrics.BASELINE_MAPS``: random, centred Gaussian, Sobel edges), this measures
 
 - the pointing game (``metrics.pointing_hit``);
 - weakly supervised localisation (Simonyan et al. 2013, §3.1) by both ways of
-  ``minicnn.localize``: threshold (top 10% of pixels, about the mean object area of the
+  ``minicnn.experiments.localize``: threshold (top 10% of pixels, about the mean object area of the
   TRAINING split, 10.1%) and the paper's graph cut; the rate of box IoU >= 0.5 and the mean
   mask precision and recall against the object's pixels;
 - deletion and insertion areas (``metrics.deletion_curve`` / ``insertion_curve``, RISE).
@@ -46,11 +46,12 @@ from pathlib import Path
 
 import numpy as np
 
-from minicnn import metrics, saliency
-from minicnn.datasets import make_cluttered
-from minicnn.images import Preprocess, to_input
-from minicnn.localize import GRAPHCUT_INSTALL_HINT, localize
-from minicnn.progress import Progress
+from minicnn.experiments import metrics
+from minicnn import saliency
+from minicnn.io.datasets import make_cluttered
+from minicnn.io.images import Preprocess, to_input
+from minicnn.experiments.localize import GRAPHCUT_INSTALL_HINT, localize
+from minicnn._progress import Progress
 
 __all__ = [
     "run_evaluation",
@@ -392,7 +393,7 @@ def csv_text(result) -> str:
 
 def write_outputs(result, out_dir) -> list[Path]:
     """results.md, results.csv, results.json, localization.png, curves.png in out_dir."""
-    from minicnn.figures import evaluation_bars, evaluation_curves
+    from minicnn.viz.experiments import evaluation_bars, evaluation_curves
     from minicnn.viz import atomic_write, save_figure
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from minicnn.kernels.threads import blas_single_threaded
-from minicnn.layers import FLOAT_DTYPES, RELU_RULES, Layer, ReLU, layer_from_config
+from minicnn.engine.kernels.threads import blas_single_threaded
+from minicnn.engine.layers import FLOAT_DTYPES, RELU_RULES, Layer, ReLU, layer_from_config
 
 __all__ = ["Sequential"]
 

@@ -5,7 +5,7 @@
 This is the only step that needs PyTorch, and only to read the file: ``torch.load`` with
 ``weights_only=True``, which unpickles tensors and plain containers and refuses anything
 that would run code. Every key and shape is checked against the architecture
-(``minicnn.zoo.checkpoint_shapes``), BatchNorm is folded into the convolution before it for
+(``minicnn.io.zoo.checkpoint_shapes``), BatchNorm is folded into the convolution before it for
 the ``_bn`` variants, and the result is written by ``minicnn.save`` with the metadata a
 saliency figure needs (architecture, ImageNet class names, preprocessing, source file).
 """
@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from minicnn import imagenet, zoo
-from minicnn.torch_import import fold_batchnorm
-from minicnn.weights import save
+from minicnn.io import imagenet, zoo
+from minicnn.io.torch_import import fold_batchnorm
+from minicnn.io.weights import save
 
 __all__ = ["convert_checkpoint", "ConversionError"]
 

@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-from minicnn.images import Preprocess, to_pixels
+from minicnn.io.images import Preprocess, to_pixels
 
 __all__ = [
     "class_model_grid",
@@ -67,7 +67,7 @@ def class_model_grid(images, class_names, prep: Preprocess = Preprocess(), cols:
 def localization_figure(image, saliency_map, results: dict, true_box=None, title: str = ""):
     """image uint8 (H, W, 3) | saliency map | one panel per Localization in `results`
     ({"threshold": loc, "graphcut": loc}) with its mask and box; the true box in green."""
-    from minicnn.viz import draw_box
+    from minicnn.viz.saliency import draw_box
     plt = _pyplot()
     fig, axes = plt.subplots(1, 2 + len(results), figsize=(2.6 * (2 + len(results)), 2.9))
     axes[0].imshow(image)

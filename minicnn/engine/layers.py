@@ -14,7 +14,7 @@ mode (``Dropout`` is the identity).
 Dtypes: a layer computes in the dtype of its input (float32 or float64). If its weights have
 another dtype they are cast once and the cast is cached. Any other input dtype is a TypeError.
 
-Hot loops are not here but in ``minicnn.kernels``, reached through ``kernels.active()`` so that
+Hot loops are not here but in ``minicnn.engine.kernels``, reached through ``kernels.active()`` so that
 the readable reference kernels can replace the fast ones everywhere.
 
 References: CS231n assignment 2 (layer/kernel split, shape docstrings); Simonyan, Vedaldi &
@@ -27,7 +27,7 @@ import math
 
 import numpy as np
 
-from minicnn import kernels
+from minicnn.engine import kernels
 
 __all__ = [
     "Layer", "Conv2d", "ReLU", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d",

@@ -22,9 +22,9 @@ import math
 
 import numpy as np
 
-from minicnn.layers import Conv2d, Linear
-from minicnn.model import Sequential
-from minicnn.progress import Progress
+from minicnn.engine.layers import Conv2d, Linear
+from minicnn.engine.model import Sequential
+from minicnn._progress import Progress
 from minicnn.saliency import resolve_targets
 
 __all__ = [

@@ -43,13 +43,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from minicnn.cam import default_cam_layer, grad_cam, guided_grad_cam, upsample_bilinear
-from minicnn.gradients import (backprop, check_targets, deconvnet, gradient, guided_backprop,
+from minicnn.saliency.gradcam import default_cam_layer, grad_cam, guided_grad_cam, upsample_bilinear
+from minicnn.saliency.gradient import (backprop, check_targets, deconvnet, gradient, guided_backprop,
                                input_x_gradient, one_hot, probability_gradient, resolve_targets,
                                softmax)
-from minicnn.integrated import IG_METHODS, blur, integrated_gradients, integration_points
-from minicnn.occlusion import occlusion
-from minicnn.smoothing import SMOOTHGRAD_KINDS, smoothgrad
+from minicnn.saliency.integrated import IG_METHODS, blur, integrated_gradients, integration_points
+from minicnn.saliency.occlusion import occlusion
+from minicnn.saliency.smoothgrad import SMOOTHGRAD_KINDS, smoothgrad
 
 __all__ = [
     "gradient",

@@ -20,7 +20,7 @@ what the *unfolded* torchvision checkpoint holds, BatchNorm statistics included.
 """
 from __future__ import annotations
 
-from minicnn.model import Sequential
+from minicnn.engine.model import Sequential
 
 __all__ = ["ARCHITECTURES", "build", "model_shapes", "checkpoint_shapes"]
 

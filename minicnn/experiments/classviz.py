@@ -26,8 +26,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from minicnn.images import Preprocess
-from minicnn.progress import Progress
+from minicnn.io.images import Preprocess
+from minicnn._progress import Progress
 from minicnn.saliency import blur, one_hot
 
 __all__ = ["class_model", "class_models", "objective_and_gradient", "pixel_range"]

@@ -1,6 +1,6 @@
 """How good is a saliency map? Scores against ground truth, and scores against the model.
 
-Against the object's ground truth (its box and mask, known for ``minicnn.datasets`` images):
+Against the object's ground truth (its box and mask, known for ``minicnn.io.datasets`` images):
 
 - the pointing game (Zhang et al. 2016, "Top-down Neural Attention by Excitation Backprop",
   arXiv:1608.00507): a hit when the map's maximum falls on the object's box;

@@ -1,8 +1,8 @@
 """The kernel switch: every hot loop of minicnn exists twice, and this module picks one.
 
-- ``minicnn.kernels.reference``: the definitions, written as plain loops over NumPy arrays.
+- ``minicnn.engine.kernels.reference``: the definitions, written as plain loops over NumPy arrays.
   Slow, and meant to be read.
-- ``minicnn.kernels.fast``: the same functions with identical signatures; the loops are
+- ``minicnn.engine.kernels.fast``: the same functions with identical signatures; the loops are
   compiled by Numba and each convolution is one BLAS matrix product (im2col, Chellapilla,
   Puri & Simard 2006, "High Performance Convolutional Neural Networks for Document Processing").
 
@@ -63,7 +63,7 @@ def get(name: str):
     """The kernel module called ``name`` ("fast" or "reference"), imported on first use."""
     _check_name(name)
     if name not in _modules:
-        _modules[name] = importlib.import_module(f"minicnn.kernels.{name}")
+        _modules[name] = importlib.import_module(f"minicnn.engine.kernels.{name}")
     return _modules[name]
 
 

@@ -23,8 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .atomic import atomic_write
-from .model import Sequential
+from minicnn.io.atomic import atomic_write
+from minicnn.engine.model import Sequential
 
 __all__ = ["save", "load", "WeightsFileError", "default_weights_path", "array_digest"]
 
@@ -43,7 +43,7 @@ def default_weights_path() -> Path:
     next to the ``minicnn`` package (a source checkout or an editable install)."""
     if os.environ.get(ENV_WEIGHTS):
         return Path(os.environ[ENV_WEIGHTS])
-    return Path(__file__).resolve().parent.parent / "weights" / SHIPPED_NAME
+    return Path(__file__).resolve().parents[2] / "weights" / SHIPPED_NAME
 
 
 def array_digest(arrays: dict) -> str:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from minicnn.kernels import adaptive_bins, output_size
+from minicnn.engine.kernels import adaptive_bins, output_size
 
 __all__ = [
     "conv2d_forward", "conv2d_backward_input", "im2col", "col2im",

@@ -19,7 +19,7 @@ Then ``largest_component`` keeps the largest 4- or 8-connected blob of the mask 
 "the object segmentation mask is set to the largest connected component of the foreground
 pixels") and ``mask_box`` draws its box.
 
-Boxes are ``(x0, y0, x1, y1)`` with x1 and y1 exclusive, as in ``minicnn.datasets``: the
+Boxes are ``(x0, y0, x1, y1)`` with x1 and y1 exclusive, as in ``minicnn.io.datasets``: the
 mask lies in ``mask[y0:y1, x0:x1]``.
 
 Connected components are labelled with a union-find written as plain loops; the same
@@ -325,9 +325,9 @@ def localize_images(model, images, target=None, saliency_method="gradient",
     Returns (maps (N, H, W) float64, [Localization] * N).
     """
     from minicnn import saliency
-    from minicnn.evaluate import attribution_maps
-    from minicnn.images import Preprocess, to_input
-    from minicnn.progress import Progress
+    from minicnn.experiments.evaluate import attribution_maps
+    from minicnn.io.images import Preprocess, to_input
+    from minicnn._progress import Progress
 
     images = np.asarray(images)
     if images.ndim != 4 or images.shape[3] != 3 or images.dtype != np.uint8:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from minicnn.atomic import atomic_write
+from minicnn.io.atomic import atomic_write
 
 __all__ = ["saliency_figure", "heatmap_figure", "comparison_figure", "save_figure", "atomic_write",
            "draw_box"]

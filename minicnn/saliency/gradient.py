@@ -61,7 +61,7 @@ def backprop(model, x, target=None, relu_rule: str = "gradient"):
 
     Returns (grad (N, C, H, W), scores (N, K), targets (N,)). The building block of every
     gradient-based method; `relu_rule` picks how ReLU layers pass the gradient back
-    ("gradient", "guided" or "deconvnet", see minicnn.layers.ReLU.backward).
+    ("gradient", "guided" or "deconvnet", see minicnn.engine.layers.ReLU.backward).
     """
     scores = model.forward(x)                                # (N, K), pre-softmax
     targets = resolve_targets(target, scores)                # (N,)

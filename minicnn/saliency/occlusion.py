@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from minicnn.gradients import _check_input, _positive_int, _row_batches, resolve_targets
-from minicnn.integrated import _baseline
-from minicnn.progress import Progress
+from minicnn.saliency.gradient import _check_input, _positive_int, _row_batches, resolve_targets
+from minicnn.saliency.integrated import _baseline
+from minicnn._progress import Progress
 
 __all__ = ["occlusion"]
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from minicnn.gradients import _check_input, guided_backprop, one_hot, resolve_targets
-from minicnn.layers import Conv2d, ReLU
+from minicnn.saliency.gradient import _check_input, guided_backprop, one_hot, resolve_targets
+from minicnn.engine.layers import Conv2d, ReLU
 
 __all__ = ["grad_cam", "guided_grad_cam", "default_cam_layer", "upsample_bilinear"]
 

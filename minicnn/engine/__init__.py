@@ -1,0 +1,13 @@
+"""The engine: layers with their forward and backward passes side by side, the model that runs
+them, and the kernels (a readable NumPy reference and a fast Numba twin) under both.
+
+Nothing here knows about saliency, files or figures: it imports no other part of minicnn
+(only the shared boundary checks in ``minicnn._checks``).
+"""
+from minicnn.engine.kernels import use_kernels
+from minicnn.engine.layers import (AdaptiveAvgPool2d, AvgPool2d, Conv2d, Dropout, Flatten, Layer,
+                                   Linear, MaxPool2d, ReLU)
+from minicnn.engine.model import Sequential
+
+__all__ = ["use_kernels", "Layer", "Conv2d", "ReLU", "MaxPool2d", "AvgPool2d",
+           "AdaptiveAvgPool2d", "Flatten", "Linear", "Dropout", "Sequential"]
