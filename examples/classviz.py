@@ -17,10 +17,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import minicnn  # noqa: E402
 from minicnn.experiments.classviz import class_models  # noqa: E402
-from minicnn.viz.experiments import class_model_grid  # noqa: E402
-from minicnn.io.images import Preprocess  # noqa: E402
 from minicnn.saliency import softmax  # noqa: E402
-from minicnn.viz import atomic_write, save_figure  # noqa: E402
+from minicnn.viz import atomic_write, class_model_grid, save_figure, stretch  # noqa: E402
 
 
 def main(argv=None):
@@ -36,7 +34,6 @@ def main(argv=None):
     args = p.parse_args(argv)
 
     model = minicnn.load(args.weights)
-    prep = Preprocess.from_meta(model.meta)
     priors = {} if args.plain else dict(jitter=4, blur_every=10, blur_sigma=0.5, clip=True)
     images = class_models(model, progress=True, steps=args.steps, lr=args.lr, l2=args.l2,
                           seed=args.seed, **priors)
@@ -47,7 +44,7 @@ def main(argv=None):
     for c, name in enumerate(names):
         print(f"{name:>12}: score {scores[c, c]:8.2f}, p = {probs[c, c]:.3f}, "
               f"predicted {names[int(scores[c].argmax())]}")
-    print(save_figure(class_model_grid(images, names, prep), out / "class_models.png"))
+    print(save_figure(class_model_grid(stretch(images), names), out / "class_models.png"))
     print(atomic_write(out / "class_models.npz",
                        lambda tmp: np.savez(tmp, images=images)))  # tmp ends in .npz
 

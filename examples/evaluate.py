@@ -6,7 +6,7 @@ threshold and by the paper's graph cut, deletion/insertion), plus a few localisa
 
 Defaults: every method of saliency.METHODS on all 10,000 images, except the slow ones
 (smoothgrad, integrated_gradients, occlusion) on the first 100; graph cut on the first 1,000;
-deletion/insertion on the first 100. See minicnn/evaluate.py for the choices.
+deletion/insertion on the first 100. See minicnn/experiments/evaluate.py for the choices.
 """
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from minicnn.experiments.evaluate import run_evaluation  # noqa: E402
 from minicnn.viz.experiments import localization_figure  # noqa: E402
 from minicnn.io.images import Preprocess, to_input  # noqa: E402
 from minicnn.experiments.localize import localize  # noqa: E402
-from minicnn.viz import save_figure  # noqa: E402
+from minicnn.viz import save_figure, write_evaluation  # noqa: E402
 
 
 def localization_examples(model, out: Path, count: int = 4):
@@ -59,10 +59,11 @@ def main(argv=None):
     model = minicnn.load(args.weights)
     out = Path(args.out)
     localization_examples(model, out)
-    result = run_evaluation(model, n_images=args.images, methods=args.methods, out_dir=out,
+    result = run_evaluation(model, n_images=args.images, methods=args.methods,
                             progress=True, target=args.target, batch_size=args.batch,
                             slow_limit=args.slow_limit, graphcut_limit=args.graphcut_limit,
                             curve_limit=args.curve_limit)
+    write_evaluation(result, out)
     print((out / "results.md").read_text())
     print(f"{result['settings']['seconds']} s; outputs in {out}")
 

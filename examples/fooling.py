@@ -11,12 +11,14 @@ import argparse
 import sys
 from pathlib import Path
 
+import numpy as np
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import minicnn  # noqa: E402
 from minicnn.io.datasets import make_cluttered  # noqa: E402
 from minicnn.viz.experiments import fooling_figure  # noqa: E402
 from minicnn.experiments.fooling import fool  # noqa: E402
-from minicnn.io.images import Preprocess, to_input  # noqa: E402
+from minicnn.io.images import Preprocess, to_input, to_pixels  # noqa: E402
 from minicnn.viz import save_figure  # noqa: E402
 
 
@@ -43,10 +45,12 @@ def main(argv=None):
     status = f"{r.steps} steps" if r.fooled else f"not fooled after {r.steps} steps"
     print(f"{names[r.original_class]} -> {names[r.predicted_class]} (target {names[target]}): "
           f"{status}, |perturbation| = {float((r.perturbation ** 2).sum()) ** 0.5:.3f}")
-    fig = fooling_figure(x, r.perturbation, r.image,
+    std = np.asarray(prep.std)[:, None, None]                      # (3, 1, 1)
+    perturbation = (r.perturbation * std).transpose(1, 2, 0)        # pixel units, (H, W, 3)
+    fig = fooling_figure(to_pixels(x, prep)[0], perturbation, to_pixels(r.image, prep)[0],
                          [f"original: {names[r.original_class]}",
                           f"perturbation x{args.magnify:g}",
-                          f"{names[r.predicted_class]} ({status})"], args.magnify, prep)
+                          f"{names[r.predicted_class]} ({status})"], args.magnify)
     print(save_figure(fig, Path(args.out) / "fooling.png"))
 
 

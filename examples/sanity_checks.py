@@ -19,10 +19,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import minicnn  # noqa: E402
 from minicnn import saliency  # noqa: E402
 from minicnn.io.datasets import make_cluttered  # noqa: E402
-from minicnn.experiments.evaluate import attribution_maps  # noqa: E402
 from minicnn.viz.experiments import sanity_curves, sanity_maps_figure  # noqa: E402
 from minicnn.io.images import Preprocess, to_input  # noqa: E402
-from minicnn.experiments.sanity import sanity_checks, signed_maps  # noqa: E402
+from minicnn.experiments.sanity import sanity_checks  # noqa: E402
 from minicnn.viz import atomic_write, save_figure  # noqa: E402
 
 DEFAULT_METHODS = "gradient,guided_backprop,input_x_gradient,grad_cam,guided_grad_cam"
@@ -45,9 +44,8 @@ def main(argv=None):
     batch = make_cluttered(range(args.images), "test", seed)
     x = to_input(batch.images, prep)
     methods = {m: saliency.get_method(m) for m in args.methods.split(",")}
-    to_map = signed_maps if args.signed else attribution_maps
-    result = sanity_checks(model, x, batch.labels, methods, to_map, seed=args.seed,
-                           abs_maps=not args.signed, progress=True)
+    result = sanity_checks(model, x, batch.labels, methods, signed=args.signed, seed=args.seed,
+                           progress=True)
     out = Path(args.out)
     print(save_figure(sanity_maps_figure(result, 0, batch.images[0]), out / "sanity_maps.png"))
     print(save_figure(sanity_curves(result), out / "sanity_curves.png"))

@@ -1,111 +1,66 @@
-"""A plain-text progress bar on stderr, for the work that runs many passes.
+"""Progress bars for the work that runs many passes, through tqdm.
 
-SmoothGrad, integrated gradients, occlusion and the evaluation forward (and backward) hundreds
-of copies of an image in batches; ``Progress`` shows how far they are, e.g.
+SmoothGrad, integrated gradients, occlusion, class models, the sanity checks and the
+evaluation forward (and backward) hundreds of copies of an image; ``progress_bar`` shows how
+far they are, e.g.
 
-    smoothgrad [##########----------]  25/50
-    evaluate [####----------------]  20%  41 s, ~164 s left
+    smoothgrad [########------------] 20/50 00:01<00:01
+    evaluate [####----------------]  20% 00:41<02:44
 
-On a terminal the line is redrawn in place (a carriage return, at most 10 times a second).
-Elsewhere (a log file, CI) a carriage return would pile every redraw onto one line, so a new
-line is written only when the bar grows by one step: at most ``width`` + 1 lines. Elapsed time
-and an estimate of the time left appear once the work has run for a second. It needs no
-dependency. Inside the library it is off unless asked for (``progress=True``); the command
-line turns it on.
+The total is in whatever unit keeps the estimate of the time left honest: the evaluation
+counts forward + backward passes, so that the first images, which carry the slow methods,
+weigh what they cost. On a terminal tqdm redraws the line in place (at most 10 times a
+second). In a log (stderr is a file or a pipe, as in CI) a carriage return would pile every
+redraw onto one line, so a whole line is written each time the bar grows by one step: at most
+21 lines per bar. Inside the library bars are off unless asked for (``progress=True``); the
+command line turns them on. This module imports nothing else of minicnn.
 """
 from __future__ import annotations
 
 import sys
-import time
 
-__all__ = ["Progress"]
+from tqdm import tqdm
 
-REDRAWS_PER_SECOND = 10  # on a terminal
-SHOW_TIME_AFTER = 1.0  # seconds
+__all__ = ["progress_bar", "WIDTH"]
+
+WIDTH = 20  # characters of the bar; in a log, one line per character filled
 
 
-class Progress:
-    """Count ``done`` up to ``total`` and show the bar on ``stream``.
+def progress_bar(total, label: str, enabled: bool = True, percent: bool = False,
+                 file=None) -> tqdm:
+    """A bar counting up to ``total`` units on ``file`` (default stderr), used as a context
+    manager: ``with progress_bar(n, "smoothgrad", progress) as bar: ... bar.update(k)``.
 
-    - total: the number of units of work (e.g. noisy images), >= 1
-    - label: printed before the bar
-    - enabled: False draws nothing (the default inside the library)
-    - stream: where to draw; None means sys.stderr at draw time
-    - clock: seconds as a float (time.monotonic); tests pass a fake one
-    - percent: show "37%" instead of "done/total" (for units that mean nothing to a reader)
-    Use as a context manager, or call ``close()`` to end the line.
+    - enabled: False draws nothing (and costs next to nothing)
+    - percent: show "37%" instead of "done/total" (for units that mean nothing to a reader,
+      such as the evaluation's weighted passes)
     """
+    file = sys.stderr if file is None else file
+    count = "{percentage:3.0f}%" if percent else "{n_fmt}/{total_fmt}"
+    options = dict(total=total, desc=label, file=file, disable=not enabled, ascii="-#",
+                   bar_format="{desc} [{bar:%d}] %s {elapsed}<{remaining}" % (WIDTH, count),
+                   mininterval=0.1, dynamic_ncols=False)
+    if bool(getattr(file, "isatty", lambda: False)()):
+        return tqdm(**options)
+    # a log: look at every update (display() itself writes only when the bar grows)
+    return _LogBar(**{**options, "mininterval": 0, "miniters": 1})
 
-    def __init__(self, total: int, label: str, enabled: bool = True, stream=None,
-                 width: int = 20, clock=time.monotonic, percent: bool = False):
-        self.total, self.label, self.enabled = max(int(total), 1), label, bool(enabled)
-        self.percent = bool(percent)
-        self.stream, self.width, self.clock = stream, int(width), clock
-        self.done = 0
-        self._start = clock()
-        self._drawn = None  # the last line written, so unchanged lines are not redrawn
-        self._drawn_at = None  # when it was written (terminal throttling)
-        self._drawn_filled = -1  # bar steps in the last line written (log mode)
 
-    def __enter__(self):
-        self._draw()
-        return self
+class _LogBar(tqdm):
+    """tqdm for a log: a whole line each time the bar grows by a step, never a carriage
+    return, and nothing to clear at the end."""
 
-    def __exit__(self, *exc):
-        self.close()
+    def __init__(self, *args, **kwargs):
+        self._logged = None  # the step of the last line written
+        super().__init__(*args, **kwargs)
+        self.sp = None  # tqdm then leaves the last line as it is when the bar closes
 
-    def update(self, n: int = 1):
-        """Record ``n`` more units done and redraw if the line changed."""
-        self.done = min(self.done + int(n), self.total)
-        self._draw()
-
-    def _filled(self) -> int:
-        return self.width * self.done // self.total
-
-    def line(self) -> str:
-        """The bar as text: 'label [###---]  done/total' (+ time after the first second)."""
-        filled = self._filled()
-        bar = "#" * filled + "-" * (self.width - filled)
-        digits = len(str(self.total))
-        count = f"{100 * self.done // self.total:3d}%" if self.percent \
-            else f"{self.done:>{digits}}/{self.total}"
-        text = f"{self.label} [{bar}] {count}"
-        elapsed = self.clock() - self._start
-        if elapsed >= SHOW_TIME_AFTER:
-            text += f"  {elapsed:.0f} s"
-            if 0 < self.done < self.total:
-                text += f", ~{elapsed * (self.total - self.done) / self.done:.0f} s left"
-        return text
-
-    def close(self):
-        """End the bar: on a terminal, draw its final state and end the line."""
-        if self.enabled and self._drawn is not None and self._is_terminal():
-            self._draw(final=True)
-            self._write("\n")
-        self._drawn = None
-        self.enabled = False  # closed: further updates draw nothing
-
-    def _is_terminal(self) -> bool:
-        return bool(getattr(self._stream(), "isatty", lambda: False)())
-
-    def _draw(self, final=False):
-        if not self.enabled:
-            return
-        if self._is_terminal():  # redraw in place, at most REDRAWS_PER_SECOND times a second
-            now, text = self.clock(), self.line()
-            recent = self._drawn_at is not None and now - self._drawn_at < 1 / REDRAWS_PER_SECOND
-            if text != self._drawn and (final or not recent):
-                self._write("\r" + text)
-                self._drawn, self._drawn_at = text, now
-        elif self._filled() != self._drawn_filled:  # a log: a whole line per step of the bar
-            self._drawn = self.line()
-            self._write(self._drawn + "\n")
-            self._drawn_filled = self._filled()
-
-    def _stream(self):
-        return self.stream if self.stream is not None else sys.stderr
-
-    def _write(self, text):
-        stream = self._stream()
-        stream.write(text)
-        stream.flush()
+    def display(self, msg=None, pos=None):
+        if msg is not None:  # tqdm asking to clear the line: a log has nothing to clear
+            return True
+        step = WIDTH * self.n // self.total if self.total else 0
+        if step != self._logged:
+            self._logged = step
+            self.fp.write(self.__str__() + "\n")
+            self.fp.flush()
+        return True

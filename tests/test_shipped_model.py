@@ -53,7 +53,7 @@ def test_two_samples_per_class_with_boxes(samples):
 
 def test_scores_and_input_gradients_equal_torch_float64(shipped, samples):
     pytest.importorskip("torch")
-    from torch_twin import torch_input_gradient, torch_twin
+    from tests.helpers.torch_twin import torch_input_gradient, torch_twin
     x, labels, _ = samples
     model64 = minicnn.load().astype(np.float64)
     want_scores, want_grad = torch_input_gradient(torch_twin(model64), x.astype(np.float64), labels)
@@ -68,7 +68,7 @@ def test_scores_and_input_gradients_equal_torch_float32(shipped, samples):
     neighbouring pixel. Scores agree to float32 rounding; gradients agree everywhere except
     such rare flips (the float64 test above is the exact check)."""
     torch = pytest.importorskip("torch")
-    from torch_twin import torch_input_gradient, torch_twin
+    from tests.helpers.torch_twin import torch_input_gradient, torch_twin
     x, labels, _ = samples
     want_scores, want_grad = torch_input_gradient(torch_twin(shipped, dtype=torch.float32), x, labels)
     grad, scores, _ = saliency.backprop(shipped, x, labels)

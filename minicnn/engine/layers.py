@@ -27,6 +27,7 @@ import math
 
 import numpy as np
 
+from minicnn._checks import FLOAT_DTYPES, check_array
 from minicnn.engine import kernels
 
 __all__ = [
@@ -34,7 +35,6 @@ __all__ = [
     "Flatten", "Linear", "Dropout", "RELU_RULES", "LAYER_TYPES", "layer_from_config",
 ]
 
-FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 RELU_RULES = ("gradient", "deconvnet", "guided")
 
 
@@ -121,16 +121,7 @@ class Layer:
 
     def _check_input(self, x, ndim=None, shape_hint=""):
         """TypeError unless x is a float32/float64 ndarray; ValueError on the wrong rank."""
-        if not isinstance(x, np.ndarray):
-            raise TypeError(f"{self.describe()}: expected the input as a numpy.ndarray, "
-                            f"got {type(x).__name__}")
-        if x.dtype not in FLOAT_DTYPES:
-            raise TypeError(f"{self.describe()}: input dtype must be float32 or float64, "
-                            f"got {x.dtype}")
-        if ndim is not None and x.ndim != ndim:
-            raise ValueError(f"{self.describe()}: expected a {ndim}-D input {shape_hint}, "
-                             f"got shape {x.shape}")
-        return x
+        return check_array(x, f"{self.describe()}: input", ndim, shape_hint)
 
     def _remember(self, x, out):
         """Record the forward shapes and dtype, for backward's checks."""
@@ -140,12 +131,7 @@ class Layer:
         """grad_out must match the last forward output's shape; it is cast to its dtype."""
         if getattr(self, "_out_shape", None) is None:
             raise ValueError(f"{self.describe()}: backward called before forward")
-        if not isinstance(grad_out, np.ndarray):
-            raise TypeError(f"{self.describe()}: expected grad_out as a numpy.ndarray, "
-                            f"got {type(grad_out).__name__}")
-        if grad_out.dtype not in FLOAT_DTYPES:
-            raise TypeError(f"{self.describe()}: grad_out dtype must be float32 or float64, "
-                            f"got {grad_out.dtype}")
+        check_array(grad_out, f"{self.describe()}: grad_out")
         if grad_out.shape != self._out_shape:
             raise ValueError(f"{self.describe()}: grad_out must have the forward output's shape "
                              f"{self._out_shape}, got {grad_out.shape}")
@@ -446,11 +432,11 @@ LAYER_TYPES = {cls.__name__: cls for cls in
                (Conv2d, ReLU, MaxPool2d, AvgPool2d, AdaptiveAvgPool2d, Flatten, Linear, Dropout)}
 
 
-def layer_from_config(config: dict, init: bool = True) -> Layer:
+def layer_from_config(config: dict, init: bool = True, dtype=np.float32) -> Layer:
     """Inverse of ``layer.config()``: {"type": "Conv2d", "in_channels": 3, ...} -> Conv2d(3, ...).
 
-    Weights are freshly initialised, or left uninitialised with init=False; load them with
-    ``Sequential.load_state_dict``.
+    Weights (in ``dtype``) are freshly initialised, or left uninitialised with init=False;
+    load them with ``Sequential.load_state_dict``.
     """
     if not isinstance(config, dict) or "type" not in config:
         raise ValueError(f"layer config must be a dict with a 'type' key, got {config!r}")
@@ -459,8 +445,8 @@ def layer_from_config(config: dict, init: bool = True) -> Layer:
         raise ValueError(f"unknown layer type {kind!r}; known types are {sorted(LAYER_TYPES)}")
     args = {k: (tuple(v) if isinstance(v, list) else v)
             for k, v in config.items() if k not in ("type", "name")}
-    if not init and LAYER_TYPES[kind]._params:
-        args["init"] = False
+    if LAYER_TYPES[kind]._params:
+        args.update(init=init, dtype=dtype)
     try:
         return LAYER_TYPES[kind](**args)
     except TypeError as error:

@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from minicnn._checks import check_array, check_finite
 from minicnn.engine.kernels.threads import blas_single_threaded
-from minicnn.engine.layers import FLOAT_DTYPES, RELU_RULES, Layer, ReLU, layer_from_config
+from minicnn.engine.layers import RELU_RULES, Layer, ReLU, layer_from_config
 
 __all__ = ["Sequential"]
 
@@ -31,9 +32,14 @@ class Sequential:
 
     ``Sequential([Conv2d(...), ReLU(), ...])`` names the layers "0", "1", ...;
     ``Sequential([("features.0", Conv2d(...)), ...])`` gives them your names.
+
+    ``meta`` is a JSON-able dict about the model that travels with its weights file: class
+    names, input shape, preprocessing, provenance (see ``minicnn.io.weights``); {} if none.
     """
 
-    def __init__(self, layers):
+    meta: dict
+
+    def __init__(self, layers, meta: dict | None = None):
         pairs = []
         for i, item in enumerate(layers):
             if isinstance(item, Layer):
@@ -55,6 +61,7 @@ class Sequential:
         self._index = {name: i for i, name in enumerate(names)}
         for name, layer in pairs:
             layer.name = name
+        self.meta = dict(meta or {})
         self._activations = None  # outputs of the last forward pass, one per layer
         self._gradients = None  # gradients w.r.t. those outputs, from the last backward pass
 
@@ -101,16 +108,8 @@ class Sequential:
 
         The computation runs in x's dtype. Every layer's output is kept for ``activation``.
         """
-        if not isinstance(x, np.ndarray):
-            raise TypeError(f"Sequential.forward: expected x as a numpy.ndarray, "
-                            f"got {type(x).__name__}")
-        if x.dtype not in FLOAT_DTYPES:
-            raise TypeError(f"Sequential.forward: x dtype must be float32 or float64, "
-                            f"got {x.dtype}")
-        if not np.isfinite(x).all():  # checked once here, not in every layer
-            bad = np.argwhere(~np.isfinite(x))[0]
-            raise ValueError(f"Sequential.forward: x contains NaN or inf (first at index "
-                             f"{tuple(int(i) for i in bad)}: {x[tuple(bad)]})")
+        check_array(x, "Sequential.forward: x")
+        check_finite(x, "Sequential.forward: x")  # checked once here, not in every layer
         activations = []
         with blas_single_threaded():  # minicnn's threads share the cores, see kernels/threads.py
             for layer in self.layers:
@@ -138,9 +137,7 @@ class Sequential:
             raise ValueError(f"Sequential.backward: unknown relu_rule {relu_rule!r}; "
                              f"valid rules are {RELU_RULES}")
         scores = self._activations[-1]
-        if not isinstance(grad_scores, np.ndarray):
-            raise TypeError(f"Sequential.backward: expected grad_scores as a numpy.ndarray, "
-                            f"got {type(grad_scores).__name__}")
+        check_array(grad_scores, "Sequential.backward: grad_scores")
         if grad_scores.shape != scores.shape:
             raise ValueError(f"Sequential.backward: grad_scores must have the scores' shape "
                              f"{scores.shape}, got {grad_scores.shape}")
@@ -230,9 +227,10 @@ class Sequential:
         return [{"name": name, **layer.config()} for name, layer in zip(self.names, self.layers)]
 
     @classmethod
-    def from_config(cls, config, init: bool = True) -> "Sequential":
-        """Inverse of ``config()``; weights are freshly initialised (load them afterwards), or
-        left uninitialised with init=False when they are about to be loaded anyway."""
+    def from_config(cls, config, init: bool = True, dtype=np.float32) -> "Sequential":
+        """Inverse of ``config()``; weights (in ``dtype``) are freshly initialised (load them
+        afterwards), or left uninitialised with init=False when they are about to be loaded
+        anyway."""
         if not isinstance(config, (list, tuple)):
             raise TypeError(f"Sequential.from_config: expected a list of layer dicts, "
                             f"got {type(config).__name__}")
@@ -241,5 +239,5 @@ class Sequential:
             if not isinstance(item, dict) or "name" not in item:
                 raise ValueError(f"Sequential.from_config: item {i} must be a dict with 'name' "
                                  f"and 'type' keys, got {item!r}")
-            pairs.append((str(item["name"]), layer_from_config(item, init=init)))
+            pairs.append((str(item["name"]), layer_from_config(item, init=init, dtype=dtype)))
         return cls(pairs)

@@ -26,8 +26,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from minicnn._checks import check_int
+from minicnn._progress import progress_bar
 from minicnn.io.images import Preprocess
-from minicnn._progress import Progress
 from minicnn.saliency import blur, one_hot
 
 __all__ = ["class_model", "class_models", "objective_and_gradient", "pixel_range"]
@@ -57,7 +58,7 @@ def pixel_range(prep: Preprocess, dtype=np.float64):
 
 def _input_shape(model, input_shape):
     if input_shape is None:
-        input_shape = getattr(model, "meta", {}).get("input_shape")
+        input_shape = model.meta.get("input_shape")
     if input_shape is None:
         raise ValueError("class_model: the model has no meta['input_shape']; pass input_shape="
                          "(C, H, W)")
@@ -93,14 +94,11 @@ def class_model(model, target: int, steps: int = 200, lr: float = 1.0, l2: float
     """
     C, H, W = _input_shape(model, input_shape)
     K = _num_classes(model, (C, H, W), dtype)
-    if not isinstance(target, (int, np.integer)) or isinstance(target, bool) \
-            or not 0 <= target < K:
-        raise ValueError(f"target must be a class index 0..{K - 1}, got {target!r}")
+    target = check_int(target, "target (a class index)", 0, K - 1)
     for name, value in (("steps", steps), ("jitter", jitter), ("blur_every", blur_every)):
-        if not isinstance(value, (int, np.integer)) or value < 0:
-            raise ValueError(f"{name} must be an int >= 0, got {value!r}")
+        check_int(value, name, 0)
     if prep is None:
-        prep = Preprocess.from_meta(getattr(model, "meta", {}))
+        prep = Preprocess.from_meta(model.meta)
     low, high = pixel_range(prep, dtype)
     if clip and low.shape[0] != C:
         raise ValueError(f"clip: the preprocessing has {low.shape[0]} channels, the input {C}")
@@ -108,7 +106,7 @@ def class_model(model, target: int, steps: int = 200, lr: float = 1.0, l2: float
     dtype = np.dtype(dtype).type
     image = np.zeros((C, H, W), dtype)
     history = {"objective": [], "score": []}
-    with Progress(steps, f"class model {target}", enabled=progress) as bar:
+    with progress_bar(steps, f"class model {target}", progress) as bar:
         for k in range(steps + 1):
             dy, dx = (rng.integers(-jitter, jitter + 1, size=2) if jitter else (0, 0))
             moved = np.roll(image, (dy, dx), axis=(1, 2))           # (C, H, W)
@@ -142,7 +140,7 @@ def class_models(model, classes=None, progress: bool = False, **options) -> np.n
         classes = range(_num_classes(model, (C, H, W), options.get("dtype", np.float32)))
     classes = list(classes)
     images = []
-    with Progress(len(classes), "class models", enabled=progress) as bar:
+    with progress_bar(len(classes), "class models", progress) as bar:
         for c in classes:
             images.append(class_model(model, c, **options))
             bar.update()

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from minicnn._checks import check_array, check_int, check_number
 from minicnn.saliency import backprop
 
 __all__ = ["FoolingResult", "fool"]
@@ -56,22 +57,19 @@ def fool(model, image, target: int, lr: float = 1.0, max_steps: int = 100) -> Fo
     lower class index, as argmax). No clipping to the pixel range: the CS231n version does
     none, and a valid-range fooling image is one ``np.clip`` away if wanted.
     """
-    x = np.asarray(image)
+    x = check_array(image, "fool: image")
     if x.ndim == 4 and x.shape[0] == 1:
         x = x[0]
-    if x.ndim != 3 or x.dtype not in (np.float32, np.float64):
-        raise ValueError(f"fool: expected one image (C, H, W) or (1, C, H, W) of float32 or "
-                         f"float64, got {x.dtype} of shape {np.asarray(image).shape}")
-    if not isinstance(max_steps, (int, np.integer)) or max_steps < 0:
-        raise ValueError(f"fool: max_steps must be an int >= 0, got {max_steps!r}")
-    if not lr > 0:
-        raise ValueError(f"fool: lr must be > 0, got {lr!r}")
+    if x.ndim != 3:
+        raise ValueError(f"fool: image must be one image shaped (C, H, W) or (1, C, H, W), "
+                         f"got shape {image.shape}")
+    max_steps = check_int(max_steps, "fool: max_steps", 0)
+    lr = check_number(lr, "fool: lr", above=0)
     original = x.copy()
     current = x.copy()
     history = []
     K = model.forward(current[None]).shape[1]
-    if isinstance(target, bool) or not (isinstance(target, (int, np.integer)) and 0 <= target < K):
-        raise ValueError(f"fool: target must be a class index 0..{K - 1}, got {target!r}")
+    target = check_int(target, "fool: target (a class index)", 0, K - 1)
     for step in range(max_steps + 1):
         # one forward pass gives the scores to check and the state for the backward pass
         g, scores, _ = backprop(model, current[None], int(target))  # (1, C, H, W), (1, K)

@@ -33,6 +33,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from minicnn import saliency
+from minicnn._checks import check_choice, check_int
+from minicnn._progress import progress_bar
+from minicnn.io.images import Preprocess, to_input
+
 __all__ = [
     "Localization",
     "localize",
@@ -249,8 +254,7 @@ def graphcut_mask(image, saliency_map, fg_quantile: float = 0.95, bg_quantile: f
     if not 0 <= bg_quantile < fg_quantile <= 1:
         raise ValueError(f"need 0 <= bg_quantile < fg_quantile <= 1, got bg_quantile="
                          f"{bg_quantile}, fg_quantile={fg_quantile}")
-    if not isinstance(iterations, (int, np.integer)) or iterations < 1:
-        raise ValueError(f"iterations must be an int >= 1, got {iterations!r}")
+    iterations = check_int(iterations, "iterations", 1)
     hi, lo = np.quantile(smap, fg_quantile), np.quantile(smap, bg_quantile)
     if hi <= lo:                       # a (nearly) flat map has no salient pixels to seed
         return np.zeros(smap.shape, dtype=bool)
@@ -296,9 +300,7 @@ def localize(image, saliency_map, method: str = "threshold", connectivity: int =
     - connectivity: 4 or 8, for the largest connected component
     Returns a Localization(box, mask); box is None when nothing was segmented.
     """
-    if method not in LOCALIZE_METHODS:
-        raise ValueError(f"unknown localisation method {method!r}; valid methods are "
-                         f"{', '.join(LOCALIZE_METHODS)}")
+    check_choice(method, LOCALIZE_METHODS, "localisation method")
     if method == "threshold":
         mask = threshold_mask(saliency_map, quantile=quantile, fraction=fraction)
     else:
@@ -316,35 +318,30 @@ def localize_images(model, images, target=None, saliency_method="gradient",
     - images: uint8 RGB (N, H, W, 3), already at the model's input size
     - target: None (each image's predicted class), an int or N ints
     - saliency_method: a name in ``saliency.METHODS`` (or a function (model, x, target));
-      its output becomes an (N, H, W) map by ``evaluate.attribution_maps`` (the paper's max
-      over channels of |.|; Grad-CAM upsampled)
+      its output becomes an (N, H, W) map by ``saliency.to_map`` (the paper's max over
+      channels of |.|; Grad-CAM upsampled)
     - method, options: passed to ``localize`` for every image
     - prep: the model's Preprocess; None reads model.meta
     - batch_size, progress: maps are computed batch_size images at a time, with a progress
       bar on stderr if asked
     Returns (maps (N, H, W) float64, [Localization] * N).
     """
-    from minicnn import saliency
-    from minicnn.experiments.evaluate import attribution_maps
-    from minicnn.io.images import Preprocess, to_input
-    from minicnn._progress import Progress
-
     images = np.asarray(images)
     if images.ndim != 4 or images.shape[3] != 3 or images.dtype != np.uint8:
         raise ValueError(f"expected uint8 RGB images shaped (N, H, W, 3), got {images.dtype} "
                          f"of shape {images.shape}")
     fn = saliency.get_method(saliency_method) if isinstance(saliency_method, str) \
         else saliency_method
-    prep = Preprocess.from_meta(getattr(model, "meta", {})) if prep is None else prep
+    prep = Preprocess.from_meta(model.meta) if prep is None else prep
     N = len(images)
     targets = target if target is None or np.ndim(target) == 0 else np.asarray(target)
     maps, results = [], []
-    with Progress(N, f"localize ({method})", enabled=progress) as bar:
+    with progress_bar(N, f"localize ({method})", progress) as bar:
         for start in range(0, N, batch_size):
             rows = slice(start, min(start + batch_size, N))
             x = to_input(images[rows], prep)                       # (B, 3, H, W)
             t = targets[rows] if isinstance(targets, np.ndarray) else targets
-            batch_maps = attribution_maps(fn(model, x, t), x)      # (B, H, W)
+            batch_maps = saliency.to_map(fn(model, x, t), x.shape[2:])   # (B, H, W)
             for image, smap in zip(images[rows], batch_maps):
                 results.append(localize(image, smap, method, **options))
             maps.append(batch_maps)

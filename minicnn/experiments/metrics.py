@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from minicnn._checks import check_int
 from minicnn.saliency import blur, resolve_targets, softmax
 
 __all__ = [
@@ -152,8 +153,7 @@ def perturbation_curve(model, x, maps, start, finish, target=None, step: int = 2
     if start.shape != x.shape or finish.shape != x.shape:
         raise ValueError(f"start and finish must be shaped like x {x.shape}, got "
                          f"{start.shape} and {finish.shape}")
-    if not isinstance(step, (int, np.integer)) or step < 1:
-        raise ValueError(f"step must be an int >= 1 (pixels), got {step!r}")
+    step = check_int(step, "step (pixels)", 1)
     if target is None:
         targets = model.forward(x).argmax(axis=1)                   # (N,)
     else:

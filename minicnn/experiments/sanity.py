@@ -24,8 +24,8 @@ import numpy as np
 
 from minicnn.engine.layers import Conv2d, Linear
 from minicnn.engine.model import Sequential
-from minicnn._progress import Progress
-from minicnn.saliency import resolve_targets
+from minicnn._progress import progress_bar
+from minicnn.saliency import resolve_targets, to_map
 
 __all__ = [
     "copy_model",
@@ -36,18 +36,16 @@ __all__ = [
     "spearman",
     "ssim",
     "sanity_checks",
-    "signed_maps",
 ]
 
 
 def copy_model(model) -> Sequential:
     """An independent copy (same architecture, copied weights and dtype, same meta)."""
-    copy = Sequential.from_config(model.config())
     state = model.state_dict()
     dtype = next(iter(state.values())).dtype if state else np.float32
-    copy.astype(dtype).load_state_dict(state)
-    if hasattr(model, "meta"):
-        copy.meta = model.meta
+    copy = Sequential.from_config(model.config(), init=False, dtype=dtype)
+    copy.load_state_dict(state)
+    copy.meta = dict(model.meta)
     return copy
 
 
@@ -160,30 +158,16 @@ def ssim(a, b, window: int = 11, sigma: float = 1.5, k1: float = 0.01,
 
 # ============================================================================ the experiment
 
-def signed_maps(attributions, x) -> np.ndarray:
-    """A signed map per image for the signed comparisons: (N, C, H, W) -> the sum over
-    channels (N, H, W); an (N, h, w) map (Grad-CAM) is returned as it is, upsampled to x's
-    (H, W) if needed. Use as ``to_map`` with ``abs_maps=False``."""
-    a = np.asarray(attributions, dtype=np.float64)
-    if a.ndim == 4:
-        return a.sum(axis=1)                                       # (N, H, W)
-    if a.ndim == 3 and a.shape[1:] != x.shape[2:]:
-        from minicnn.saliency import upsample_bilinear
-        return upsample_bilinear(a, x.shape[2:])                   # (N, H, W)
-    return a
-
-
-def sanity_checks(model, x, target, methods, to_map, seed=0, abs_maps: bool = True,
+def sanity_checks(model, x, target, methods, signed: bool = False, seed=0,
                   progress: bool = False) -> dict:
     """Cascading randomisation of `model`, maps of every method at every step, similarities.
 
     - x: (N, C, H, W) images; target: as for the methods (None: the ORIGINAL model's
       prediction, fixed for every step so the maps always explain the same class)
     - methods: {name: function (model, x, target) -> attribution}
-    - to_map: (attribution, x) -> (N, H, W) maps, applied to each method's output:
-      ``evaluate.attribution_maps`` (the paper's max over channels of |.|) or, for the
-      signed comparison, ``signed_maps`` with abs_maps=False
-    - abs_maps: compare |map| (Adebayo et al.'s main figures); False keeps the sign
+    - signed: False compares the paper's |.| maps (max over channels of |.|, Adebayo et
+      al.'s main figures); True compares signed maps (the sum over channels), see
+      ``saliency.to_map``
     - seed: seeds the re-initialisation (see ``cascading_randomization``)
     Returns {"steps": [layer names, "original" first], "maps": {method: (S, N, H, W)},
     "spearman": {method: (S, N)}, "ssim": {method: (S, N)}} comparing step s with step 0.
@@ -191,12 +175,11 @@ def sanity_checks(model, x, target, methods, to_map, seed=0, abs_maps: bool = Tr
     targets = resolve_targets(target, model.forward(x))           # (N,)
     steps, maps = [], {m: [] for m in methods}
     n_steps = len(parametrized_layers(model)) + 1
-    with Progress(n_steps * len(methods), "sanity checks", enabled=progress) as bar:
+    with progress_bar(n_steps * len(methods), "sanity checks", progress) as bar:
         for name, damaged in cascading_randomization(model, seed):
             steps.append(name)
             for method, fn in methods.items():
-                m = np.asarray(to_map(fn(damaged, x, targets), x), dtype=np.float64)
-                maps[method].append(np.abs(m) if abs_maps else m)
+                maps[method].append(to_map(fn(damaged, x, targets), x.shape[2:], signed))
                 bar.update()
     result = {"steps": steps, "maps": {}, "spearman": {}, "ssim": {}}
     for method, per_step in maps.items():

@@ -12,11 +12,7 @@ Why the score and not the probability: the softmax couples the classes, so the p
 c can rise by *lowering* the other scores; its gradient mixes in every other class's gradient
 (see ``examples/teach_softmax_vs_score.py``). dS_c/dI asks only "what makes c score higher".
 
-``colored_gradient`` and ``grayscale_gradient`` are the two pictures of the blog post in
-``shared/seed`` (its figure came from a popular PyTorch visualisation repository); they
-normalise differently from the paper's map, as their docstrings say.
-
-The later methods, each checked against Captum (Kokhlikyan et al. 2020) in tests/test_methods.py:
+The later methods, each checked against Captum (Kokhlikyan et al. 2020) in the tests:
 
 - ``deconvnet`` (Zeiler & Fergus 2014) and ``guided_backprop`` (Springenberg et al. 2014,
   arXiv:1412.6806): the same backward pass with a different rule at every ReLU;
@@ -30,116 +26,182 @@ The later methods, each checked against Captum (Kokhlikyan et al. 2020) in tests
 - ``occlusion`` (Zeiler & Fergus 2014, §4.2): how much the score drops when a window of the
   image is replaced by a baseline; no gradient at all.
 
-``METHODS`` maps each name to its function. Every function takes a batch: x is (N, C, H, W),
-``target`` is None (each image's predicted class), an int, or a sequence of N ints, and the
-result is per image.
+Every method takes a batch: ``method(model, x, target=None, **options)`` with x (N, C, H, W),
+``target`` None (each image's predicted class), an int, or a sequence of N ints; the result is
+per image. ``METHODS`` is the registry: for each name, the function and what a caller needs to
+know about it (what it returns, its cost in passes, its options), so that the command line
+and the evaluation read it instead of keeping lists of their own. ``attribute`` runs several
+methods on one batch, sharing the passes they have in common; ``to_map`` turns any result into
+an (H, W) map per image.
 
-This module is the one to import; the code lives one idea per module: ``gradients.py`` (the
-class to explain, the vanilla gradient and the ReLU-rule variants), ``smoothing.py``
-(SmoothGrad), ``integrated.py`` (integrated gradients, baselines, blur), ``cam.py`` (Grad-CAM),
-``occlusion.py``; the paper's maps and the registry are below.
+The code lives one idea per module: ``gradient.py`` (the class to explain, the vanilla
+gradient, the ReLU-rule variants), ``smoothgrad.py``, ``integrated.py``, ``baselines.py`` (what
+"absent" means: zeros, a blurred image), ``gradcam.py``, ``occlusion.py``, ``maps.py``
+(attribution -> map). These modules use the engine only; the registry is here.
+
+Adding a method, the checklist:
+1. one module ``saliency/<name>.py`` with ``<name>(model, x, target=None, **options)``, its
+   docstring citing the paper and giving the shapes; check arguments with ``minicnn._checks``;
+2. one line in ``METHODS`` below (what it returns, its passes per image, its options);
+3. its tests in ``tests/saliency/``: against Captum (float64, a random net) where Captum has
+   the method, against central finite differences or a property it must satisfy otherwise,
+   and its bad-input messages.
+The command line (``--method``), ``compare``, ``evaluate`` and the sanity checks pick it up
+from the registry.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from typing import Callable
+
 import numpy as np
 
-from minicnn.saliency.gradcam import default_cam_layer, grad_cam, guided_grad_cam, upsample_bilinear
-from minicnn.saliency.gradient import (backprop, check_targets, deconvnet, gradient, guided_backprop,
-                               input_x_gradient, one_hot, probability_gradient, resolve_targets,
-                               softmax)
-from minicnn.saliency.integrated import IG_METHODS, blur, integrated_gradients, integration_points
-from minicnn.saliency.occlusion import occlusion
-from minicnn.saliency.smoothgrad import SMOOTHGRAD_KINDS, smoothgrad
+from minicnn._checks import check_images
+from minicnn.saliency.baselines import BASELINES, BLUR_SIGMA, baseline_like, blur
+from minicnn.saliency.gradcam import (cam_from_last_forward, default_cam_layer, grad_cam,
+                                      guided_grad_cam)
+from minicnn.saliency.gradient import (backprop, check_targets, deconvnet, gradient,
+                                       guided_backprop, input_x_gradient, one_hot,
+                                       probability_gradient, resolve_targets, softmax)
+from minicnn.saliency.integrated import IG_METHODS, integrated_gradients, integration_points
+from minicnn.saliency.maps import saliency_map, to_map, upsample_bilinear
+from minicnn.saliency.occlusion import occlusion, occlusion_windows
+from minicnn.saliency.smoothgrad import DEFAULT_SAMPLES, SMOOTHGRAD_KINDS, smoothgrad
 
 __all__ = [
-    "gradient",
-    "saliency_map",
-    "colored_gradient",
-    "grayscale_gradient",
-    "resolve_targets",
-    "check_targets",
-    "one_hot",
-    "backprop",
-    "softmax",
-    "probability_gradient",
-    "guided_backprop",
-    "deconvnet",
-    "input_x_gradient",
-    "smoothgrad",
-    "SMOOTHGRAD_KINDS",
-    "integrated_gradients",
-    "integration_points",
-    "IG_METHODS",
-    "blur",
-    "grad_cam",
-    "default_cam_layer",
-    "upsample_bilinear",
-    "guided_grad_cam",
-    "occlusion",
-    "METHODS",
-    "get_method",
+    "gradient", "saliency_map", "to_map", "upsample_bilinear",
+    "resolve_targets", "check_targets", "one_hot", "backprop", "softmax",
+    "probability_gradient", "guided_backprop", "deconvnet", "input_x_gradient",
+    "smoothgrad", "SMOOTHGRAD_KINDS", "integrated_gradients", "integration_points",
+    "IG_METHODS", "blur", "baseline_like", "BASELINES", "BLUR_SIGMA",
+    "grad_cam", "default_cam_layer", "guided_grad_cam", "occlusion",
+    "Method", "METHODS", "get_method", "attribute",
 ]
-
-# ============================================================================ the paper's maps
-
-def _check_grad(grad) -> np.ndarray:
-    grad = np.asarray(grad)
-    if grad.ndim != 4:
-        raise ValueError(f"expected a gradient shaped (N, C, H, W), got shape {grad.shape}")
-    if grad.dtype.kind != "f":
-        raise TypeError(f"expected a floating-point gradient, got dtype {grad.dtype}")
-    return grad
-
-
-def saliency_map(grad) -> np.ndarray:
-    """The paper's saliency map: (N, C, H, W) -> (N, H, W), max over channels of |grad|."""
-    return np.abs(_check_grad(grad)).max(axis=1)
-
-
-def colored_gradient(grad) -> np.ndarray:
-    """The signed gradient as an RGB picture: (N, 3, H, W) -> (N, H, W, 3) in [0, 1].
-
-    Each image is min-max normalised on its own, so 0.5-ish grey is "no gradient" only
-    roughly: the zero maps to -min / (max - min). Unlike the paper's map this keeps the sign
-    and the colour channel, which is why it looks like a ghost of the object in colours.
-    """
-    g = _check_grad(grad).astype(np.float64)
-    lo = g.min(axis=(1, 2, 3), keepdims=True)
-    hi = g.max(axis=(1, 2, 3), keepdims=True)
-    g = (g - lo) / np.where(hi > lo, hi - lo, 1.0)
-    return g.transpose(0, 2, 3, 1)                           # (N, H, W, 3)
-
-
-def grayscale_gradient(grad, percentile: float = 99.0) -> np.ndarray:
-    """The post's grayscale picture: (N, C, H, W) -> (N, H, W) in [0, 1].
-
-    Sums |grad| over channels (the paper takes the max), then maps the image's minimum to 0
-    and its `percentile`-th percentile to 1, clipping above, so a few extreme pixels do not
-    leave the rest black. Use `saliency_map` for the paper's exact definition.
-    """
-    g = np.abs(_check_grad(grad).astype(np.float64)).sum(axis=1)        # (N, H, W)
-    lo = g.min(axis=(1, 2), keepdims=True)
-    hi = np.percentile(g, percentile, axis=(1, 2), keepdims=True)
-    return np.clip((g - lo) / np.where(hi > lo, hi - lo, 1.0), 0.0, 1.0)
 
 
 # ============================================================================ the registry
 
-METHODS = {
-    "gradient": gradient,
-    "guided_backprop": guided_backprop,
-    "deconvnet": deconvnet,
-    "input_x_gradient": input_x_gradient,
-    "smoothgrad": smoothgrad,
-    "integrated_gradients": integrated_gradients,
-    "grad_cam": grad_cam,
-    "guided_grad_cam": guided_grad_cam,
-    "occlusion": occlusion,
-}
+@dataclass(frozen=True)
+class Method:
+    """An attribution method and what a caller needs to know about it.
+
+    - name: the registry key (also the command line's ``--method``)
+    - function: (model, x, target=None, **options) -> the result, per image
+    - returns: "attribution", an array shaped like x (N, C, H, W), one value per input
+      element; or "coarse", one map per image at a layer's resolution (N, h, w), which
+      ``to_map`` upsamples to the image
+    - passes: the cost of one image at the default options, in forward + backward passes (a
+      forward pass alone counts 1/3); a number, or a function of the image size (H, W)
+    - options: the keyword options the function takes besides (model, x, target)
+    - summary: one line on what it computes, for help texts
+    Calling a Method calls its function.
+    """
+
+    name: str
+    function: Callable
+    returns: str
+    passes: float | Callable
+    options: tuple = ()
+    summary: str = field(default="", compare=False)
+
+    def __call__(self, model, x, target=None, **options):
+        return self.function(model, x, target, **options)
+
+    def cost(self, size=(64, 64)) -> float:
+        """Forward + backward passes per image at the defaults, for images of ``size``."""
+        return float(self.passes(tuple(size)) if callable(self.passes) else self.passes)
+
+    @property
+    def slow(self) -> bool:
+        """Runs the model many times per image (progress bars, evaluated on fewer images)."""
+        return self.cost() > 2
 
 
-def get_method(name: str):
+def _occlusion_passes(size):
+    """One forward pass (1/3 of a forward + backward) per window, plus the clean one."""
+    return (len(occlusion_windows(size)) + 1) / 3
+
+
+_PROGRESS = ("batch_size", "progress")
+METHODS = {m.name: m for m in [
+    Method("gradient", gradient, "attribution", 1,
+           summary="dS_c/dx, the paper's vanilla gradient"),
+    Method("guided_backprop", guided_backprop, "attribution", 1,
+           summary="the gradient, with only positive signals passed back through each ReLU"),
+    Method("deconvnet", deconvnet, "attribution", 1,
+           summary="ReLUs pass back the positive part of the signal, whatever their input"),
+    Method("input_x_gradient", input_x_gradient, "attribution", 1,
+           summary="x * dS_c/dx"),
+    Method("smoothgrad", smoothgrad, "attribution", DEFAULT_SAMPLES,
+           ("method", "n_samples", "noise_level", "seed", "noise", "kind") + _PROGRESS,
+           summary=f"the gradient averaged over {DEFAULT_SAMPLES} noisy copies"),
+    Method("integrated_gradients", integrated_gradients, "attribution", 51,
+           ("baseline", "steps", "method", "return_gap") + _PROGRESS,
+           summary="gradients along the path from a black image, times (x - baseline)"),
+    Method("grad_cam", grad_cam, "coarse", 1, ("layer", "upsample"),
+           summary="a conv layer's maps weighted by their mean gradient"),
+    Method("guided_grad_cam", guided_grad_cam, "attribution", 5 / 3, ("layer",),
+           summary="guided backprop times the upsampled Grad-CAM"),
+    Method("occlusion", occlusion, "attribution", _occlusion_passes,
+           ("window", "stride", "baseline") + _PROGRESS,
+           summary="the score drop when an 8x8 window is hidden"),
+]}
+
+
+def get_method(name: str) -> Method:
     """METHODS[name], or a ValueError naming the valid methods."""
     if not isinstance(name, str) or name not in METHODS:
         raise ValueError(f"unknown method {name!r}; valid methods are {', '.join(METHODS)}")
     return METHODS[name]
+
+
+# ============================================================================ shared passes
+
+# Methods whose result is one backward pass from the same forward pass, by their definitions
+# above: the ReLU rule of that backward pass, and whether x multiplies the result.
+_ONE_BACKWARD = {"gradient": "gradient", "input_x_gradient": "gradient",
+                 "guided_backprop": "guided", "guided_grad_cam": "guided",
+                 "deconvnet": "deconvnet"}
+
+
+def attribute(model, x, methods, target=None, options=None):
+    """Several methods on one batch, sharing the passes they have in common.
+
+    - x: (N, C, H, W); target: None (each image's predicted class), an int or N ints
+    - methods: names in METHODS
+    - options: {name: {option: value}} for the methods that take options
+    Returns (scores (N, K) before the softmax, targets (N,), {name: result}).
+
+    One forward pass serves gradient, guided_backprop, deconvnet, input_x_gradient,
+    grad_cam and guided_grad_cam: ``model.backward`` may run any number of times after one
+    forward, with any ReLU rule, and the results equal the functions' own (tested). The other
+    methods run as themselves, for the targets resolved here (so SmoothGrad explains the
+    clean image's class). Grad-CAM is returned as its method does, at the layer's resolution
+    unless options say ``upsample``.
+    """
+    x = check_images(x)
+    names = [get_method(name).name for name in methods]
+    options = {name: dict(opts) for name, opts in (options or {}).items()}
+    for name in options:
+        get_method(name)
+    scores = model.forward(x)                                      # (N, K)
+    targets = resolve_targets(target, scores)                      # (N,)
+    seed = one_hot(targets, scores.shape[1], scores.dtype)         # (N, K)
+    out = {}
+    for rule in dict.fromkeys(_ONE_BACKWARD[n] for n in names if n in _ONE_BACKWARD):
+        grad = model.backward(seed, relu_rule=rule)                # (N, C, H, W)
+        for name in names:
+            if _ONE_BACKWARD.get(name) == rule:
+                out[name] = x * grad if name == "input_x_gradient" else grad
+    cams = [n for n in ("grad_cam", "guided_grad_cam") if n in names]
+    for name in cams:  # the same forward pass's activations, a backward stopped at the layer
+        cam_options = options.get(name, {})
+        upsample = name == "guided_grad_cam" or cam_options.get("upsample", False)
+        cam = cam_from_last_forward(model, seed, cam_options.get("layer"),
+                                    x.shape[2:] if upsample else None)   # (N, h, w) or (N, H, W)
+        out[name] = out[name] * cam[:, None] if name == "guided_grad_cam" else cam
+    for name in names:
+        if name not in out:
+            out[name] = METHODS[name](model, x, targets, **options.get(name, {}))
+    return scores, targets, {name: out[name] for name in names}
+

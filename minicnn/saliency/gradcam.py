@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from minicnn.saliency.gradient import _check_input, guided_backprop, one_hot, resolve_targets
+from minicnn._checks import check_images
 from minicnn.engine.layers import Conv2d, ReLU
+from minicnn.saliency.gradient import guided_backprop, one_hot, resolve_targets
+from minicnn.saliency.maps import upsample_bilinear
 
-__all__ = ["grad_cam", "guided_grad_cam", "default_cam_layer", "upsample_bilinear"]
+__all__ = ["grad_cam", "guided_grad_cam", "default_cam_layer", "cam_from_last_forward"]
 
 
 # ============================================================================ Grad-CAM
@@ -63,45 +65,24 @@ def grad_cam(model, x, target=None, layer=None, upsample=False) -> np.ndarray:
       (H, W) with ``upsample_bilinear`` (torch's bilinear, align_corners=False).
     Matches Captum's LayerGradCam(...).attribute(..., relu_attributions=True).
     """
-    x = _check_input(x)
-    i = _cam_layer_index(model, layer)
+    x = check_images(x)
+    _cam_layer_index(model, layer)                                # a bad layer fails first
     scores = model.forward(x)                                     # (N, K)
-    acts = _spatial_activation(model, i)                          # (N, F, h, w)
     targets = resolve_targets(target, scores)                     # (N,)
-    grads = model.backward(one_hot(targets, scores.shape[1], scores.dtype), stop_at=i)
+    seed = one_hot(targets, scores.shape[1], scores.dtype)        # (N, K)
+    return cam_from_last_forward(model, seed, layer, x.shape[2:] if upsample else None)
+
+
+def cam_from_last_forward(model, seed, layer=None, size=None) -> np.ndarray:
+    """Grad-CAM from the forward pass the model has just run: the layer's activations A,
+    a backward pass of ``seed`` (N, K) stopped at the layer for G = dS/dA, then
+    ReLU(sum_f mean(G_f) A_f). -> (N, h, w), or (N, H, W) resized to ``size`` if given."""
+    i = _cam_layer_index(model, layer)
+    acts = _spatial_activation(model, i)                          # (N, F, h, w)
+    grads = model.backward(seed, stop_at=i)                       # (N, F, h, w)
     weights = grads.mean(axis=(2, 3))                             # (N, F)
     cam = np.maximum(np.einsum("nf,nfhw->nhw", weights, acts), 0)  # (N, h, w)
-    return upsample_bilinear(cam, x.shape[2:]) if upsample else cam
-
-
-def upsample_bilinear(maps, size) -> np.ndarray:
-    """Bilinear resize (N, h, w) -> (N, H, W), as torch.nn.functional.interpolate(
-    mode="bilinear", align_corners=False).
-
-    Output row i samples the input at src = (i + 0.5) * h / H - 0.5 (pixel centres line up),
-    clamped to >= 0; it mixes rows floor(src) and floor(src) + 1 (the last row repeats past
-    the edge) with weights 1 - frac(src) and frac(src). Rows first, then columns.
-    """
-    maps = np.asarray(maps)
-    if maps.ndim != 3 or maps.dtype.kind != "f":
-        raise ValueError(f"upsample_bilinear: expected float maps shaped (N, h, w), got "
-                         f"{maps.dtype} of shape {maps.shape}")
-    H, W = (int(s) for s in size)
-    r0, r1, fr = _linear_taps(maps.shape[1], H, maps.dtype)
-    rows = maps[:, r0, :] * (1 - fr)[:, None] + maps[:, r1, :] * fr[:, None]   # (N, H, w)
-    c0, c1, fc = _linear_taps(maps.shape[2], W, maps.dtype)
-    return rows[:, :, c0] * (1 - fc) + rows[:, :, c1] * fc                     # (N, H, W)
-
-
-def _linear_taps(n_in: int, n_out: int, dtype):
-    """For each output index: the two input indices it mixes and the second one's weight."""
-    if n_in == n_out:  # torch copies when the size does not change
-        i = np.arange(n_out)
-        return i, i, np.zeros(n_out, dtype)
-    src = np.maximum((np.arange(n_out) + 0.5) * (n_in / n_out) - 0.5, 0.0)
-    i0 = np.minimum(np.floor(src).astype(np.int64), n_in - 1)
-    i1 = np.minimum(i0 + 1, n_in - 1)
-    return i0, i1, np.clip(src - i0, 0.0, 1.0).astype(dtype)
+    return cam if size is None else upsample_bilinear(cam, size)
 
 
 def guided_grad_cam(model, x, target=None, layer=None) -> np.ndarray:

@@ -10,6 +10,8 @@ from numbers import Integral
 
 import numpy as np
 
+from minicnn._checks import check_images
+
 __all__ = ["resolve_targets", "check_targets", "one_hot", "backprop", "gradient", "softmax",
            "probability_gradient", "guided_backprop", "deconvnet", "input_x_gradient"]
 
@@ -30,7 +32,7 @@ def resolve_targets(target, scores: np.ndarray) -> np.ndarray:
 def check_targets(target, n: int, k: int | None = None) -> np.ndarray:
     """An int or a sequence of n ints -> int64 (n,), each in 0..k-1 (only >= 0 if k is None)."""
     if isinstance(target, (bool, np.bool_)):
-        raise TypeError(f"target must be an int, a sequence of {n} ints or None, got a bool")
+        raise TypeError(f"target must be an int, a sequence of {n} ints or None, got {target!r}")
     if isinstance(target, Integral):
         targets = np.full(n, int(target), dtype=np.int64)
     else:
@@ -63,7 +65,7 @@ def backprop(model, x, target=None, relu_rule: str = "gradient"):
     gradient-based method; `relu_rule` picks how ReLU layers pass the gradient back
     ("gradient", "guided" or "deconvnet", see minicnn.engine.layers.ReLU.backward).
     """
-    scores = model.forward(x)                                # (N, K), pre-softmax
+    scores = model.forward(check_images(x))                  # (N, K), pre-softmax
     targets = resolve_targets(target, scores)                # (N,)
     grad = model.backward(one_hot(targets, scores.shape[1], scores.dtype), relu_rule=relu_rule)
     return grad, scores, targets
@@ -92,7 +94,7 @@ def probability_gradient(model, x, target=None) -> np.ndarray:
     probability-weighted mix of every class's. One backward pass with that row of the softmax
     Jacobian as the seed gives it. Compare with `gradient`, which the paper uses.
     """
-    scores = model.forward(x)                                # (N, K)
+    scores = model.forward(check_images(x))                  # (N, K)
     targets = resolve_targets(target, scores)                # (N,)
     p = softmax(scores.astype(np.float64))                   # (N, K)
     p_c = p[np.arange(len(targets)), targets][:, None]       # (N, 1)
@@ -100,35 +102,7 @@ def probability_gradient(model, x, target=None) -> np.ndarray:
     return model.backward(seed.astype(scores.dtype))
 
 
-# ============================================================================ shared checks
-
-def _check_input(x) -> np.ndarray:
-    """x must be a float32 or float64 numpy array shaped (N, C, H, W)."""
-    if not isinstance(x, np.ndarray):
-        raise TypeError(f"expected x as a numpy.ndarray shaped (N, C, H, W), "
-                        f"got {type(x).__name__}")
-    if x.ndim != 4:
-        raise ValueError(f"expected x shaped (N, C, H, W), got shape {x.shape}")
-    if x.dtype not in (np.float32, np.float64):
-        raise TypeError(f"expected x of dtype float32 or float64, got {x.dtype}")
-    return x
-
-
-def _positive_int(value, what: str) -> int:
-    """An int >= 1, or a TypeError/ValueError naming `what`."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, Integral):
-        raise TypeError(f"{what} must be an int >= 1, got {value!r}")
-    if value < 1:
-        raise ValueError(f"{what} must be an int >= 1, got {value!r}")
-    return int(value)
-
-
-def _choice(value, choices, what: str):
-    """`value` if it is one of `choices`, else a ValueError listing them."""
-    if not isinstance(value, str) or value not in choices:
-        raise ValueError(f"unknown {what} {value!r}; valid choices are {', '.join(choices)}")
-    return value
-
+# ============================================================================ batching helpers
 
 def _row_batches(total: int, batch_size: int):
     """range(total) in consecutive chunks of at most batch_size, as index arrays."""
@@ -151,7 +125,7 @@ def guided_backprop(model, x, target=None) -> np.ndarray:
     BOTH its forward input was positive (as the gradient does) AND the incoming signal is
     positive (as deconvnet does); everything else is the ordinary chain rule.
     """
-    return backprop(model, _check_input(x), target, relu_rule="guided")[0]
+    return backprop(model, x, target, relu_rule="guided")[0]
 
 
 def deconvnet(model, x, target=None) -> np.ndarray:
@@ -161,7 +135,7 @@ def deconvnet(model, x, target=None) -> np.ndarray:
     INCOMING signal is positive, whatever its forward input was (the gradient instead passes
     where the forward input was positive); every other layer backpropagates as usual.
     """
-    return backprop(model, _check_input(x), target, relu_rule="deconvnet")[0]
+    return backprop(model, x, target, relu_rule="deconvnet")[0]
 
 
 def input_x_gradient(model, x, target=None) -> np.ndarray:
@@ -169,4 +143,4 @@ def input_x_gradient(model, x, target=None) -> np.ndarray:
 
     For a linear model S = w.x + b this is each input's contribution w_i x_i to the score.
     """
-    return _check_input(x) * gradient(model, x, target)
+    return check_images(x) * gradient(model, x, target)

@@ -1,20 +1,19 @@
 """Integrated gradients (Sundararajan, Taly & Yan 2017, arXiv:1703.01365): gradients along the
-straight path from a baseline to the image, times (image - baseline); the quadrature rules and
-baselines (zeros, a blurred image) it uses. Re-exported by ``minicnn.saliency``.
+straight path from a baseline to the image, times (image - baseline), and the quadrature rules
+it uses. The baselines themselves (zeros, a blurred image) are in ``baselines.py``.
+Re-exported by ``minicnn.saliency``.
 """
 from __future__ import annotations
 
-import math
-from numbers import Real
-
 import numpy as np
 
-from minicnn.saliency.gradient import (_check_input, _choice, _positive_int, _row_batches,
-                               _sum_rows_per_image, gradient, resolve_targets)
-from minicnn._progress import Progress
+from minicnn._checks import check_choice, check_images, check_int
+from minicnn._progress import progress_bar
+from minicnn.saliency.baselines import baseline_like
+from minicnn.saliency.gradient import (_row_batches, _sum_rows_per_image, gradient,
+                                       resolve_targets)
 
-__all__ = ["integrated_gradients", "integration_points", "IG_METHODS", "BASELINES",
-           "BLUR_SIGMA", "blur"]
+__all__ = ["integrated_gradients", "integration_points", "IG_METHODS"]
 
 
 # ============================================================================ integrated gradients
@@ -41,8 +40,8 @@ def integration_points(steps: int, method: str = "gausslegendre"):
     float32; here both are exact float64, so float64 results agree with Captum's to about
     1e-7 relative, not to the last bit.
     """
-    method = _choice(method, IG_METHODS, "integrated gradients method")
-    n = _positive_int(steps, "steps")
+    method = check_choice(method, IG_METHODS, "integrated gradients method")
+    n = check_int(steps, "steps", 1)
     if method == "gausslegendre":
         nodes, weights = np.polynomial.legendre.leggauss(n)
         return 0.5 * (nodes + 1), 0.5 * weights
@@ -67,7 +66,7 @@ def integrated_gradients(model, x, target=None, baseline=None, steps=50,
     Completeness: the attributions sum to S_c(x) - S_c(b), up to the quadrature error.
 
     - baseline b: None or 0 (black in the model's input space: zeros), "zeros", "blur"
-      (``blur(x)``: each image Gaussian-blurred, sigma = BLUR_SIGMA pixels), a number, or an
+      (``baselines.blur(x)``: each image Gaussian-blurred, sigma = BLUR_SIGMA pixels), a number, or an
       array broadcastable to x's shape (e.g. (C, 1, 1) channel means or (N, C, H, W))
     - steps, method: the quadrature, see ``integration_points`` (method is one of IG_METHODS)
     - batch_size: path points per forward/backward pass (bounded memory)
@@ -76,16 +75,16 @@ def integrated_gradients(model, x, target=None, baseline=None, steps=50,
     - progress: draw a progress bar on stderr
     Returns attributions (N, C, H, W) in x's dtype, or (attributions, gap).
     """
-    x = _check_input(x)
+    x = check_images(x)
     alphas, weights = integration_points(steps, method)
-    batch_size = _positive_int(batch_size, "batch_size")
-    base = _baseline(x, baseline)                                 # (N, C, H, W)
+    batch_size = check_int(batch_size, "batch_size", 1)
+    base = baseline_like(x, baseline)                                 # (N, C, H, W)
     scores = model.forward(x)                                     # (N, K)
     targets = resolve_targets(target, scores)                     # (N,)
     N = len(x)
     diff = x - base                                               # (N, C, H, W)
     total = np.zeros(x.shape, np.float64)                         # sum_k w_k grad_k, per image
-    with Progress(len(alphas) * N, "integrated gradients", enabled=progress) as bar:
+    with progress_bar(len(alphas) * N, "integrated gradients", progress) as bar:
         for rows in _row_batches(len(alphas) * N, batch_size):
             step, image = rows // N, rows % N                     # step-major, as Captum
             a = alphas[step].astype(x.dtype).reshape(-1, 1, 1, 1)   # (B, 1, 1, 1)
@@ -100,62 +99,3 @@ def integrated_gradients(model, x, target=None, baseline=None, steps=50,
     change = scores[rows, targets] - model.forward(base)[rows, targets]   # S_c(x) - S_c(b)
     gap = attributions.sum(axis=(1, 2, 3), dtype=np.float64) - change
     return attributions, gap
-
-
-BASELINES = ("zeros", "blur")
-BLUR_SIGMA = 5.0  # pixels; about a tenth of the shipped model's 64-pixel input
-
-
-def _baseline(x, baseline) -> np.ndarray:
-    """None, 0, "zeros", "blur", a number or an array -> an array shaped like x."""
-    if baseline is None:
-        return np.zeros_like(x)
-    if isinstance(baseline, str):
-        kind = _choice(baseline, BASELINES, "baseline")
-        return np.zeros_like(x) if kind == "zeros" else blur(x)
-    if isinstance(baseline, (bool, np.bool_)):
-        raise TypeError("baseline must be a number, an array, 'zeros' or 'blur', got a bool")
-    arr = np.asarray(baseline)
-    if arr.dtype.kind not in "fiu":
-        raise TypeError(f"baseline must be a number, an array, 'zeros' or 'blur', got "
-                        f"{type(baseline).__name__} of dtype {arr.dtype}")
-    try:
-        arr = np.broadcast_to(arr, x.shape)
-    except ValueError:
-        raise ValueError(f"baseline of shape {arr.shape} does not broadcast to x's shape "
-                         f"{x.shape}") from None
-    return np.ascontiguousarray(arr, dtype=x.dtype)
-
-
-def blur(x, sigma: float = BLUR_SIGMA) -> np.ndarray:
-    """A Gaussian-blurred copy of every image and channel: (N, C, H, W) -> (N, C, H, W).
-
-    Separable kernel exp(-d^2 / (2 sigma^2)) for d = -R..R, R = ceil(3 sigma), normalised to
-    sum 1; the image is extended by mirroring at its edges (... c b a | a b c ...). As an
-    integrated-gradients baseline it keeps the colours and rough layout and removes edges and
-    texture (Sturmfels, Lundberg & Lee 2020, "Visualizing the Impact of Feature Attribution
-    Baselines", Distill).
-    """
-    x = _check_input(x)
-    if not (isinstance(sigma, Real) and sigma > 0):
-        raise ValueError(f"blur: sigma must be a number > 0 (pixels), got {sigma!r}")
-    radius = math.ceil(3 * sigma)
-    d = np.arange(-radius, radius + 1)
-    kernel = np.exp(-d * d / (2.0 * sigma * sigma))
-    kernel /= kernel.sum()
-    return _convolve_axis(_convolve_axis(x, kernel, 2), kernel, 3)
-
-
-def _convolve_axis(x, kernel, axis):
-    """Correlate every line of x along `axis` with an odd, symmetric kernel; mirrored edges."""
-    r = len(kernel) // 2
-    pad = [(0, 0)] * x.ndim
-    pad[axis] = (r, r)
-    padded = np.pad(x, pad, mode="symmetric")
-    n = x.shape[axis]
-    out = np.zeros_like(x)
-    for i, k in enumerate(kernel):
-        window = [slice(None)] * x.ndim
-        window[axis] = slice(i, i + n)
-        out += x.dtype.type(k) * padded[tuple(window)]
-    return out

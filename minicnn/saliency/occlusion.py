@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from minicnn.saliency.gradient import _check_input, _positive_int, _row_batches, resolve_targets
-from minicnn.saliency.integrated import _baseline
-from minicnn._progress import Progress
+from minicnn._checks import check_images, check_int
+from minicnn._progress import progress_bar
+from minicnn.saliency.baselines import baseline_like
+from minicnn.saliency.gradient import _row_batches, resolve_targets
 
-__all__ = ["occlusion"]
+__all__ = ["occlusion", "occlusion_windows"]
 
 
 # ============================================================================ occlusion
@@ -35,18 +36,11 @@ def occlusion(model, x, target=None, window=8, stride=4, baseline=0, batch_size=
     - progress: draw a progress bar on stderr
     Returns (N, C, H, W) in x's dtype, the same in every channel.
     """
-    x = _check_input(x)
+    x = check_images(x)
     N, C, H, W = x.shape
-    wh, ww = _int_pair(window, "window")
-    sh, sw = _int_pair(stride, "stride")
-    if wh > H or ww > W:
-        raise ValueError(f"occlusion: window {(wh, ww)} is larger than the image {(H, W)}")
-    if sh > wh or sw > ww:
-        raise ValueError(f"occlusion: stride {(sh, sw)} must be at most the window {(wh, ww)}")
-    batch_size = _positive_int(batch_size, "batch_size")
-    base = _baseline(x, baseline)                                 # (N, C, H, W)
-    boxes = [(y, min(y + wh, H), c, min(c + ww, W))               # (y0, y1, x0, x1)
-             for y in _window_starts(H, wh, sh) for c in _window_starts(W, ww, sw)]
+    boxes = occlusion_windows((H, W), window, stride)             # [(y0, y1, x0, x1)]
+    batch_size = check_int(batch_size, "batch_size", 1)
+    base = baseline_like(x, baseline)                             # (N, C, H, W)
     scores = model.forward(x)                                     # (N, K)
     targets = resolve_targets(target, scores)                     # (N,)
     clean = scores[np.arange(N), targets]                         # (N,)
@@ -55,7 +49,7 @@ def occlusion(model, x, target=None, window=8, stride=4, baseline=0, batch_size=
     for y0, y1, x0, x1 in boxes:
         covers[y0:y1, x0:x1] += 1
     P = len(boxes)
-    with Progress(N * P, "occlusion", enabled=progress) as bar:
+    with progress_bar(N * P, "occlusion", progress) as bar:
         for rows in _row_batches(N * P, batch_size):
             image, box = rows // P, rows % P                      # image-major
             hidden = x[image]                                     # (B, C, H, W), a copy
@@ -71,12 +65,26 @@ def occlusion(model, x, target=None, window=8, stride=4, baseline=0, batch_size=
     return np.repeat(per_pixel, C, axis=1).astype(x.dtype)        # (N, C, H, W)
 
 
+def occlusion_windows(size, window=8, stride=4) -> list[tuple[int, int, int, int]]:
+    """The windows ``occlusion`` hides on an image of ``size`` (H, W): [(y0, y1, x0, x1)],
+    rows first, y1 and x1 exclusive and cut off at the image's edge."""
+    H, W = size
+    wh, ww = _int_pair(window, "window")
+    sh, sw = _int_pair(stride, "stride")
+    if wh > H or ww > W:
+        raise ValueError(f"occlusion: window {(wh, ww)} is larger than the image {(H, W)}")
+    if sh > wh or sw > ww:
+        raise ValueError(f"occlusion: stride {(sh, sw)} must be at most the window {(wh, ww)}")
+    return [(y, min(y + wh, H), c, min(c + ww, W))
+            for y in _window_starts(H, wh, sh) for c in _window_starts(W, ww, sw)]
+
+
 def _int_pair(value, what: str):
     """An int >= 1 or a pair of them -> (int, int)."""
     pair = (value, value) if not isinstance(value, (tuple, list)) else tuple(value)
     if len(pair) != 2:
         raise ValueError(f"{what} must be an int or a pair (h, w) of ints >= 1, got {value!r}")
-    return tuple(_positive_int(v, what) for v in pair)
+    return tuple(check_int(v, what, 1) for v in pair)
 
 
 def _window_starts(size: int, window: int, stride: int) -> np.ndarray:

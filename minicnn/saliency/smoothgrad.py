@@ -4,13 +4,12 @@ Re-exported by ``minicnn.saliency``.
 """
 from __future__ import annotations
 
-from numbers import Real
-
 import numpy as np
 
-from minicnn.saliency.gradient import (_check_input, _choice, _positive_int, _row_batches,
-                               _sum_rows_per_image, check_targets, gradient, resolve_targets)
-from minicnn._progress import Progress
+from minicnn._checks import check_array, check_choice, check_images, check_int, check_number
+from minicnn._progress import progress_bar
+from minicnn.saliency.gradient import (_row_batches, _sum_rows_per_image, check_targets, gradient,
+                                       resolve_targets)
 
 __all__ = ["smoothgrad", "SMOOTHGRAD_KINDS", "DEFAULT_SAMPLES"]
 
@@ -31,8 +30,9 @@ def smoothgrad(model, x, target=None, method=gradient, n_samples=None, noise_lev
     level (it found 10-20% good). `method` runs on every copy, always for the class resolved
     on the CLEAN image (so `target=None` means the clean prediction, not each copy's).
 
-    - method: any function (model, x, target) -> array shaped like x, or a name in METHODS
-      (gradient, guided_backprop, deconvnet, input_x_gradient, ...)
+    - method: any function (model, x, target) -> array shaped like x: ``gradient`` (the
+      default), ``guided_backprop``, ``deconvnet``, ``input_x_gradient``, ... (for a method
+      known by name, pass ``saliency.get_method(name)``)
     - n_samples: noisy copies per image; default 50, or noise.shape[0] when `noise` is given
     - seed: seeds numpy.random.default_rng; the noise is drawn in x's dtype, sample by sample
       in the order (s, n), so the result does not depend on batch_size
@@ -47,17 +47,17 @@ def smoothgrad(model, x, target=None, method=gradient, n_samples=None, noise_lev
     - progress: draw a progress bar on stderr
     Returns an array shaped like x (N, C, H, W), in x's dtype.
     """
-    from minicnn.saliency import METHODS, get_method  # the registry lists smoothgrad itself
-    x = _check_input(x)
-    method = get_method(method) if isinstance(method, str) else method
+    x = check_images(x)
     if not callable(method):
-        raise TypeError(f"smoothgrad: method must be a function (model, x, target) or a name "
-                        f"in {', '.join(METHODS)}, got {type(method).__name__}")
-    kind = _choice(kind, SMOOTHGRAD_KINDS, "smoothgrad kind")
-    batch_size = _positive_int(batch_size, "batch_size")
+        hint = (f"; for a method known by name use saliency.get_method({method!r})"
+                if isinstance(method, str) else "")
+        raise TypeError(f"smoothgrad: method must be a function (model, x, target) -> "
+                        f"attribution, got {type(method).__name__} {method!r}{hint}")
+    kind = check_choice(kind, SMOOTHGRAD_KINDS, "smoothgrad kind")
+    batch_size = check_int(batch_size, "batch_size", 1)
     if noise is None:
-        n_samples = _positive_int(DEFAULT_SAMPLES if n_samples is None else n_samples,
-                                  "n_samples")
+        n_samples = check_int(DEFAULT_SAMPLES if n_samples is None else n_samples,
+                              "n_samples", 1)
         draw = _drawn_noise(x, noise_level, seed)
     else:
         noise = _check_noise(noise, x, n_samples)
@@ -71,7 +71,7 @@ def smoothgrad(model, x, target=None, method=gradient, n_samples=None, noise_lev
     N = len(x)
     total = np.zeros(x.shape, np.float64)                          # sum of maps, per image
     total_sq = np.zeros(x.shape, np.float64) if kind != "smoothgrad" else None
-    with Progress(n_samples * N, kind, enabled=progress) as bar:
+    with progress_bar(n_samples * N, kind, progress) as bar:
         for rows in _row_batches(n_samples * N, batch_size):
             image = rows % N                       # row r: sample r // N of image r % N
             noisy = x[image] + draw(rows)                          # (B, C, H, W)
@@ -93,10 +93,8 @@ def smoothgrad(model, x, target=None, method=gradient, n_samples=None, noise_lev
 
 def _drawn_noise(x, noise_level, seed):
     """rows -> Gaussian noise (len(rows), C, H, W) scaled by each row's image's sigma."""
-    if isinstance(noise_level, (bool, np.bool_)) or not isinstance(noise_level, Real) \
-            or not noise_level >= 0:
-        raise ValueError(f"noise_level must be a number >= 0 (a fraction of each image's "
-                         f"value range), got {noise_level!r}")
+    noise_level = check_number(noise_level, "noise_level (a fraction of each image's value "
+                               "range)", minimum=0)
     span = x.max(axis=(1, 2, 3)) - x.min(axis=(1, 2, 3))           # (N,)
     sigma = (noise_level * span).astype(x.dtype).reshape(-1, 1, 1, 1)  # (N, 1, 1, 1)
     rng = np.random.default_rng(seed)
@@ -110,14 +108,14 @@ def _drawn_noise(x, noise_level, seed):
 
 def _check_noise(noise, x, n_samples) -> np.ndarray:
     """noise shaped (S, N or 1, C, H, W), S == n_samples if that is given -> x's dtype."""
-    noise = np.asarray(noise)
     N = len(x)
+    noise = check_array(noise, "noise", dtypes=None)
     if noise.dtype.kind != "f":
-        raise TypeError(f"noise must hold floats, got dtype {noise.dtype}")
+        raise TypeError(f"noise must have a floating-point dtype, got {noise.dtype}")
     if noise.ndim != 5 or noise.shape[1] not in (1, N) or noise.shape[2:] != x.shape[1:]:
         raise ValueError(f"noise must be shaped (n_samples, {N}, *{x.shape[1:]}) or "
                          f"(n_samples, 1, *{x.shape[1:]}), got {noise.shape}")
-    if n_samples is not None and _positive_int(n_samples, "n_samples") != noise.shape[0]:
+    if n_samples is not None and check_int(n_samples, "n_samples", 1) != noise.shape[0]:
         raise ValueError(f"noise holds {noise.shape[0]} samples but n_samples={n_samples}; "
                          f"leave n_samples out when passing noise")
     return noise.astype(x.dtype, copy=False)

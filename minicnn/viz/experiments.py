@@ -1,17 +1,22 @@
 """Figures for the paper's other experiments: class models, localisation, evaluation, sanity
 checks and fooling images (matplotlib, no screen needed).
 
-Like ``minicnn.viz`` this module only draws arrays computed elsewhere (``classviz``,
-``localize``, ``evaluate``, ``sanity``, ``fooling``); every function returns a matplotlib
-Figure, to be written with ``viz.save_figure`` (atomic PNG).
+Like the saliency figures these only draw arrays computed elsewhere (``minicnn.experiments``:
+classviz, localize, evaluate, sanity, fooling); images come as float RGB (H, W, 3) in [0, 1]
+(``minicnn.io.images.to_pixels`` turns a model input into one). Every function returns a
+matplotlib Figure, to be written with ``viz.save_figure`` (atomic PNG).
 """
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
-from minicnn.io.images import Preprocess, to_pixels
+from minicnn.io.atomic import atomic_write
+from minicnn.io.images import to_pixels
+from minicnn.viz.plotting import draw_box, pyplot, save_figure, unit_range
 
 __all__ = [
     "class_model_grid",
@@ -21,43 +26,30 @@ __all__ = [
     "sanity_maps_figure",
     "sanity_curves",
     "fooling_figure",
+    "stretch",
+    "write_class_models",
 ]
 
 
-def _pyplot():
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    return plt
+def stretch(images) -> np.ndarray:
+    """Class model images (K, C, H, W) in normalised input space -> (K, H, W, C) in [0, 1],
+    each min-max scaled on its own (class models are faint around the mean colour)."""
+    return unit_range(np.asarray(images), axis=(1, 2, 3)).transpose(0, 2, 3, 1)  # (K, H, W, C)
 
 
-def _unit(m) -> np.ndarray:
-    m = np.asarray(m, dtype=np.float64)
-    lo, hi = m.min(), m.max()
-    return (m - lo) / (hi - lo) if hi > lo else np.zeros_like(m)
-
-
-def class_model_grid(images, class_names, prep: Preprocess = Preprocess(), cols: int = 5,
-                     stretch: bool = True):
-    """One class model image per panel: images (K, C, H, W) in normalised input space.
-
-    stretch=True min-max scales each image to [0, 1] for display (class models are faint
-    around the mean colour); False shows them through ``to_pixels`` (clipped to [0, 1]).
-    """
-    plt = _pyplot()
-    images = np.asarray(images)
-    K = len(images)
+def class_model_grid(pictures, class_names, cols: int = 5):
+    """One class model image per panel: pictures (K, H, W, 3) in [0, 1] (``stretch`` makes
+    them from the class model images, ``io.images.to_pixels`` shows them clipped instead)."""
+    plt = pyplot()
+    pictures = np.asarray(pictures)
+    K = len(pictures)
     rows = math.ceil(K / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(2 * cols, 2.2 * rows), squeeze=False)
     for k, ax in enumerate(axes.ravel()):
         ax.axis("off")
         if k >= K:
             continue
-        if stretch:
-            pixels = _unit(images[k].transpose(1, 2, 0))                    # (H, W, C)
-        else:
-            pixels = to_pixels(images[k], prep)[0]                          # (H, W, C)
-        ax.imshow(pixels, interpolation="nearest")
+        ax.imshow(pictures[k], interpolation="nearest")
         ax.set_title(class_names[k] if k < len(class_names) else str(k), fontsize=9)
     fig.suptitle("class models: argmax_I S_c(I) - lambda ||I||^2", fontsize=10)
     fig.tight_layout()
@@ -67,8 +59,7 @@ def class_model_grid(images, class_names, prep: Preprocess = Preprocess(), cols:
 def localization_figure(image, saliency_map, results: dict, true_box=None, title: str = ""):
     """image uint8 (H, W, 3) | saliency map | one panel per Localization in `results`
     ({"threshold": loc, "graphcut": loc}) with its mask and box; the true box in green."""
-    from minicnn.viz.saliency import draw_box
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2 + len(results), figsize=(2.6 * (2 + len(results)), 2.9))
     axes[0].imshow(image)
     axes[0].set_title("image", fontsize=9)
@@ -92,7 +83,7 @@ def localization_figure(image, saliency_map, results: dict, true_box=None, title
 
 def evaluation_bars(result):
     """Pointing game and IoU >= 0.5 rates (threshold, graph cut) per method."""
-    plt = _pyplot()
+    plt = pyplot()
     rows = result["rows"]
     series = [("pointing game", "pointing_game"), ("IoU≥0.5, threshold", "threshold_iou50"),
               ("IoU≥0.5, graph cut", "graphcut_iou50")]
@@ -118,7 +109,7 @@ def evaluation_bars(result):
 
 def evaluation_curves(result):
     """Mean deletion (left) and insertion (right) curves per method."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for name, c in result["curves"].items():
         dashed = name in ("random", "center_gaussian", "sobel")
@@ -138,7 +129,7 @@ def evaluation_curves(result):
 def sanity_maps_figure(result, image_index: int = 0, image=None):
     """Rows: methods; columns: the cascade steps (original, then layers randomised from the
     top). Each map min-max scaled on its own."""
-    plt = _pyplot()
+    plt = pyplot()
     methods, steps = list(result["maps"]), result["steps"]
     extra = 1 if image is not None else 0
     fig, axes = plt.subplots(len(methods), len(steps) + extra,
@@ -148,7 +139,7 @@ def sanity_maps_figure(result, image_index: int = 0, image=None):
         if extra:
             axes[i, 0].imshow(image)
         for s in range(len(steps)):
-            axes[i, s + extra].imshow(_unit(result["maps"][method][s, image_index]), cmap="gray")
+            axes[i, s + extra].imshow(unit_range(result["maps"][method][s, image_index]), cmap="gray")
         axes[i, 0].set_ylabel(method, fontsize=7)
     for s, name in enumerate(steps):
         axes[0, s + extra].set_title(name, fontsize=6, rotation=45)
@@ -162,7 +153,7 @@ def sanity_maps_figure(result, image_index: int = 0, image=None):
 
 def sanity_curves(result):
     """Mean Spearman rank correlation and SSIM with the original map, per cascade step."""
-    plt = _pyplot()
+    plt = pyplot()
     steps = result["steps"]
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     for ax, key in zip(axes, ("spearman", "ssim")):
@@ -180,16 +171,15 @@ def sanity_curves(result):
     return fig
 
 
-def fooling_figure(original, perturbation, fooled, titles, magnify: float = 10.0,
-                   prep: Preprocess = Preprocess()):
-    """original | perturbation x magnify (around grey) | fooled, all (C, H, W) normalised.
+def fooling_figure(original, perturbation, fooled, titles, magnify: float = 10.0):
+    """original | perturbation x magnify (around grey) | fooled.
 
-    titles: three strings (e.g. the classes and the number of steps)."""
-    plt = _pyplot()
-    std = np.asarray(prep.std)[:, None, None]
-    shown = np.clip(0.5 + magnify * np.asarray(perturbation) * std, 0, 1)    # (C, H, W)
-    shown = shown.transpose(1, 2, 0)                                          # (H, W, C)
-    panels = [to_pixels(original, prep)[0], shown, to_pixels(fooled, prep)[0]]
+    - original, fooled: float RGB (H, W, 3) in [0, 1]
+    - perturbation: (H, W, 3), fooled - original in pixel units (before clipping)
+    - titles: three strings (e.g. the classes and the number of steps)."""
+    plt = pyplot()
+    shown = np.clip(0.5 + magnify * np.asarray(perturbation), 0, 1)          # (H, W, 3)
+    panels = [original, shown, fooled]
     fig, axes = plt.subplots(1, 3, figsize=(7.5, 2.9))
     for ax, picture, title in zip(axes, panels, titles):
         ax.imshow(picture, interpolation="nearest")
@@ -197,3 +187,19 @@ def fooling_figure(original, perturbation, fooled, titles, magnify: float = 10.0
         ax.axis("off")
     fig.tight_layout()
     return fig
+
+
+def write_class_models(images, classes, names, prep, out_dir):
+    """Write each class model image as a PNG (``class_<index>_<name>.png``, clipped to the
+    pixel range by ``to_pixels``) and the grid of all of them (``class_models.png``, each
+    image stretched) into out_dir; returns the grid's path.
+
+    - images: (K, C, H, W) in normalised input space; classes: K class indices; names: K names
+    - prep: the model's Preprocess (mean and std, to turn the images into pixels)
+    """
+    out = Path(out_dir)
+    for c, name, picture in zip(classes, names, to_pixels(images, prep)):   # (H, W, 3) each
+        path = out / f"class_{c:03d}_{name.split('/')[0].replace(' ', '-').lower()}.png"
+        pixels = np.round(picture * 255).astype(np.uint8)
+        atomic_write(path, lambda tmp: Image.fromarray(pixels).save(tmp, format="PNG"))
+    return save_figure(class_model_grid(stretch(images), names), out / "class_models.png")

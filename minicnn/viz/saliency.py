@@ -1,44 +1,17 @@
-"""Pictures of saliency maps (matplotlib, no screen needed).
+"""Figures of saliency maps (matplotlib).
 
 Kept apart from the maths in ``minicnn.saliency``: every function here takes arrays that are
-already computed and only draws them. Files are written under a temporary name and renamed,
-so a PNG on disk is always whole.
+already computed and only draws them; ``plotting.save_figure`` writes a figure atomically.
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 
-from minicnn.io.atomic import atomic_write
+from minicnn.viz.plotting import (colored_gradient, draw_box, grayscale_gradient, pyplot,
+                                  scale_to_max)
 
-__all__ = ["saliency_figure", "heatmap_figure", "comparison_figure", "save_figure", "atomic_write",
-           "draw_box"]
-
-
-def _pyplot():
-    import matplotlib
-    matplotlib.use("Agg")          # files only; never needs a display
-    import matplotlib.pyplot as plt
-    return plt
-
-
-def save_figure(fig, path, dpi: int = 100) -> Path:
-    """Save a matplotlib figure as PNG atomically and close it."""
-    plt = _pyplot()
-    try:
-        return atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=dpi, format="png",
-                                                          bbox_inches="tight"))
-    finally:
-        plt.close(fig)
-
-
-def draw_box(ax, box, colour="lime", label=None):
-    """Draw (x0, y0, x1, y1) (x1, y1 exclusive) on an imshow axis with pixel centres at ints."""
-    from matplotlib.patches import Rectangle
-    x0, y0, x1, y1 = box
-    ax.add_patch(Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False,
-                           edgecolor=colour, linewidth=1.5, label=label))
+__all__ = ["saliency_figure", "heatmap_figure", "comparison_figure", "method_figure",
+           "SALIENCY_LABELS"]
 
 
 SALIENCY_LABELS = ("image", "colored gradient", "grayscale saliency", "max |grad| over image")
@@ -57,40 +30,31 @@ def _finish(fig, axes, overlay, m, box, title):
     return fig
 
 
-def saliency_figure(image, colored, grayscale, smap, title: str, box=None,
-                    labels=SALIENCY_LABELS):
+def saliency_figure(image, grad, smap, title: str, box=None, labels=SALIENCY_LABELS):
     """One row like the post's figure: original | colored gradient | grayscale | heat map.
 
     - image: float RGB (H, W, 3) in [0, 1], what the network saw
-    - colored: (H, W, 3) in [0, 1]  (saliency.colored_gradient)
-    - grayscale: (H, W) in [0, 1]   (saliency.grayscale_gradient)
+    - grad: (C, H, W), the attribution (e.g. dS_c/dx), shown by ``colored_gradient`` and
+      ``grayscale_gradient``
     - smap: (H, W), the paper's map (saliency.saliency_map), drawn over the image
     - box: optional ground-truth (x0, y0, x1, y1) drawn on the first and last panels
     - labels: the four panel titles (other methods than the gradient name their own)
     Returns the matplotlib Figure.
     """
-    plt = _pyplot()
-    fig, axes = plt.subplots(1, 4, figsize=(10, 2.9))
+    fig, axes = pyplot().subplots(1, 4, figsize=(10, 2.9))
     panels = [
         (labels[0], image, {}),
-        (labels[1], colored, {}),
-        (labels[2], grayscale, {"cmap": "gray", "vmin": 0, "vmax": 1}),
+        (labels[1], colored_gradient(grad[None])[0], {}),
+        (labels[2], grayscale_gradient(grad[None])[0], {"cmap": "gray", "vmin": 0, "vmax": 1}),
         (labels[3], image, {}),
     ]
     for ax, (name, data, kw) in zip(axes, panels):
         ax.imshow(data, interpolation="nearest", **kw)
         ax.set_title(name, fontsize=9)
         ax.axis("off")
-    m = np.asarray(smap, dtype=np.float64)
-    m = m / m.max() if m.max() > 0 else m
+    m = scale_to_max(smap)
     axes[3].imshow(m, cmap="jet", alpha=0.5, interpolation="bilinear")
     return _finish(fig, axes, 3, m, box, title)
-
-
-def _normalised(m) -> np.ndarray:
-    """A map scaled to [0, 1] by its maximum (an all-zero map stays zero)."""
-    m = np.asarray(m, dtype=np.float64)
-    return m / m.max() if m.max() > 0 else m
 
 
 def heatmap_figure(image, cam, cam_upsampled, title: str, layer: str, box=None):
@@ -102,15 +66,14 @@ def heatmap_figure(image, cam, cam_upsampled, title: str, layer: str, box=None):
     - layer: the layer's name, for the panel title
     Returns the matplotlib Figure.
     """
-    plt = _pyplot()
-    fig, axes = plt.subplots(1, 3, figsize=(7.8, 2.9))
+    fig, axes = pyplot().subplots(1, 3, figsize=(7.8, 2.9))
     axes[0].imshow(image, interpolation="nearest")
     axes[0].set_title("image", fontsize=9)
     h, w = np.shape(cam)
-    axes[1].imshow(_normalised(cam), cmap="jet", vmin=0, vmax=1, interpolation="nearest")
+    axes[1].imshow(scale_to_max(cam), cmap="jet", vmin=0, vmax=1, interpolation="nearest")
     axes[1].set_title(f"Grad-CAM at {layer!r} ({h}x{w})", fontsize=9)
     axes[2].imshow(image, interpolation="nearest")
-    m = _normalised(cam_upsampled)
+    m = scale_to_max(cam_upsampled)
     axes[2].imshow(m, cmap="jet", alpha=0.5, vmin=0, vmax=1, interpolation="nearest")
     axes[2].set_title("Grad-CAM over image", fontsize=9)
     for ax in axes:
@@ -125,15 +88,31 @@ def comparison_figure(image, maps: dict, title: str):
     - maps: {method name: (H, W) non-negative map} in display order
     Returns the matplotlib Figure.
     """
-    plt = _pyplot()
-    fig, axes = plt.subplots(1, len(maps) + 1, figsize=(1.9 * (len(maps) + 1), 2.4))
+    fig, axes = pyplot().subplots(1, len(maps) + 1, figsize=(1.9 * (len(maps) + 1), 2.4))
     axes[0].imshow(image, interpolation="nearest")
     axes[0].set_title("image", fontsize=8)
     for ax, (name, m) in zip(axes[1:], maps.items()):
-        ax.imshow(_normalised(m), cmap="inferno", vmin=0, vmax=1, interpolation="nearest")
+        ax.imshow(scale_to_max(m), cmap="inferno", vmin=0, vmax=1, interpolation="nearest")
         ax.set_title(name.replace("_", " "), fontsize=8)
     for ax in axes:
         ax.axis("off")
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig
+
+
+def method_figure(method: str, image, result, smap, title: str, box=None, layer=None):
+    """The figure for one method's result on one image.
+
+    - method: the method's name (it titles the panels)
+    - image: float RGB (H, W, 3) in [0, 1]
+    - result: the method's output for this image: an attribution (C, H, W), shown by
+      ``saliency_figure``; or a coarse map (h, w) (Grad-CAM), shown by ``heatmap_figure``
+    - smap: (H, W), the result as a map at the image's size (``saliency.to_map``)
+    - layer: the layer a coarse map comes from, for its panel title
+    """
+    if np.ndim(result) == 2:
+        return heatmap_figure(image, result, smap, title, layer, box=box)
+    labels = SALIENCY_LABELS if method == "gradient" else (
+        "image", f"{method} (signed, RGB)", f"{method} grayscale", f"max |{method}| over image")
+    return saliency_figure(image, result, smap, title, box=box, labels=labels)

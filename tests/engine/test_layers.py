@@ -3,8 +3,8 @@ and against central finite differences, on both kernel implementations."""
 import numpy as np
 import pytest
 
-from conftest import assert_close
-from gradcheck import numerical_input_gradient
+from tests.helpers.compare import assert_close
+from tests.helpers.gradcheck import numerical_input_gradient
 from minicnn import (AdaptiveAvgPool2d, AvgPool2d, Conv2d, Dropout, Flatten, Linear, MaxPool2d,
                      ReLU)
 
@@ -198,15 +198,15 @@ def test_relu_unknown_rule():
 
 def test_bad_input_messages():
     conv = Conv2d(3, 4, 3)
-    with pytest.raises(TypeError, match=r"Conv2d: expected the input as a numpy.ndarray, got list"):
+    with pytest.raises(TypeError, match=r"Conv2d: input must be a numpy.ndarray shaped \(N, C, H, W\), got list"):
         conv.forward([[1.0]])
-    with pytest.raises(TypeError, match=r"Conv2d: input dtype must be float32 or float64, got int64"):
+    with pytest.raises(TypeError, match=r"Conv2d: input must have dtype float32 or float64, got int64"):
         conv.forward(np.ones((1, 3, 5, 5), dtype=np.int64))
     with pytest.raises(TypeError, match=r"got float16"):
         conv.forward(np.ones((1, 3, 5, 5), dtype=np.float16))
     with pytest.raises(TypeError, match=r"got object"):
         conv.forward(np.ones((1, 3, 5, 5), dtype=object))
-    with pytest.raises(ValueError, match=r"Conv2d: expected a 4-D input \(N, C, H, W\), got shape \(3, 5, 5\)"):
+    with pytest.raises(ValueError, match=r"Conv2d: input must be 4-D, shaped \(N, C, H, W\), got shape \(3, 5, 5\)"):
         conv.forward(np.ones((3, 5, 5), np.float32))
     with pytest.raises(ValueError, match=r"Conv2d: expected 3 input channels, got input of shape \(1, 4, 5, 5\)"):
         conv.forward(np.ones((1, 4, 5, 5), np.float32))
@@ -229,7 +229,7 @@ def test_backward_state_messages():
     with pytest.raises(ValueError, match=r"Conv2d 'features.0': grad_out must have the forward "
                                          r"output's shape \(1, 2, 3, 3\), got \(1, 2, 3, 4\)"):
         conv.backward(np.ones((1, 2, 3, 4), np.float32))
-    with pytest.raises(TypeError, match=r"grad_out dtype must be float32 or float64, got int32"):
+    with pytest.raises(TypeError, match=r"grad_out must have dtype float32 or float64, got int32"):
         conv.backward(np.ones((1, 2, 3, 3), np.int32))
 
 

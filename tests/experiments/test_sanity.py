@@ -5,7 +5,6 @@ import pytest
 import minicnn
 from minicnn import saliency
 from minicnn.experiments import sanity
-from minicnn.experiments.evaluate import attribution_maps
 
 
 def small_net(seed=0):
@@ -84,7 +83,7 @@ def test_sanity_checks_end_to_end():
     model = small_net()
     x = np.random.default_rng(2).normal(size=(2, 3, 15, 15))
     methods = {"gradient": saliency.gradient, "guided_backprop": saliency.guided_backprop}
-    result = sanity.sanity_checks(model, x, None, methods, attribution_maps, seed=0)
+    result = sanity.sanity_checks(model, x, None, methods, seed=0)
     assert result["steps"][0] == "original" and len(result["steps"]) == 4
     for method in methods:
         assert result["maps"][method].shape == (4, 2, 15, 15)
@@ -102,7 +101,7 @@ def test_signed_comparison_sees_a_sign_flip_that_the_absolute_one_does_not():
         return saliency.gradient(model, x, t) * (1 if same else -1)
 
     methods = {"flip": flipped}
-    signed = sanity.sanity_checks(model, x, 0, methods, sanity.signed_maps, abs_maps=False)
-    absolute = sanity.sanity_checks(model, x, 0, methods, attribution_maps)
+    signed = sanity.sanity_checks(model, x, 0, methods, signed=True)
+    absolute = sanity.sanity_checks(model, x, 0, methods)
     assert signed["spearman"]["flip"][1, 0] == pytest.approx(-1.0)
     assert absolute["spearman"]["flip"][1, 0] == pytest.approx(1.0)

@@ -12,6 +12,7 @@ from minicnn import saliency
 from minicnn.io.datasets import DatasetNotFoundError, make_cluttered
 from minicnn.io.images import Preprocess, to_input
 from minicnn.io.weights import default_weights_path
+from minicnn.viz.report import write_evaluation
 
 
 def random_model():
@@ -39,8 +40,9 @@ def model():
 def test_end_to_end_files_ranges_and_consistency(model, tmp_path):
     graphcut = 4 if _has_cv2() else 0
     result = evaluate.run_evaluation(
-        model, n_images=8, methods="gradient,grad_cam", out_dir=tmp_path, progress=False,
+        model, n_images=8, methods="gradient,grad_cam", progress=False,
         batch_size=5, slow_limit=0, graphcut_limit=graphcut, curve_limit=2, curve_step=2048)
+    write_evaluation(result, tmp_path)
     for name in ("results.md", "results.csv", "results.json", "localization.png", "curves.png"):
         assert (tmp_path / name).stat().st_size > 0, name
     assert not list(tmp_path.glob(".*"))                          # no temporary files left
@@ -73,32 +75,24 @@ def test_end_to_end_files_ranges_and_consistency(model, tmp_path):
 
 def test_same_call_same_numbers(model):
     model = random_model()                              # (the fixture skips without the data)
-    kwargs = dict(n_images=4, methods=["gradient"], out_dir=None, progress=False,
+    kwargs = dict(n_images=4, methods=["gradient"], progress=False,
                   graphcut_limit=0, curve_limit=2, curve_step=2048)
     a, b = evaluate.run_evaluation(model, **kwargs), evaluate.run_evaluation(model, **kwargs)
     assert json.dumps(a["rows"]) == json.dumps(b["rows"])   # (nan != nan in a dict compare)
 
 
-def test_attribution_maps_reduce_channels_and_upsample_cams():
-    x = np.zeros((2, 3, 8, 8))
-    attr = np.random.default_rng(0).normal(size=(2, 3, 8, 8))
-    np.testing.assert_array_equal(evaluate.attribution_maps(attr, x), np.abs(attr).max(axis=1))
-    cam = np.ones((2, 2, 2))
-    np.testing.assert_allclose(evaluate.attribution_maps(cam, x), np.ones((2, 8, 8)))
-    with pytest.raises(ValueError, match=r"neither \(N, C, 8, 8\) nor \(N, h, w\)"):
-        evaluate.attribution_maps(np.zeros((2, 3, 4, 4)), x)
-
-
-def test_methods_fallback_and_bad_names(monkeypatch):
-    assert "gradient" in evaluate.available_methods()
-    monkeypatch.delattr(saliency, "METHODS")
-    assert evaluate.available_methods() == {"gradient": saliency.gradient}
+def test_bad_names_and_values(model):
     with pytest.raises(ValueError, match="unknown method 'gradcam'; valid methods are "
-                                         "gradient, random, center_gaussian, sobel"):
-        evaluate.run_evaluation(random_model(), n_images=1, methods=["gradcam"], out_dir=None)
+                                         "gradient, guided_backprop, .*, occlusion, random, "
+                                         "center_gaussian, sobel"):
+        evaluate.run_evaluation(random_model(), n_images=1, methods=["gradcam"])
     with pytest.raises(ValueError, match="unknown target 'label'; valid choices are true, "
                                          "predicted"):
-        evaluate.run_evaluation(random_model(), n_images=1, target="label", out_dir=None)
+        evaluate.run_evaluation(random_model(), n_images=1, target="label")
+    with pytest.raises(TypeError, match="n_images must be an int >= 1, got 2.5"):
+        evaluate.run_evaluation(random_model(), n_images=2.5)
+    with pytest.raises(ValueError, match="curve_limit must be an int >= 0, got -1"):
+        evaluate.run_evaluation(random_model(), n_images=1, curve_limit=-1)
 
 
 def _has_cv2():
@@ -109,45 +103,32 @@ def _has_cv2():
     return True
 
 
-def test_shared_passes_equal_the_methods_own_outputs():
-    model = random_model()
-    x = np.random.default_rng(5).normal(size=(3, 3, 64, 64)).astype(np.float32)
-    targets = np.array([1, 7, 3])
-    methods = evaluate.available_methods()
-    shared = evaluate.shared_pass_attributions(model, x, targets, methods)
-    assert set(shared) == {"gradient", "guided_backprop", "deconvnet", "input_x_gradient",
-                           "grad_cam", "guided_grad_cam"}
-    for name, value in shared.items():
-        want = methods[name](model, x, targets)
-        if name == "grad_cam":
-            want = saliency.upsample_bilinear(want, (64, 64))
-        np.testing.assert_allclose(value, want, rtol=1e-6, atol=1e-7, err_msg=name)
-    # a replaced registry entry is not short-cut
-    assert evaluate.shared_pass_attributions(model, x, targets,
-                                             {"gradient": lambda m, x, t: x}) == {}
-
-
 def test_missing_opencv_fails_before_any_work(monkeypatch):
     import sys
     monkeypatch.setitem(sys.modules, "cv2", None)
     with pytest.raises(ImportError, match=r'minicnn\[localize\]".*graphcut_limit=0'):
-        evaluate.run_evaluation(random_model(), n_images=1, out_dir=None, graphcut_limit=1)
+        evaluate.run_evaluation(random_model(), n_images=1, graphcut_limit=1)
 
 
-def test_progress_bar_weighs_work_by_its_cost(capsys, monkeypatch):
+def test_progress_bar_weighs_work_by_its_cost(model, capsys, monkeypatch):
     """The bar counts passes, not (image, method) pairs: the slow methods and the curves run
     on the first images only, and an even count would misjudge the time left."""
     steps = []
-    real_update = evaluate.Progress.update
-    monkeypatch.setattr(evaluate.Progress, "update",
-                        lambda bar, n=1: (bar.label == "evaluate" and steps.append(n),
-                                          real_update(bar, n)))
+    real = evaluate.progress_bar
+
+    def recording_bar(total, label, enabled=True, percent=False):
+        bar = real(total, label, enabled, percent)
+        update = bar.update
+        bar.update = lambda n=1: (steps.append(n), update(n))
+        return bar
+
+    monkeypatch.setattr(evaluate, "progress_bar", recording_bar)
     evaluate.run_evaluation(random_model(), n_images=3, methods=["gradient", "smoothgrad"],
-                            out_dir=None, progress=True, graphcut_limit=0, curve_limit=1,
-                            slow_limit=1, batch_size=2)
+                            progress=True, graphcut_limit=0, curve_limit=1, slow_limit=1,
+                            batch_size=2)
     err = capsys.readouterr().err
-    assert err.endswith("] 100%\n")
-    cost = evaluate.PASS_COST["smoothgrad"]
+    assert "] 100% " in err.splitlines()[-1]
+    cost = saliency.METHODS["smoothgrad"].cost()
     # batch 1 (images 0, 1): gradient 2 + curve 11, smoothgrad 1 image (50) + curve 11,
     # then the 3 baselines (no pass) + curve 11 each; batch 2 (image 2): gradient 1, baselines 0
     assert steps == [2 + 11, cost + 11, 11, 11, 11, 1, 0, 0, 0]

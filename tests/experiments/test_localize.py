@@ -111,7 +111,7 @@ def test_graphcut_without_opencv_says_how_to_install(monkeypatch):
 
 
 def test_bad_inputs_name_expected_and_actual():
-    with pytest.raises(ValueError, match="unknown localisation method 'grab'; valid methods "
+    with pytest.raises(ValueError, match="unknown localisation method 'grab'; valid choices "
                                          "are threshold, graphcut"):
         localize(None, np.zeros((4, 4)), "grab")
     with pytest.raises(ValueError, match=r"saliency map shaped \(H, W\), got shape \(1, 4, 4\)"):

@@ -1,14 +1,15 @@
 """Test helper: the same network in PyTorch, built from a minicnn model's config and weights.
 
 Used as the oracle: whatever minicnn computes, the twin computes with torch's own kernels
-and autograd. Imported only by tests that have already done pytest.importorskip("torch").
+and autograd. torch is imported inside the functions, so test modules can import this one
+whether or not torch is installed; the tests that call it take the ``torch`` fixture, which
+skips them without torch.
 """
 import numpy as np
-import torch
-from torch import nn
 
 
 def _torch_layer(cfg):
+    from torch import nn
     kind = cfg["type"]
     if kind == "Conv2d":
         return nn.Conv2d(cfg["in_channels"], cfg["out_channels"], tuple(cfg["kernel_size"]),
@@ -30,8 +31,12 @@ def _torch_layer(cfg):
     raise ValueError(f"torch_twin: no torch layer for {kind}")
 
 
-def torch_twin(model, dtype=torch.float64) -> nn.Sequential:
-    """nn.Sequential computing what `model` computes, with its weights, in eval mode."""
+def torch_twin(model, dtype=None):
+    """nn.Sequential computing what `model` computes, with its weights, in eval mode (float64
+    unless another torch dtype is given)."""
+    import torch
+    from torch import nn
+    dtype = torch.float64 if dtype is None else dtype
     layers = []
     for cfg, layer in zip(model.config(), model.layers):
         t = _torch_layer(cfg)
@@ -43,7 +48,16 @@ def torch_twin(model, dtype=torch.float64) -> nn.Sequential:
 
 def torch_input_gradient(net, x, targets):
     """Scores and d(score[n, targets[n]])/dx by autograd. x: numpy (N, C, H, W)."""
+    import torch
     xt = torch.from_numpy(np.ascontiguousarray(x)).clone().requires_grad_(True)
     scores = net(xt)
     scores[torch.arange(len(targets)), torch.as_tensor(targets)].sum().backward()
     return scores.detach().numpy(), xt.grad.numpy()
+
+
+def captum(method_class, net, x, *args, **kwargs):
+    """Run a Captum attribution (e.g. captum.attr.GuidedBackprop) on a fresh float64 tensor of
+    x -> numpy."""
+    import torch
+    out = method_class(net, *args).attribute(torch.from_numpy(x.copy()), **kwargs)
+    return out.detach().numpy()

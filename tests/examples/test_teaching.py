@@ -6,7 +6,7 @@ import numpy as np
 
 import minicnn
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
 def example(name):

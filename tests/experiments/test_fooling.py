@@ -3,12 +3,12 @@ import numpy as np
 import pytest
 
 from minicnn.experiments.fooling import fool
-from nets import small_net
+from tests.helpers.nets import tiny_net
 
 
 @pytest.mark.parametrize("seed", [0, 1])
 def test_fooled_after_the_returned_steps_and_not_one_fewer(seed):
-    model = small_net(seed)
+    model = tiny_net(seed)
     x = np.random.default_rng(10 + seed).normal(size=(1, 3, 15, 15))
     original = int(model.forward(x).argmax())
     target = (original + 1) % 4
@@ -26,12 +26,14 @@ def test_fooled_after_the_returned_steps_and_not_one_fewer(seed):
 
 
 def test_already_the_target_takes_no_step_and_errors():
-    model = small_net()
+    model = tiny_net()
     x = np.random.default_rng(3).normal(size=(3, 15, 15))
     pred = int(model.forward(x[None]).argmax())
     result = fool(model, x, pred)
     assert result.steps == 0 and result.fooled and not result.perturbation.any()
-    with pytest.raises(ValueError, match="target must be a class index 0..3, got 7"):
+    with pytest.raises(ValueError, match=r"fool: target \(a class index\) must be an int in 0..3, got 7"):
         fool(model, x, 7)
-    with pytest.raises(ValueError, match=r"one image \(C, H, W\) or \(1, C, H, W\)"):
+    with pytest.raises(ValueError, match=r"fool: image must be one image shaped \(C, H, W\) or \(1, C, H, W\), got shape \(2, 3, 15, 15\)"):
         fool(model, np.zeros((2, 3, 15, 15)), 1)
+    with pytest.raises(TypeError, match="fool: image must have dtype float32 or float64, got int64"):
+        fool(model, np.zeros((3, 15, 15), np.int64), 1)

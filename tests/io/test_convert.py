@@ -12,10 +12,14 @@ from minicnn.io import zoo
 from minicnn.saliency import one_hot
 from minicnn.io.convert import ConversionError, convert_checkpoint, fold_state_dict
 
-torch = pytest.importorskip("torch")
-import torchvision_like  # noqa: E402
+ROOT = Path(__file__).resolve().parents[2]
 
-ROOT = Path(__file__).resolve().parents[1]
+
+@pytest.fixture(scope="module")
+def torchvision_like(torch):
+    """The torchvision-shaped builders (they need torch; the test is skipped without it)."""
+    from tests.helpers import torchvision_like
+    return torchvision_like
 
 
 def relative_error(got, want):
@@ -23,7 +27,7 @@ def relative_error(got, want):
 
 
 @pytest.mark.parametrize("arch", zoo.ARCHITECTURES)
-def test_converted_checkpoint_matches_torch(arch, tmp_path):
+def test_converted_checkpoint_matches_torch(torch, torchvision_like, arch, tmp_path):
     net = torchvision_like.build(arch)
     ckpt = tmp_path / f"{arch}.pth"
     torch.save(net.state_dict(), ckpt)
@@ -58,7 +62,7 @@ def test_converted_checkpoint_matches_torch(arch, tmp_path):
         assert relative_error(grad64, x64.grad.numpy()) < 1e-9
 
 
-def test_batchnorm_fold_is_exact_in_float64():
+def test_batchnorm_fold_is_exact_in_float64(torch, torchvision_like):
     net = torchvision_like.build("vgg11_bn").double()
     state = {k: v.numpy() for k, v in net.state_dict().items()}
     model = zoo.build("vgg11_bn").astype(np.float64)
@@ -69,7 +73,7 @@ def test_batchnorm_fold_is_exact_in_float64():
     np.testing.assert_allclose(model.forward(x), want, rtol=1e-10, atol=1e-12 * np.abs(want).max())
 
 
-def test_from_torch_works_on_the_module_directly():
+def test_from_torch_works_on_the_module_directly(torch, torchvision_like):
     net = torchvision_like.build("alexnet", num_classes=10).double()
     model = minicnn.from_torch(net)
     assert model.names == zoo.build("alexnet", 10).names     # same layout as minicnn.io.zoo
@@ -80,22 +84,23 @@ def test_from_torch_works_on_the_module_directly():
 
 
 @pytest.fixture(scope="module")
-def small_checkpoint(tmp_path_factory):
+def small_checkpoint(torchvision_like, tmp_path_factory):
     """A real vgg11 state dict, as numpy, for editing into bad checkpoints."""
     net = torchvision_like.build("vgg11")
     return dict(net.state_dict()), tmp_path_factory.mktemp("ckpt")
 
 
 @pytest.mark.parametrize("edit, message", [
-    (lambda s: s.pop("classifier.6.bias"), r"missing key 'classifier\.6\.bias' for vgg11"),
-    (lambda s: s.update({"features.99.weight": torch.zeros(3)}), r"unexpected key 'features\.99\.weight'"),
-    (lambda s: s.update({"features.0.weight": torch.zeros(64, 3, 5, 5)}),
+    (lambda s, torch: s.pop("classifier.6.bias"), r"missing key 'classifier\.6\.bias' for vgg11"),
+    (lambda s, torch: s.update({"features.99.weight": torch.zeros(3)}),
+     r"unexpected key 'features\.99\.weight'"),
+    (lambda s, torch: s.update({"features.0.weight": torch.zeros(64, 3, 5, 5)}),
      r"'features\.0\.weight' has shape \(64, 3, 5, 5\), vgg11 expects \(64, 3, 3, 3\)"),
 ])
-def test_bad_keys_are_named(small_checkpoint, edit, message):
+def test_bad_keys_are_named(torch, small_checkpoint, edit, message):
     state, folder = small_checkpoint
     state = dict(state)
-    edit(state)
+    edit(state, torch)
     path = folder / "edited.pth"
     torch.save(state, path)
     with pytest.raises(ConversionError, match=r"edited\.pth: " + message):
@@ -103,7 +108,7 @@ def test_bad_keys_are_named(small_checkpoint, edit, message):
     assert not (folder / "out.npz").exists()
 
 
-def test_vgg16_checkpoint_is_not_vgg11(small_checkpoint):
+def test_vgg16_checkpoint_is_not_vgg11(torch, small_checkpoint):
     state, folder = small_checkpoint
     torch.save(state, folder / "v11.pth")
     with pytest.raises(ConversionError, match=r"v11\.pth: missing key 'features\.\d+\.weight' for vgg16"):
@@ -119,7 +124,8 @@ class RunsCode:
     (RunsCode(), "refused by torch.load"),
     ([1, 2, 3], "not a state dict"),
 ])
-def test_pickles_with_code_and_non_state_dicts_are_refused(tmp_path, payload, message, capsys):
+def test_pickles_with_code_and_non_state_dicts_are_refused(torch, tmp_path, payload, message,
+                                                           capsys):
     path = tmp_path / "bad.pth"
     if isinstance(payload, RunsCode):
         path.write_bytes(pickle.dumps(payload))

@@ -4,18 +4,19 @@ import pytest
 
 from minicnn.experiments.classviz import class_model, class_models, objective_and_gradient, pixel_range
 from minicnn.io.images import Preprocess
-from nets import SHAPE, small_net
+
+from tests.helpers.nets import TINY_SHAPE, tiny_net
 
 
 def test_gradient_is_the_objectives_derivative_by_finite_differences():
-    model = small_net()
-    image = np.random.default_rng(1).normal(size=SHAPE)
+    model = tiny_net()
+    image = np.random.default_rng(1).normal(size=TINY_SHAPE)
     l2 = 0.3
     _, _, g = objective_and_gradient(model, image, 2, l2)
     rng = np.random.default_rng(2)
     h = 1e-6
     for _ in range(10):
-        idx = tuple(rng.integers(0, s) for s in SHAPE)
+        idx = tuple(rng.integers(0, s) for s in TINY_SHAPE)
         up, down = image.copy(), image.copy()
         up[idx] += h
         down[idx] -= h
@@ -25,13 +26,13 @@ def test_gradient_is_the_objectives_derivative_by_finite_differences():
 
 
 def test_plain_ascent_never_lowers_the_objective_and_raises_the_score():
-    model = small_net()
+    model = tiny_net()
     # the net is piecewise linear: a step small against the distance to the next ReLU kink
     # is an ascent step (lr=0.02 crosses one here and dips once)
     image, history = class_model(model, 1, steps=100, lr=0.01, l2=0.05, dtype=np.float64,
                                  return_history=True)
     J = np.array(history["objective"])
-    assert len(J) == 101 and image.shape == SHAPE
+    assert len(J) == 101 and image.shape == TINY_SHAPE
     assert (np.diff(J) >= -1e-12).all()
     assert history["score"][-1] > history["score"][0] + 20       # -7.9 -> 13.6
     assert J[0] == pytest.approx(history["score"][0])       # the start is the zero image
@@ -40,7 +41,7 @@ def test_plain_ascent_never_lowers_the_objective_and_raises_the_score():
 
 
 def test_regularisers_clip_to_the_pixel_range_and_are_seeded():
-    model = small_net()
+    model = tiny_net()
     prep = Preprocess(mean=(0.5, 0.4, 0.3), std=(0.2, 0.2, 0.25))
     options = dict(steps=25, lr=0.5, l2=1e-3, jitter=2, blur_every=5, blur_sigma=0.7,
                    clip=True, prep=prep, seed=4)
@@ -52,17 +53,17 @@ def test_regularisers_clip_to_the_pixel_range_and_are_seeded():
 
 
 def test_one_image_per_class_and_errors():
-    model = small_net()
+    model = tiny_net()
     images = class_models(model, steps=3, lr=0.01)
-    assert images.shape == (4,) + SHAPE
-    with pytest.raises(ValueError, match="target must be a class index 0..3, got 4"):
+    assert images.shape == (4,) + TINY_SHAPE
+    with pytest.raises(ValueError, match=r"target \(a class index\) must be an int in 0..3, got 4"):
         class_model(model, 4, steps=1)
-    del model.meta
+    model.meta = {}
     with pytest.raises(ValueError, match=r"no meta\['input_shape'\]; pass input_shape"):
         class_model(model, 0, steps=1)
 
 
 def test_normalized_steps_have_length_lr():
-    model = small_net()
+    model = tiny_net()
     one = class_model(model, 0, steps=1, lr=0.3, normalize=True, dtype=np.float64)
     assert np.linalg.norm(one) == pytest.approx(0.3)       # from the zero image

@@ -6,7 +6,7 @@ import pytest
 
 from minicnn.io import zoo
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples"))
 import bench  # noqa: E402
 
 

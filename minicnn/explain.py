@@ -1,0 +1,153 @@
+"""From an image file to a saliency figure on disk: the whole path of one image in one place.
+
+    file  --read_image-->  pixels (H, W, 3) uint8  --to_input-->  x (1, 3, H, W), normalised
+          --model.forward-->  scores (1, K), before the softmax
+          --one-hot on class c, model.backward-->  dS_c/dx, shaped like x     (saliency.attribute)
+          --max over channels of |.|-->  the map M (H, W)                     (saliency.to_map)
+          --viz-->  a figure (PNG) and the map (.npy), each written atomically
+
+``explain_file`` does it for one file and one method, ``compare_file`` for every method of
+the registry, ``run_demo`` for the shipped sample images and ``localize_file`` adds the
+paper's weakly supervised localisation. Each runs every image forward once, returns what it
+found as a dict, and prints nothing: the command line (``minicnn saliency``, ``compare``,
+``demo``, ``localize``) prints.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from minicnn import saliency, viz
+from minicnn.experiments.localize import localize_images
+from minicnn.io.images import Preprocess, read_image, to_input, to_pixels
+from minicnn.io.samples import SAMPLES_DIR, load_sample_index
+from minicnn.viz.experiments import localization_figure
+
+__all__ = ["explain_file", "compare_file", "run_demo", "localize_file", "class_names",
+           "top_classes", "method_options", "SEED"]
+
+SEED = 0  # SmoothGrad's noise: the same command gives the same map
+
+
+def class_names(model) -> list[str]:
+    """The model's class names from its metadata, or [] if it has none."""
+    return list(model.meta.get("class_names") or [])
+
+
+def _name_of(model, c: int) -> str:
+    names = class_names(model)
+    return names[c] if c < len(names) else str(c)
+
+
+def top_classes(model, scores, k: int = 5) -> list[tuple[str, float, float]]:
+    """The k best classes of one image's scores (K,): [(name, score, probability)]."""
+    probs = saliency.softmax(np.asarray(scores, np.float64)[None])[0]   # (K,)
+    return [(_name_of(model, int(c)), float(scores[c]), float(probs[c]))
+            for c in np.argsort(-scores)[:k]]
+
+
+def method_options(method: str, progress: bool) -> dict:
+    """What the command line passes a method: a progress bar and a fixed seed where the
+    method takes them (``Method.options`` says which)."""
+    takes = saliency.get_method(method).options
+    options = {"progress": True} if progress and "progress" in takes else {}
+    if "seed" in takes:
+        options["seed"] = SEED
+    return options
+
+
+def _read(model, path):
+    """-> (prep, pixels (H, W, 3) uint8, x (1, 3, H, W)); ImageReadError for a bad file."""
+    prep = Preprocess.from_meta(model.meta)
+    pixels = read_image(path, prep)                                  # (H, W, 3) uint8
+    return prep, pixels, to_input(pixels, prep)                      # (1, 3, H, W)
+
+
+def explain_file(model, path, method: str = "gradient", target=None, out_dir="saliency_out",
+                 box=None, progress: bool = True) -> dict:
+    """Classify one image file, compute its map with ``method``, write figure + map.
+
+    - target: None (the predicted class) or a class index
+    - box: the object's true box (x0, y0, x1, y1), drawn on the figure if given
+    Files: ``<stem>_saliency.png/.npy`` for the gradient, ``<stem>_<method>.png/.npy``
+    otherwise; the .npy is the (H, W) map (max |.| over channels, or Grad-CAM resized).
+    Returns {"path", "scores" (K,), "predicted", "target" (class indices), "predicted_name",
+    "target_name", "top" (see ``top_classes``), "suffix", "figure", "map", "peak" (x, y) of
+    the map's maximum}.
+    Raises minicnn.io.images.ImageReadError for an unreadable image.
+    """
+    prep, pixels, x = _read(model, path)
+    scores, targets, results = saliency.attribute(                   # one forward pass
+        model, x, [method], target, {method: method_options(method, progress)})
+    result = results[method][0]                                      # (C, H, W) or (h, w)
+    smap = saliency.to_map(results[method], x.shape[2:])[0]          # (H, W)
+    scores, t = scores[0], int(targets[0])
+    pred = int(np.argmax(scores))
+
+    stem, suffix = Path(path).stem, ("saliency" if method == "gradient" else method)
+    fig_path = Path(out_dir) / f"{stem}_{suffix}.png"
+    npy_path = Path(out_dir) / f"{stem}_{suffix}.npy"
+    title = (f"{Path(path).name}: predicted {_name_of(model, pred)} ({scores[pred]:.2f}); "
+             f"{method} for {_name_of(model, t)} (score {scores[t]:.2f})")
+    layer = saliency.default_cam_layer(model) if np.ndim(result) == 2 else None
+    fig = viz.method_figure(method, to_pixels(x, prep)[0], result, smap, title, box, layer)
+    viz.save_figure(fig, fig_path)
+    viz.atomic_write(npy_path, lambda tmp: np.save(tmp, smap.astype(np.float32)))
+    iy, ix = np.unravel_index(np.argmax(smap), smap.shape)
+    return {"path": str(path), "scores": scores, "predicted": pred, "target": t,
+            "predicted_name": _name_of(model, pred), "target_name": _name_of(model, t),
+            "top": top_classes(model, scores), "suffix": suffix, "figure": str(fig_path),
+            "map": str(npy_path), "peak": (int(ix), int(iy))}
+
+
+def compare_file(model, path, target=None, out_dir="saliency_out",
+                 progress: bool = True) -> dict:
+    """Every method of the registry on one image, side by side in ``<stem>_compare.png``.
+
+    Returns {"path", "predicted", "target", "predicted_name", "target_name", "methods"
+    (names), "figure"}."""
+    prep, pixels, x = _read(model, path)
+    methods = list(saliency.METHODS)
+    options = {m: method_options(m, progress) for m in methods}
+    scores, targets, results = saliency.attribute(model, x, methods, target, options)
+    maps = {m: saliency.to_map(r, x.shape[2:])[0] for m, r in results.items()}   # (H, W) each
+    pred, t = int(np.argmax(scores[0])), int(targets[0])
+    title = (f"{Path(path).name}: predicted {_name_of(model, pred)} ({scores[0, pred]:.2f}); "
+             f"maps for {_name_of(model, t)}")
+    fig_path = Path(out_dir) / f"{Path(path).stem}_compare.png"
+    viz.save_figure(viz.comparison_figure(to_pixels(x, prep)[0], maps, title), fig_path)
+    return {"path": str(path), "predicted": pred, "target": t, "methods": methods,
+            "figure": str(fig_path), "predicted_name": _name_of(model, pred),
+            "target_name": _name_of(model, t)}
+
+
+def run_demo(model, images_dir=SAMPLES_DIR, out_dir="saliency_out") -> list[dict]:
+    """``explain_file`` (the gradient) for every sample of ``images_dir`` with its true box.
+
+    Returns one dict per sample: ``explain_file``'s, plus "name", "true_class", "correct"
+    (the prediction is the label) and "inside" (the map's maximum lies in the true box)."""
+    rows = []
+    for name, info in load_sample_index(images_dir).items():
+        r = explain_file(model, Path(images_dir) / name, out_dir=out_dir, box=info["box"])
+        x0, y0, x1, y1 = info["box"]
+        r.update(name=name, true_class=info["class"], correct=r["predicted"] == info["label"],
+                 inside=bool(x0 <= r["peak"][0] < x1 and y0 <= r["peak"][1] < y1))
+        rows.append(r)
+    return rows
+
+
+def localize_file(model, path, method: str = "threshold", target=None,
+                  out_dir="localize_out") -> dict:
+    """The paper's weakly supervised localisation (§3.1) of one image file: its gradient map,
+    a box from it by ``method`` ("threshold" or "graphcut"), and a figure
+    ``<stem>_localize.png``. Returns {"path", "box" (x0, y0, x1, y1) or None, "figure"}."""
+    prep = Preprocess.from_meta(model.meta)
+    pixels = read_image(path, prep)                                  # (H, W, 3) uint8
+    maps, (loc,) = localize_images(model, pixels[None], target=target, method=method)
+    fig_path = Path(out_dir) / f"{Path(path).stem}_localize.png"
+    box = None if loc.box is None else tuple(int(v) for v in loc.box)
+    fig = localization_figure(pixels, maps[0], {method: loc},
+                              title=f"{Path(path).name}: {method} box {box}")
+    viz.save_figure(fig, fig_path)
+    return {"path": str(path), "box": box, "figure": str(fig_path)}
