@@ -17,6 +17,18 @@ another dtype they are cast once and the cast is cached. Any other input dtype i
 Hot loops are not here but in ``minicnn.engine.kernels``, reached through ``kernels.active()`` so that
 the readable reference kernels can replace the fast ones everywhere.
 
+Adding a layer, the checklist:
+1. a class here with ``forward(x)`` and ``backward(grad_out)`` side by side, a docstring
+   with the shapes and PyTorch's semantics (and the subgradient convention, if any),
+   ``config()`` returning its constructor arguments, and ``_params`` naming its weights;
+2. its entry in ``LAYER_TYPES`` (so weights files and ``from_config`` know it);
+3. if it has a loop: the kernel in ``kernels/reference.py`` (readable) and the same
+   signature in ``kernels/fast.py`` (Numba), tested equal both ways;
+4. its import in ``minicnn.io.torch_import`` (from the torch module) and in the tests'
+   torch twin, and tests in ``tests/engine/test_layers.py``: forward and input gradient
+   against torch.nn.functional + autograd and against central finite differences in
+   float64, odd sizes, strides, paddings, batch 1 and > 1, and its bad-input messages.
+
 References: CS231n assignment 2 (layer/kernel split, shape docstrings); Simonyan, Vedaldi &
 Zisserman 2013 (arXiv:1312.6034) for the vanilla gradient; Zeiler & Fergus 2014 (deconvnet) and
 Springenberg et al. 2014 (arXiv:1412.6806, guided backpropagation) for the ReLU backward rules.
@@ -392,7 +404,7 @@ class Linear(Layer):
             raise ValueError(f"{self.describe()}: expected input of shape (N, {self.in_features}), "
                              f"got {x.shape}")
         w, b = self._weight_as("weight", x.dtype), self._weight_as("bias", x.dtype)
-        out = kernels.active().linear_forward(x, w, b)  # x @ w.T + b, (N, out_features)
+        out = kernels.active().linear_forward(x, w, b)  # x @ w.T + b: (N, out_features)
         self._remember(x, out)
         return out
 

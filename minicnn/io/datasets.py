@@ -105,7 +105,7 @@ def _read_idx(path: Path, expected_dims: int) -> np.ndarray:
     if body.size != int(np.prod(shape)):
         raise ValueError(f"{path}: header says shape {shape} but holds {body.size} values "
                          "(truncated file?)")
-    return body.reshape(shape)
+    return body.reshape(shape)  # e.g. (N, 28, 28) images or (N,) labels
 
 
 _CACHE: dict = {}
@@ -217,7 +217,7 @@ def _one_image(items, labels, index, seed, split, easy):
     else:
         top, left = int(rng.integers(0, S - size + 1)), int(rng.integers(0, S - size + 1))
     alpha = np.clip(_resize_bilinear(items[item_idx] / 255.0, size, size), 0.0, 1.0)
-    under = canvas[top:top + size, left:left + size].reshape(-1, 3).mean(axis=0)
+    under = canvas[top:top + size, left:left + size].reshape(-1, 3).mean(axis=0)  # (3,)
     _blend(canvas, alpha, _tint_far_from(rng, under), top, left)
 
     mask = np.zeros((S, S), dtype=bool)

@@ -109,7 +109,7 @@ def im2col(x, kernel, stride, padding, out=None):
     OH, OW = output_size(H, KH, sh, padding[0]), output_size(W, KW, sw, padding[1])
     x_pad = _pad(x, padding)  # (N, C, H+2ph, W+2pw)
     cols = np.empty((C * KH * KW, N * OH * OW), dtype=x.dtype) if out is None else out
-    cols6 = cols.reshape(C, KH, KW, N, OH, OW)  # a view of cols
+    cols6 = cols.reshape(C, KH, KW, N, OH, OW)  # (C, KH, KW, N, OH, OW), a view of cols
     for kh in range(KH):
         for kw in range(KW):
             # element (kh, kw) of every window: rows kh, kh+sh, ..., columns kw, kw+sw, ...
@@ -131,7 +131,7 @@ def col2im(cols, in_shape, kernel, stride, padding):
     N, C, H, W = in_shape
     (KH, KW), (sh, sw), (ph, pw) = kernel, stride, padding
     OH, OW = output_size(H, KH, sh, ph), output_size(W, KW, sw, pw)
-    cols6 = cols.reshape(C, KH, KW, N, OH, OW)  # a view of cols
+    cols6 = cols.reshape(C, KH, KW, N, OH, OW)  # (C, KH, KW, N, OH, OW), a view of cols
     x_pad = np.zeros((N, C, H + 2 * ph, W + 2 * pw), dtype=cols.dtype)
     for kh in range(KH):
         for kw in range(KW):
@@ -303,7 +303,7 @@ def relu_backward(grad_out, x, rule):
 
 def linear_forward(x, w, b):
     """out = x @ w.T + b. x: (N, I), w: (O, I), b: (O,) or None -> (N, O)."""
-    out = x @ w.T
+    out = x @ w.T  # (N, I) @ (I, O) -> (N, O)
     if b is not None:
         out += b
     return out
