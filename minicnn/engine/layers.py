@@ -1,11 +1,14 @@
 """Layers of a CNN, each with its forward pass and the backward pass to its input side by side.
 
 Every layer follows PyTorch's semantics, layouts and attribute names (NCHW, conv ``weight``
-(F, C, KH, KW), linear ``weight`` (out, in), ``bias``), so weights load without transposes and
-PyTorch can serve as the test oracle. A layer has
+(F, C, KH, KW), linear ``weight`` (out, in), ``bias``, BatchNorm's ``running_mean``), so
+weights load without transposes and PyTorch can serve as the test oracle. A layer has
 
 - ``forward(x) -> out``: computes the output and keeps only what ``backward`` needs;
 - ``backward(grad_out) -> grad_in``: the chain rule, d(loss)/d(input) from d(loss)/d(output).
+
+``Add`` and ``Concat`` join branches of a graph (``minicnn.engine.model.Graph``): they take
+several inputs, ``forward(a, b, ...)``, and their ``backward`` returns one gradient per input.
 
 Only gradients with respect to the input are computed: minicnn explains trained networks
 (saliency maps), it does not train them, so there are no parameter gradients and no training
@@ -44,7 +47,8 @@ from minicnn.engine import kernels
 
 __all__ = [
     "Layer", "Conv2d", "ReLU", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d",
-    "Flatten", "Linear", "Dropout", "RELU_RULES", "LAYER_TYPES", "layer_from_config",
+    "Flatten", "Linear", "Dropout", "BatchNorm2d", "Add", "Concat", "RELU_RULES",
+    "LAYER_TYPES", "layer_from_config",
 ]
 
 RELU_RULES = ("gradient", "deconvnet", "guided")
@@ -76,20 +80,21 @@ def _uniform(rng, shape, bound, dtype, init=True):
 class Layer:
     """Base class. Subclasses define forward/backward and, if they have weights, ``_params``.
 
-    ``name`` is set by ``Sequential`` (e.g. "features.0") so that error messages say which
-    layer of a model failed.
+    ``name`` is set by the model (e.g. "features.0") so that error messages say which layer
+    of a model failed.
     """
 
     name: str | None = None
     _params: tuple = ()  # names of the array attributes that hold weights
+    _buffers: tuple = ()  # arrays that are not weights but load with them (running statistics)
 
-    def __call__(self, x):
-        return self.forward(x)
+    def __call__(self, *xs):
+        return self.forward(*xs)
 
     # --- description -------------------------------------------------------------------------
 
     def describe(self) -> str:
-        """'Conv2d' or, inside a Sequential, "Conv2d 'features.0'" (used in error messages)."""
+        """'Conv2d' or, inside a model, "Conv2d 'features.0'" (used in error messages)."""
         kind = type(self).__name__
         return kind if self.name is None else f"{kind} {self.name!r}"
 
@@ -104,8 +109,10 @@ class Layer:
     # --- weights -----------------------------------------------------------------------------
 
     def parameters(self) -> dict:
-        """{"weight": array, "bias": array} (only the parameters this layer has)."""
-        return {p: getattr(self, p) for p in self._params if getattr(self, p) is not None}
+        """{"weight": array, "bias": array, ...}: the arrays this layer loads and saves, its
+        weights and buffers (only those it has)."""
+        return {p: getattr(self, p) for p in self._params + self._buffers
+                if getattr(self, p) is not None}
 
     def astype(self, dtype):
         """Cast the weights to float32 or float64 (in place on the layer); returns self."""
@@ -282,13 +289,23 @@ class MaxPool2d(_Pool2d):
       winning element in its (H, W) plane
     - backward: each output gradient goes to its window's winner. Ties (a choice, the same as
       PyTorch's CPU kernel): the FIRST maximum in row-major order within the window wins.
+    - ceil_mode: PyTorch's; True rounds OH up, keeping a last, partial window as long as it
+      starts inside the input or its left padding (``kernels.output_size``). SqueezeNet uses
+      it: 3x3 windows with stride 2 over 109 rows give 54, not 53.
     """
+
+    def __init__(self, kernel_size, stride=None, padding=0, ceil_mode=False):
+        super().__init__(kernel_size, stride, padding)
+        self.ceil_mode = bool(ceil_mode)
+
+    def config(self):
+        return {**super().config(), "ceil_mode": self.ceil_mode}
 
     def forward(self, x):
         """x: (N, C, H, W) -> (N, C, OH, OW)"""
         self._check_pool_input(x)
         out, self._argmax = kernels.active().maxpool2d_forward(x, self.kernel_size, self.stride,
-                                                               self.padding)
+                                                               self.padding, self.ceil_mode)
         self._remember(x, out)
         return out
 
@@ -438,10 +455,134 @@ class Dropout(Layer):
         return self._check_grad(grad_out)
 
 
+# ============================================================================ BatchNorm2d
+
+class BatchNorm2d(Layer):
+    """Batch normalisation at inference (PyTorch's eval mode): per channel c,
+
+        y = (x - running_mean[c]) / sqrt(running_var[c] + eps) * weight[c] + bias[c]
+          = x * scale[c] + shift[c]
+
+    an affine map fixed by the trained statistics, so backward is grad_out * scale[c].
+
+    - weight, bias: (C,) (gamma, beta); running_mean, running_var: (C,) buffers
+    - forward: x (N, C, H, W) -> (N, C, H, W); backward: the same shapes
+
+    A BatchNorm right after a convolution can be folded into it (``minicnn.fold_batchnorm``,
+    the default when importing a torch model): the same function with one layer fewer.
+    """
+
+    _params = ("weight", "bias")
+    _buffers = ("running_mean", "running_var")
+
+    def __init__(self, num_features, eps=1e-5, *, dtype=np.float32, init=True):
+        self.num_features, self.eps = int(num_features), float(eps)
+        if self.num_features < 1 or not self.eps > 0:
+            raise ValueError(f"BatchNorm2d: num_features must be >= 1 and eps > 0, got "
+                             f"{num_features}, {eps}")
+        C = (self.num_features,)
+        fill = (lambda value: np.full(C, value, dtype)) if init else (lambda value: np.empty(C, dtype))
+        self.weight, self.bias = fill(1.0), fill(0.0)                 # PyTorch's initial values
+        self.running_mean, self.running_var = fill(0.0), fill(1.0)
+
+    def config(self):
+        return {"type": "BatchNorm2d", "num_features": self.num_features, "eps": self.eps}
+
+    def scale_shift(self, dtype=np.float64):
+        """(scale, shift), each (C,): y = x * scale + shift, computed in float64."""
+        var, mean = (np.asarray(getattr(self, a), np.float64) for a in ("running_var",
+                                                                         "running_mean"))
+        scale = np.asarray(self.weight, np.float64) / np.sqrt(var + self.eps)   # (C,)
+        shift = np.asarray(self.bias, np.float64) - mean * scale                # (C,)
+        return scale.astype(dtype), shift.astype(dtype)
+
+    def forward(self, x):
+        """x: (N, C, H, W) -> (N, C, H, W)"""
+        self._check_input(x, 4, "(N, C, H, W)")
+        if x.shape[1] != self.num_features:
+            raise ValueError(f"{self.describe()}: expected {self.num_features} channels, got "
+                             f"input of shape {x.shape}")
+        scale, shift = self.scale_shift(x.dtype)
+        self._scale = scale
+        out = x * scale[:, None, None] + shift[:, None, None]          # (N, C, H, W)
+        self._remember(x, out)
+        return out
+
+    def backward(self, grad_out):
+        """grad_out: (N, C, H, W) -> grad_x: (N, C, H, W), grad_out * scale per channel"""
+        grad_out = self._check_grad(grad_out)
+        return grad_out * self._scale[:, None, None]
+
+
+# ============================================================================ Add, Concat
+
+class Add(Layer):
+    """The sum of two or more inputs of the same shape: a residual connection's ``out +
+    identity`` (He et al. 2016).
+
+    - forward: a, b, ... (any shape, all equal) -> a + b + ...
+    - backward: grad_out -> (grad_out, grad_out, ...): d(a + b)/da = d(a + b)/db = 1, so every
+      input receives the whole gradient. Where the model then merges the gradients coming back
+      to one value along several paths, they add up (``Graph.backward``).
+    """
+
+    def forward(self, *xs):
+        """xs: two or more arrays of one shape -> their sum"""
+        if len(xs) < 2:
+            raise ValueError(f"{self.describe()}: expected two or more inputs, got {len(xs)}")
+        for x in xs:
+            self._check_input(x)
+        if len({x.shape for x in xs}) != 1 or len({x.dtype for x in xs}) != 1:
+            raise ValueError(f"{self.describe()}: inputs must have one shape and dtype, got "
+                             f"{[(x.shape, str(x.dtype)) for x in xs]}")
+        out = xs[0] + xs[1]
+        for x in xs[2:]:
+            out += x
+        self._remember(xs[0], out)
+        self._count = len(xs)
+        return out
+
+    def backward(self, grad_out):
+        """grad_out -> a tuple of one gradient per input (the same array for each)"""
+        grad_out = self._check_grad(grad_out)
+        return (grad_out,) * self._count
+
+
+class Concat(Layer):
+    """Inputs stacked along the channel axis, in order (``torch.cat(xs, dim=1)``), as
+    SqueezeNet's Fire module joins its 1x1 and 3x3 expansions (Iandola et al. 2016).
+
+    - forward: (N, C1, H, W), (N, C2, H, W), ... -> (N, C1 + C2 + ..., H, W)
+    - backward: grad_out (N, C1 + C2 + ..., H, W) -> (grad_out[:, :C1], grad_out[:, C1:C1+C2],
+      ...): each input gets the slice of the gradient that its channels produced
+    """
+
+    def forward(self, *xs):
+        """xs: one or more (N, Ci, H, W) -> (N, sum Ci, H, W)"""
+        if not xs:
+            raise ValueError(f"{self.describe()}: expected one or more inputs, got none")
+        for x in xs:
+            self._check_input(x, 4, "(N, C, H, W)")
+        if len({(x.shape[0],) + x.shape[2:] for x in xs}) != 1 or len({x.dtype for x in xs}) != 1:
+            raise ValueError(f"{self.describe()}: inputs must agree in N, H, W and dtype, got "
+                             f"{[(x.shape, str(x.dtype)) for x in xs]}")
+        out = np.concatenate(xs, axis=1)                                 # (N, sum Ci, H, W)
+        self._remember(xs[0], out)
+        self._channels = [x.shape[1] for x in xs]
+        return out
+
+    def backward(self, grad_out):
+        """grad_out: (N, sum Ci, H, W) -> a tuple of (N, Ci, H, W), one per input"""
+        grad_out = self._check_grad(grad_out)
+        edges = np.cumsum([0] + self._channels)
+        return tuple(grad_out[:, a:b] for a, b in zip(edges[:-1], edges[1:]))  # (N, Ci, H, W)
+
+
 # ============================================================================ config
 
 LAYER_TYPES = {cls.__name__: cls for cls in
-               (Conv2d, ReLU, MaxPool2d, AvgPool2d, AdaptiveAvgPool2d, Flatten, Linear, Dropout)}
+               (Conv2d, ReLU, MaxPool2d, AvgPool2d, AdaptiveAvgPool2d, Flatten, Linear, Dropout,
+                BatchNorm2d, Add, Concat)}
 
 
 def layer_from_config(config: dict, init: bool = True, dtype=np.float32) -> Layer:

@@ -1,20 +1,35 @@
-"""Sequential: a CNN as a list of named layers; forward runs it in order, backward in reverse.
+"""A CNN as a graph of named layers: forward runs them in order, backward in reverse.
 
 This is where a saliency map is made (Simonyan, Vedaldi & Zisserman 2013, arXiv:1312.6034,
 §3): ``scores = model(x)`` gives the class scores before the softmax, then
-``model.backward(one_hot)`` carries d(score_c)/d(score) = one-hot back through every layer to
+``model.backward(one_hot)`` carries d(score_c)/d(scores) = one-hot back through every layer to
 the pixels, d(score_c)/d(x), shaped like x.
 
-After a pass, what flowed through the network can be read for any layer, by index or by name:
+A model is a list of nodes ``(name, layer, inputs)`` in an order where each node's inputs come
+before it (a topological order); ``"input"`` is the image. ``Sequential`` is the simple case,
+a chain in which every layer reads the one before (VGG, AlexNet, the shipped model). A
+``Graph`` may also branch and join: in a residual network a block's input feeds both its
+convolutions and, through a skip connection, an ``Add`` after them (ResNet); in SqueezeNet one
+value feeds two convolutions whose outputs a ``Concat`` stacks. Forward is the same loop
+either way. Backward runs the nodes in reverse and hands each input its share of the
+gradient; where a value fed several nodes, the gradients coming back from all of them are
+ADDED (the multivariate chain rule: d S / d v = sum over the consumers u of v of
+d S / d u * d u / d v). That sum, in ``backward`` below, is why gradients reach the early
+layers of a residual network undiminished: the skip path adds the incoming gradient itself.
 
-- ``model.activation(key)``: the output of that layer in the last forward pass;
+After a pass, what flowed through the network can be read for any node, by index or name:
+
+- ``model.activation(key)``: the node's output in the last forward pass;
 - ``model.gradient_at(key)``: the gradient of the backward's start (e.g. score_c) with respect
-  to that layer's output, from the last backward pass.
+  to that output, from the last backward pass.
+A key may also name a block that is not itself a node, such as ResNet's ``"layer4"`` or
+``"layer4.1"``: it means the block's output, the last node whose name starts with it.
 
-Names follow PyTorch's state_dict prefixes ("features.0", "classifier.6"); without names the
-layers are called "0", "1", .... ``state_dict``/``load_state_dict`` use PyTorch's key names
-("features.0.weight"), and ``config``/``from_config`` describe the architecture as JSON-able
-data, so a model can be saved as arrays + a list of dicts without pickle.
+Names follow PyTorch's module paths and state_dict prefixes ("features.0", "layer1.0.conv1");
+a module called twice in PyTorch's forward becomes two nodes, the second named with ".1"
+("layer1.0.relu.1"). ``state_dict``/``load_state_dict`` use PyTorch's key names, and
+``config``/``from_config`` describe the architecture as JSON-able data (each node's dict
+lists its inputs), so a model can be saved as arrays + a list of dicts without pickle.
 """
 from __future__ import annotations
 
@@ -24,48 +39,66 @@ from minicnn._checks import check_array, check_finite
 from minicnn.engine.kernels.threads import blas_single_threaded
 from minicnn.engine.layers import RELU_RULES, Layer, ReLU, layer_from_config
 
-__all__ = ["Sequential"]
+__all__ = ["Graph", "Sequential", "model_from_config", "INPUT"]
+
+INPUT = "input"  # the name under which a node reads the model's input
 
 
-class Sequential:
-    """A list of (name, layer) pairs run in order.
+class Graph:
+    """Named layers in topological order: ``Graph([(name, layer, (input names...)), ...])``.
 
-    ``Sequential([Conv2d(...), ReLU(), ...])`` names the layers "0", "1", ...;
-    ``Sequential([("features.0", Conv2d(...)), ...])`` gives them your names.
-
-    ``meta`` is a JSON-able dict about the model that travels with its weights file: class
-    names, input shape, preprocessing, provenance (see ``minicnn.io.weights``); {} if none.
+    The last node's output is the model's output (the class scores). ``meta`` is a JSON-able
+    dict that travels with the weights file: class names, input shape, preprocessing,
+    provenance (see ``minicnn.io.weights``); {} if none.
     """
 
     meta: dict
 
-    def __init__(self, layers, meta: dict | None = None):
-        pairs = []
-        for i, item in enumerate(layers):
-            if isinstance(item, Layer):
-                pairs.append((str(i), item))
-            elif (isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], str)
-                  and isinstance(item[1], Layer)):
-                pairs.append(item)
-            else:
-                raise TypeError(f"Sequential: item {i} must be a Layer or a (name, Layer) pair, "
-                                f"got {item!r}")
-        names = [name for name, _ in pairs]
-        if len(set(names)) != len(names):
-            raise ValueError(f"Sequential: layer names must be unique, got {names}")
-        if len({id(layer) for _, layer in pairs}) != len(pairs):
-            raise ValueError("Sequential: the same layer object appears twice; a layer keeps the "
-                             "state of its last forward pass, so each position needs its own")
-        self.names = names
-        self.layers = [layer for _, layer in pairs]
+    def __init__(self, nodes, meta: dict | None = None):
+        names, layers, inputs = [], [], []
+        for i, item in enumerate(nodes):
+            if not (isinstance(item, tuple) and len(item) == 3 and isinstance(item[0], str)
+                    and isinstance(item[1], Layer)):
+                raise TypeError(f"{type(self).__name__}: node {i} must be a (name, Layer, "
+                                f"inputs) triple, got {item!r}")
+            name, layer, reads = item
+            reads = (reads,) if isinstance(reads, str) else tuple(reads)
+            if name in names:
+                raise ValueError(f"{type(self).__name__}: node names must be unique, got "
+                                 f"{name!r} twice")
+            if name == INPUT:
+                raise ValueError(f"{type(self).__name__}: {INPUT!r} names the model's input; "
+                                 f"node {i} cannot be called so")
+            for read in reads:
+                if read != INPUT and read not in names:
+                    later = "itself" if read == name else (
+                        "a node that comes later (a cycle, or nodes out of order)"
+                        if any(n[0] == read for n in nodes[i + 1:] if isinstance(n, tuple))
+                        else "no node")
+                    raise ValueError(f"{type(self).__name__}: node {name!r} reads {read!r}, "
+                                     f"which is {later}; each node reads {INPUT!r} or nodes "
+                                     f"before it")
+            if not reads:
+                raise ValueError(f"{type(self).__name__}: node {name!r} reads nothing")
+            names.append(name)
+            layers.append(layer)
+            inputs.append(reads)
+        if not names:
+            raise ValueError(f"{type(self).__name__}: a model needs at least one node")
+        if len({id(layer) for layer in layers}) != len(layers):
+            raise ValueError(f"{type(self).__name__}: the same layer object appears twice; a "
+                             "layer keeps the state of its last forward pass, so each node "
+                             "needs its own")
+        self.names, self.layers, self.inputs = names, layers, inputs
         self._index = {name: i for i, name in enumerate(names)}
-        for name, layer in pairs:
+        self._blocks = _block_outputs(names)
+        for name, layer in zip(names, layers):
             layer.name = name
         self.meta = dict(meta or {})
-        self._activations = None  # outputs of the last forward pass, one per layer
+        self._activations = None  # outputs of the last forward pass, one per node
         self._gradients = None  # gradients w.r.t. those outputs, from the last backward pass
 
-    # --- list-like access ---------------------------------------------------------------------
+    # --- access ---------------------------------------------------------------------------------
 
     def __len__(self):
         return len(self.layers)
@@ -78,104 +111,132 @@ class Sequential:
         return self.layers[self.index(key)]
 
     def index(self, key) -> int:
-        """Position of a layer given by index (negative allowed) or by name."""
+        """Position of a node given by index (negative allowed) or by name; a block's name
+        ("layer4") means its output node."""
         if isinstance(key, (int, np.integer)) and not isinstance(key, bool):
             if not -len(self) <= key < len(self):
-                raise IndexError(f"Sequential: layer index {key} out of range for "
+                raise IndexError(f"{type(self).__name__}: layer index {key} out of range for "
                                  f"{len(self)} layers")
             return int(key) % len(self)
         if isinstance(key, str):
-            if key not in self._index:
-                raise KeyError(f"Sequential: no layer named {key!r}; names are {self.names}")
-            return self._index[key]
-        raise TypeError(f"Sequential: a layer is selected by int index or str name, "
+            if key in self._index:
+                return self._index[key]
+            if key in self._blocks:
+                return self._index[self._blocks[key]]
+            raise KeyError(f"{type(self).__name__}: no layer named {key!r}; names are "
+                           f"{self.names}")
+        raise TypeError(f"{type(self).__name__}: a layer is selected by int index or str name, "
                         f"got {type(key).__name__}")
 
     def find(self, layer_type) -> list[str]:
-        """Names of the layers of ``layer_type``, in order; e.g. ``model.find(Conv2d)[-1]`` is
-        the last conv layer (the one Grad-CAM uses)."""
+        """Names of the nodes whose layer is a ``layer_type``, in order; e.g.
+        ``model.find(Conv2d)[-1]`` is the last convolution."""
         return [name for name, layer in zip(self.names, self.layers)
                 if isinstance(layer, layer_type)]
 
-    def __repr__(self):
-        lines = [f"  ({name}): {layer!r}" for name, layer in zip(self.names, self.layers)]
-        return "Sequential(\n" + "\n".join(lines) + "\n)"
+    def consumers(self, key) -> list[str]:
+        """Names of the nodes that read node ``key``'s output (or the input, "input")."""
+        name = INPUT if key == INPUT else self.names[self.index(key)]
+        return [n for n, reads in zip(self.names, self.inputs) if name in reads]
 
-    # --- forward and backward -----------------------------------------------------------------
+    def __repr__(self):
+        lines = [f"  ({name}): {layer!r}" + ("" if self._chained(i) else
+                                              f" <- {', '.join(self.inputs[i])}")
+                 for i, (name, layer) in enumerate(zip(self.names, self.layers))]
+        return f"{type(self).__name__}(\n" + "\n".join(lines) + "\n)"
+
+    def _chained(self, i) -> bool:
+        """Node i reads exactly the node before it (or the input, if it is the first)."""
+        return self.inputs[i] == ((self.names[i - 1] if i else INPUT),)
+
+    # --- forward and backward -------------------------------------------------------------------
 
     def forward(self, x):
         """x: (N, C, H, W) float32 or float64 -> scores (N, K) before the softmax.
 
-        The computation runs in x's dtype. Every layer's output is kept for ``activation``.
+        The computation runs in x's dtype. Every node's output is kept for ``activation``.
         """
-        check_array(x, "Sequential.forward: x")
-        check_finite(x, "Sequential.forward: x")  # checked once here, not in every layer
-        activations = []
+        check_array(x, f"{type(self).__name__}.forward: x")
+        check_finite(x, f"{type(self).__name__}.forward: x")  # once here, not in every layer
+        values = {INPUT: x}
         with blas_single_threaded():  # minicnn's threads share the cores, see kernels/threads.py
-            for layer in self.layers:
-                x = layer.forward(x)
-                activations.append(x)
-        self._activations, self._gradients = activations, None
-        return x
+            for name, layer, reads in zip(self.names, self.layers, self.inputs):
+                values[name] = layer.forward(*(values[r] for r in reads))
+        self._activations = [values[name] for name in self.names]
+        self._input, self._gradients = x, None
+        return self._activations[-1]
 
     __call__ = forward
 
     def backward(self, grad_scores, relu_rule="gradient", stop_at=None):
-        """Run the layers in reverse from d(start)/d(scores) and return d(start)/d(x).
+        """Run the nodes in reverse from d(start)/d(scores) and return d(start)/d(x).
 
         - grad_scores: shaped like the last forward output, (N, K); a one-hot row on class c
           gives the saliency gradient d(score_c)/d(x)
         - relu_rule: "gradient" (the true gradient), "deconvnet" or "guided", passed to every
           ReLU (see ``ReLU.backward``)
-        - stop_at: a layer name or index; if given, stop there and return the gradient with
-          respect to that layer's OUTPUT (e.g. the last conv's, for Grad-CAM)
-        Returns: the gradient w.r.t. x, shaped like x (or like the stop_at layer's output).
+        - stop_at: a node name or index; if given, stop there and return the gradient with
+          respect to that node's OUTPUT (e.g. the last conv block's, for Grad-CAM)
+        Returns: the gradient w.r.t. x, shaped like x (or like the stop_at node's output).
         """
+        kind = type(self).__name__
         if self._activations is None:
-            raise ValueError("Sequential.backward: called before forward")
+            raise ValueError(f"{kind}.backward: called before forward")
         if relu_rule not in RELU_RULES:
-            raise ValueError(f"Sequential.backward: unknown relu_rule {relu_rule!r}; "
-                             f"valid rules are {RELU_RULES}")
+            raise ValueError(f"{kind}.backward: unknown relu_rule {relu_rule!r}; valid rules "
+                             f"are {RELU_RULES}")
         scores = self._activations[-1]
-        check_array(grad_scores, "Sequential.backward: grad_scores")
+        check_array(grad_scores, f"{kind}.backward: grad_scores")
         if grad_scores.shape != scores.shape:
-            raise ValueError(f"Sequential.backward: grad_scores must have the scores' shape "
+            raise ValueError(f"{kind}.backward: grad_scores must have the scores' shape "
                              f"{scores.shape}, got {grad_scores.shape}")
         stop = None if stop_at is None else self.index(stop_at)
+        grads = {self.names[-1]: grad_scores}  # d(start)/d(value), by the value's name
         gradients = [None] * len(self)
-        grad = grad_scores
         with blas_single_threaded():
             for i in reversed(range(len(self))):
-                gradients[i] = grad  # d(start)/d(output of layer i)
+                name, layer = self.names[i], self.layers[i]
+                # every consumer of this node comes after it, so its gradient is complete now
+                grad = grads.pop(name, None)
+                if grad is None:  # the output does not depend on this node
+                    grad = np.zeros_like(self._activations[i])
+                gradients[i] = grad
                 if i == stop:
-                    break
-                layer = self.layers[i]
-                grad = layer.backward(grad, rule=relu_rule) if isinstance(layer, ReLU) \
+                    self._gradients = gradients
+                    return grad
+                grad_in = layer.backward(grad, rule=relu_rule) if isinstance(layer, ReLU) \
                     else layer.backward(grad)
+                grad_in = grad_in if isinstance(grad_in, tuple) else (grad_in,)
+                for read, g in zip(self.inputs[i], grad_in):
+                    # A value read by several nodes (a skip connection, a branch) gets the SUM
+                    # of the gradients coming back from all of them: this line is where a
+                    # residual network's identity path adds its gradient to the block's.
+                    grads[read] = g if read not in grads else grads[read] + g
         self._gradients = gradients
-        return grad
+        return grads.get(INPUT, np.zeros_like(self._input))
 
-    # --- what flowed through the network ------------------------------------------------------
+    # --- what flowed through the network --------------------------------------------------------
 
     def activation(self, key):
-        """The output of layer ``key`` (index or name) in the last forward pass."""
+        """The output of node ``key`` (index or name) in the last forward pass."""
         if self._activations is None:
-            raise ValueError("Sequential.activation: no forward pass yet; call forward(x) first")
+            raise ValueError(f"{type(self).__name__}.activation: no forward pass yet; call "
+                             f"forward(x) first")
         return self._activations[self.index(key)]
 
     def gradient_at(self, key):
-        """The gradient w.r.t. the output of layer ``key`` (index or name) from the last
+        """The gradient w.r.t. the output of node ``key`` (index or name) from the last
         backward pass. ``gradient_at(-1)`` is grad_scores itself."""
         if self._gradients is None:
-            raise ValueError("Sequential.gradient_at: no backward pass since the last forward; "
-                             "call backward(grad_scores) first")
+            raise ValueError(f"{type(self).__name__}.gradient_at: no backward pass since the "
+                             f"last forward; call backward(grad_scores) first")
         i = self.index(key)
         if self._gradients[i] is None:
-            raise ValueError(f"Sequential.gradient_at: the last backward stopped before layer "
-                             f"{self.names[i]!r} (stop_at)")
+            raise ValueError(f"{type(self).__name__}.gradient_at: the last backward stopped "
+                             f"before layer {self.names[i]!r} (stop_at)")
         return self._gradients[i]
 
-    # --- weights and dtype --------------------------------------------------------------------
+    # --- weights and dtype ----------------------------------------------------------------------
 
     def astype(self, dtype):
         """Cast every weight to float32 or float64; returns self."""
@@ -184,8 +245,8 @@ class Sequential:
         return self
 
     def state_dict(self) -> dict:
-        """{"<name>.weight": array, "<name>.bias": array} with PyTorch's key names. The arrays
-        are the model's own (not copies)."""
+        """{"<name>.weight": array, "<name>.bias": array, ...} with PyTorch's key names. The
+        arrays are the model's own (not copies)."""
         return {f"{name}.{p}": value for name, layer in zip(self.names, self.layers)
                 for p, value in layer.parameters().items()}
 
@@ -223,21 +284,89 @@ class Sequential:
     # --- architecture as data -------------------------------------------------------------------
 
     def config(self) -> list:
-        """[{"name": "features.0", "type": "Conv2d", "in_channels": 3, ...}, ...] (JSON-able)."""
+        """[{"name": "layer1.0.add", "type": "Add", "inputs": ["layer1.0.conv2", "maxpool"]},
+        ...] (JSON-able), one dict per node in order."""
+        return [{"name": name, **layer.config(), "inputs": list(reads)}
+                for name, layer, reads in zip(self.names, self.layers, self.inputs)]
+
+    @classmethod
+    def from_config(cls, config, init: bool = True, dtype=np.float32):
+        """Inverse of ``config()`` (a node without "inputs" reads the node before it);
+        weights in ``dtype`` are freshly initialised (load them afterwards), or left
+        uninitialised with init=False when they are about to be loaded anyway."""
+        if not isinstance(config, (list, tuple)):
+            raise TypeError(f"{cls.__name__}.from_config: expected a list of layer dicts, "
+                            f"got {type(config).__name__}")
+        nodes = []
+        for i, item in enumerate(config):
+            if not isinstance(item, dict) or "name" not in item:
+                raise ValueError(f"{cls.__name__}.from_config: item {i} must be a dict with "
+                                 f"'name' and 'type' keys, got {item!r}")
+            reads = item.get("inputs", [nodes[-1][0]] if nodes else [INPUT])
+            if not (isinstance(reads, list) and all(isinstance(r, str) for r in reads)):
+                raise ValueError(f"{cls.__name__}.from_config: node {item['name']!r} must list "
+                                 f"its inputs as names, got {reads!r}")
+            layer_config = {k: v for k, v in item.items() if k != "inputs"}
+            nodes.append((str(item["name"]), layer_from_config(layer_config, init, dtype),
+                          tuple(reads)))
+        return cls(nodes)
+
+
+class Sequential(Graph):
+    """A chain: each layer reads the one before.
+
+    ``Sequential([Conv2d(...), ReLU(), ...])`` names the layers "0", "1", ...;
+    ``Sequential([("features.0", Conv2d(...)), ...])`` gives them your names.
+    """
+
+    def __init__(self, layers, meta: dict | None = None):
+        pairs = []
+        for i, item in enumerate(layers):
+            if isinstance(item, Layer):
+                pairs.append((str(i), item))
+            elif (isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], str)
+                  and isinstance(item[1], Layer)):
+                pairs.append(item)
+            else:
+                raise TypeError(f"Sequential: item {i} must be a Layer or a (name, Layer) pair, "
+                                f"got {item!r}")
+        names = [name for name, _ in pairs]
+        if len(set(names)) != len(names):
+            raise ValueError(f"Sequential: layer names must be unique, got {names}")
+        super().__init__([(name, layer, (names[i - 1] if i else INPUT,))
+                          for i, (name, layer) in enumerate(pairs)], meta)
+
+    def config(self) -> list:
+        """[{"name": "features.0", "type": "Conv2d", "in_channels": 3, ...}, ...] (JSON-able);
+        a chain needs no "inputs"."""
         return [{"name": name, **layer.config()} for name, layer in zip(self.names, self.layers)]
 
     @classmethod
     def from_config(cls, config, init: bool = True, dtype=np.float32) -> "Sequential":
-        """Inverse of ``config()``; weights (in ``dtype``) are freshly initialised (load them
-        afterwards), or left uninitialised with init=False when they are about to be loaded
-        anyway."""
-        if not isinstance(config, (list, tuple)):
-            raise TypeError(f"Sequential.from_config: expected a list of layer dicts, "
-                            f"got {type(config).__name__}")
-        pairs = []
-        for i, item in enumerate(config):
-            if not isinstance(item, dict) or "name" not in item:
-                raise ValueError(f"Sequential.from_config: item {i} must be a dict with 'name' "
-                                 f"and 'type' keys, got {item!r}")
-            pairs.append((str(item["name"]), layer_from_config(item, init=init, dtype=dtype)))
-        return cls(pairs)
+        """Inverse of ``config()``; see ``Graph.from_config``."""
+        graph = Graph.from_config(config, init, dtype)
+        if not all(graph._chained(i) for i in range(len(graph))):
+            raise ValueError("Sequential.from_config: the config describes a graph, not a "
+                             "chain; use Graph.from_config")
+        return cls(list(zip(graph.names, graph.layers)))
+
+
+def model_from_config(config, init: bool = True, dtype=np.float32) -> Graph:
+    """A ``Sequential`` if the config is a chain, else a ``Graph``."""
+    graph = Graph.from_config(config, init, dtype)
+    if all(graph._chained(i) for i in range(len(graph))):
+        return Sequential(list(zip(graph.names, graph.layers)))
+    return graph
+
+
+def _block_outputs(names) -> dict:
+    """{block: its output node} for every dotted prefix of a node name that is not a node
+    itself: "layer4.1" -> "layer4.1.relu.1", the last node (in order) inside the block."""
+    blocks, nodes = {}, set(names)
+    for name in names:
+        parts = name.split(".")
+        for k in range(1, len(parts)):
+            prefix = ".".join(parts[:k])
+            if prefix not in nodes:
+                blocks[prefix] = name
+    return blocks

@@ -23,7 +23,6 @@ import math
 import numpy as np
 
 from minicnn.engine.layers import Conv2d, Linear
-from minicnn.engine.model import Sequential
 from minicnn._progress import progress_bar
 from minicnn.saliency import resolve_targets, to_map
 
@@ -39,11 +38,11 @@ __all__ = [
 ]
 
 
-def copy_model(model) -> Sequential:
+def copy_model(model):
     """An independent copy (same architecture, copied weights and dtype, same meta)."""
     state = model.state_dict()
     dtype = next(iter(state.values())).dtype if state else np.float32
-    copy = Sequential.from_config(model.config(), init=False, dtype=dtype)
+    copy = type(model).from_config(model.config(), init=False, dtype=dtype)
     copy.load_state_dict(state)
     copy.meta = dict(model.meta)
     return copy

@@ -1,17 +1,20 @@
-"""Convert a torchvision VGG/AlexNet checkpoint (a state-dict ``.pth``) into a minicnn ``.npz``.
+"""Convert a torchvision checkpoint (a state-dict ``.pth``) into a minicnn ``.npz``.
 
     minicnn convert vgg16-397923af.pth --arch vgg16 -o weights/vgg16.npz
+    minicnn convert resnet50-11ad3fa6.pth --arch resnet50 -o weights/resnet50.npz
 
 This is the only step that needs PyTorch, and only to read the file: ``torch.load`` with
 ``weights_only=True``, which unpickles tensors and plain containers and refuses anything
 that would run code. Every key and shape is checked against the architecture
-(``minicnn.io.zoo.checkpoint_shapes``), BatchNorm is folded into the convolution before it for
-the ``_bn`` variants, and the result is written by ``minicnn.save`` with the metadata a
-saliency figure needs (architecture, ImageNet class names, preprocessing, source file).
+(``minicnn.io.zoo.checkpoint_shapes``), every BatchNorm is folded into the convolution before
+it (``zoo.batchnorm_pairs``), and the result is written by ``minicnn.save`` with the metadata
+a saliency figure needs (architecture, ImageNet class names, preprocessing, the default
+Grad-CAM layer, source file).
 """
 from __future__ import annotations
 
 import hashlib
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -52,7 +55,9 @@ def _read_state_dict(path: Path) -> dict:
 
 
 def _check_keys(state: dict, expected: dict, path: Path, arch: str) -> None:
-    missing = [k for k in expected if k not in state]
+    # BatchNorm's num_batches_tracked counts training steps; files from before PyTorch 0.4.1
+    # lack it and inference never reads it, so it may be absent
+    missing = [k for k in expected if k not in state and not k.endswith(".num_batches_tracked")]
     if missing:
         raise ConversionError(f"{path}: missing key {missing[0]!r} for {arch} "
                               f"(expected shape {expected[missing[0]]}); {len(missing)} missing")
@@ -61,7 +66,7 @@ def _check_keys(state: dict, expected: dict, path: Path, arch: str) -> None:
         raise ConversionError(f"{path}: unexpected key {extra[0]!r} for {arch}; is this "
                               f"checkpoint another architecture?")
     for key, shape in expected.items():
-        if tuple(state[key].shape) != shape:
+        if key in state and tuple(state[key].shape) != shape:
             raise ConversionError(f"{path}: {key!r} has shape {tuple(state[key].shape)}, "
                                   f"{arch} expects {shape}")
 
@@ -69,25 +74,23 @@ def _check_keys(state: dict, expected: dict, path: Path, arch: str) -> None:
 def fold_state_dict(state: dict, arch: str, num_classes: int = 1000, dtype=np.float32) -> dict:
     """torchvision state dict (numpy arrays) -> minicnn state dict of ``zoo.build(arch)``.
 
-    For each BatchNorm at features.{i+1}, the conv at features.{i} gets the folded weights
-    (computed in float64, then cast to `dtype`).
+    Each convolution followed by a BatchNorm (``zoo.batchnorm_pairs``) gets the folded weight
+    and bias, computed in float64, then cast to `dtype`; every other key is copied.
     """
-    model_keys = zoo.model_shapes(arch, num_classes)
     out = {}
-    for key in model_keys:
-        out[key] = np.asarray(state[key], dtype=dtype)
-    if arch.endswith("_bn"):
-        for key in model_keys:
-            if not key.endswith(".weight") or not key.startswith("features."):
-                continue
-            index = int(key.split(".")[1])
-            bn = f"features.{index + 1}"
+    folded = dict(zoo.batchnorm_pairs(arch))                      # {conv: BatchNorm}
+    for key in zoo.model_shapes(arch, num_classes):
+        conv, p = key.rsplit(".", 1)
+        if conv not in folded:
+            out[key] = np.asarray(state[key], dtype=dtype)
+        elif p == "weight":
+            bn = folded[conv]
             w, b = fold_batchnorm(
-                state[key].astype(np.float64), state[f"features.{index}.bias"].astype(np.float64),
+                state[key].astype(np.float64),
+                None if f"{conv}.bias" not in state else state[f"{conv}.bias"].astype(np.float64),
                 state[f"{bn}.weight"], state[f"{bn}.bias"], state[f"{bn}.running_mean"],
                 state[f"{bn}.running_var"], eps=1e-5)           # torchvision's BatchNorm2d eps
-            out[key] = w.astype(dtype)
-            out[f"features.{index}.bias"] = b.astype(dtype)
+            out[key], out[f"{conv}.bias"] = w.astype(dtype), b.astype(dtype)
     return out
 
 
@@ -103,18 +106,23 @@ def convert_checkpoint(checkpoint, arch: str, out, num_classes: int = 1000) -> P
     path = Path(checkpoint)
     state = _read_state_dict(path)
     _check_keys(state, zoo.checkpoint_shapes(arch, num_classes), path, arch)
-    model = zoo.build(arch, num_classes)
+    model = zoo.build(arch, num_classes, init=False)
     model.load_state_dict(fold_state_dict(state, arch, num_classes))
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    prep = imagenet.PREPROCESS
+    if path.name in zoo.RESIZE_OF_CHECKPOINT:  # e.g. ResNet-50's IMAGENET1K_V2 weights
+        prep = replace(prep, resize=zoo.RESIZE_OF_CHECKPOINT[path.name])
     meta = {
+        **model.meta,
         "name": arch,
         "description": f"torchvision {arch} converted by minicnn"
-                       + (" (BatchNorm folded into the convolutions)" if arch.endswith("_bn") else ""),
+                       + (" (BatchNorm folded into the convolutions)"
+                          if zoo.batchnorm_pairs(arch) else ""),
         "architecture": arch,
         "class_names": list(imagenet.class_names()) if num_classes == 1000 else
                        [str(i) for i in range(num_classes)],
-        "input_shape": [3, imagenet.PREPROCESS.crop, imagenet.PREPROCESS.crop],
-        "preprocess": imagenet.PREPROCESS.to_meta(),
+        "input_shape": [3, prep.crop, prep.crop],
+        "preprocess": prep.to_meta(),
         "source": {"file": path.name, "sha256": digest},
     }
     return save(model, out, meta=meta)

@@ -4,7 +4,8 @@ A weights file is an ordinary NumPy ``.npz`` archive holding:
 
 - one float array per parameter, under its PyTorch state_dict key (``features.0.weight``,
   ``classifier.4.bias``, ...), in PyTorch's layout, so nothing is transposed anywhere;
-- ``__architecture__``: the layer list as JSON (``Sequential.config()``);
+- ``__architecture__``: the node list as JSON (``model.config()``: each layer's type and
+  arguments, and for a graph the names of the nodes it reads);
 - ``__meta__``: a JSON object: class names, input shape, preprocessing, provenance (dataset,
   training command, test accuracy) and ``sha256``, a digest of every parameter array.
 
@@ -24,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from minicnn.io.atomic import atomic_write
-from minicnn.engine.model import Sequential
+from minicnn.engine.model import Graph, model_from_config
 
 __all__ = ["save", "load", "WeightsFileError", "default_weights_path", "array_digest"]
 
@@ -56,7 +57,7 @@ def array_digest(arrays: dict) -> str:
     return h.hexdigest()
 
 
-def save(model: Sequential, path, meta: dict | None = None) -> Path:
+def save(model: Graph, path, meta: dict | None = None) -> Path:
     """Write `model` to `path` (.npz) with its architecture and `meta` (JSON-serialisable).
 
     The file is written under a temporary name in the same folder and renamed into place, so
@@ -93,7 +94,8 @@ def _read_json(npz, key: str, path: Path):
 def load(path=None, *, return_meta: bool = False, verify: bool = True):
     """Load a model saved by `save`. ``path=None`` loads the shipped model.
 
-    Returns the ``Sequential`` (float32 as stored), with its metadata as ``model.meta``;
+    Returns the model, a ``Sequential`` for a chain or a ``Graph`` (float32 as stored), with
+    its metadata as ``model.meta``;
     with ``return_meta=True`` returns ``(model, meta)``.
     Raises WeightsFileError naming the file (and the key) for a missing, truncated, corrupted
     or pickle-bearing file, and for a missing, extra or mis-shaped array.
@@ -128,7 +130,7 @@ def load(path=None, *, return_meta: bool = False, verify: bool = True):
                 raise WeightsFileError(f"{path}: array {key!r} is damaged: {e}") from None
 
     try:
-        model = Sequential.from_config(arch, init=False)  # the file provides every weight
+        model = model_from_config(arch, init=False)  # the file provides every weight
     except (ValueError, TypeError, KeyError) as e:
         raise WeightsFileError(f"{path}: bad architecture: {e}") from None
     try:

@@ -1,9 +1,11 @@
-"""ImageNet architectures laid out exactly as torchvision's: VGG 11/13/16/19 (+ _bn) and AlexNet.
+"""ImageNet architectures laid out exactly as torchvision's: VGG 11/13/16/19 (+ _bn), AlexNet,
+ResNet-18/34/50 and SqueezeNet 1.0/1.1.
 
-"Exactly" means the same layer order and the same state_dict keys (``features.0.weight``,
-``classifier.6.bias``, ...), so a torchvision checkpoint loads by name with no renaming.
-Only the layer *configuration* is reproduced here (a fact about the published networks);
-the layers themselves are minicnn's.
+"Exactly" means the same node names and state_dict keys (``features.0.weight``,
+``layer1.0.conv1.weight``, ``features.3.expand3x3.bias``, ...), so a torchvision checkpoint
+loads by name with no renaming, and the same order of operations as torchvision's forward.
+Only the layer *configuration* is reproduced here (a fact about the published networks); the
+layers themselves are minicnn's, built directly (with ``init=False`` nothing is drawn).
 
 - VGG (Simonyan & Zisserman 2014, arXiv:1409.1556): 3x3 convolutions with padding 1, each
   followed by ReLU (and, in the ``_bn`` variants, by BatchNorm before the ReLU), 2x2 max-pools,
@@ -12,17 +14,35 @@ the layers themselves are minicnn's.
 - AlexNet (Krizhevsky et al. 2012), torchvision's single-tower variant: five convolutions
   (11x11/4, 5x5, 3x3 x3) with three 3x3/2 max-pools, ``AdaptiveAvgPool2d((6, 6))``, then
   Dropout, Linear 9216->4096, ReLU, Dropout, 4096->4096, ReLU, 4096->classes.
+- ResNet (He, Zhang, Ren & Sun 2016, arXiv:1512.03385), torchvision's "V1.5": conv 7x7/2, max
+  pool 3x3/2, four stages of residual blocks (18: 2-2-2-2 and 34: 3-4-6-3 BasicBlocks of two
+  3x3 convolutions; 50: 3-4-6-3 Bottlenecks of 1x1, 3x3 (with the stride), 1x1), each block
+  adding its input (or a 1x1 strided "downsample" of it) to its output before the last ReLU;
+  global average pool, Linear. A block's one ``relu`` module is called two (BasicBlock) or
+  three (Bottleneck) times: the nodes ``relu``, ``relu.1``, ``relu.2``.
+- SqueezeNet (Iandola et al. 2016, arXiv:1602.07360) 1.0 and 1.1: Fire modules (a 1x1
+  "squeeze" convolution feeding a 1x1 and a 3x3 "expand" convolution whose outputs are
+  concatenated, 1x1 first), 3x3/2 max-pools with ceil_mode, and a 1x1 convolution to the
+  classes, ReLU, global average pool as the classifier.
 
-minicnn has no BatchNorm layer: a ``_bn`` network is built with each BatchNorm already folded
-into the convolution before it (``minicnn.fold_batchnorm``), so its convolutions keep their
-torchvision names and the BatchNorm indices are simply absent. ``checkpoint_shapes`` lists
-what the *unfolded* torchvision checkpoint holds, BatchNorm statistics included.
+Every BatchNorm is folded into the convolution before it (``minicnn.fold_batchnorm``): the
+network computes the same function, its convolutions keep their torchvision names and gain a
+bias, and the BatchNorm nodes are absent. ``checkpoint_shapes`` lists what the *unfolded*
+torchvision checkpoint holds, BatchNorm statistics included; ``batchnorm_pairs`` says which
+BatchNorm folds into which convolution. ``ARCH_META`` holds what each network needs beyond
+its layers: the default Grad-CAM layer (the last convolutional block, as pytorch-grad-cam's
+examples use) and the preprocessing of torchvision's checkpoints.
 """
 from __future__ import annotations
 
-from minicnn.engine.model import Sequential
+import numpy as np
 
-__all__ = ["ARCHITECTURES", "build", "model_shapes", "checkpoint_shapes"]
+from minicnn.engine.layers import (AdaptiveAvgPool2d, Add, Concat, Conv2d, Dropout, Flatten,
+                                   Linear, MaxPool2d, ReLU)
+from minicnn.engine.model import INPUT, Graph, Sequential
+
+__all__ = ["ARCHITECTURES", "ARCH_META", "build", "model_shapes", "checkpoint_shapes",
+           "batchnorm_pairs"]
 
 # channels per conv; "M" is a 2x2 max-pool (the published configurations A, B, D, E)
 _VGG_PLANS = {
@@ -33,124 +53,217 @@ _VGG_PLANS = {
     19: [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M",
          512, 512, 512, 512, "M"],
 }
+_RESNETS = {"resnet18": ([2, 2, 2, 2], False), "resnet34": ([3, 4, 6, 3], False),
+            "resnet50": ([3, 4, 6, 3], True)}           # blocks per stage, bottleneck?
+# Fire modules (squeeze, expand 1x1 = expand 3x3) and pools ("M") of features.3 onwards
+_SQUEEZE_PLANS = {
+    "squeezenet1_0": (96, 7, [(16, 64), (16, 64), (32, 128), "M", (32, 128), (48, 192),
+                              (48, 192), (64, 256), "M", (64, 256)]),
+    "squeezenet1_1": (64, 3, [(16, 64), (16, 64), "M", (32, 128), (32, 128), "M", (48, 192),
+                              (48, 192), (64, 256), (64, 256)]),
+}
 
-ARCHITECTURES = tuple(f"vgg{d}{bn}" for d in (11, 13, 16, 19) for bn in ("", "_bn")) + ("alexnet",)
+ARCHITECTURES = (tuple(f"vgg{d}{bn}" for d in (11, 13, 16, 19) for bn in ("", "_bn"))
+                 + ("alexnet",) + tuple(_RESNETS) + tuple(_SQUEEZE_PLANS))
 
-
-# Layers are described as configs (``layer.config()`` dicts), not built, so that listing a
-# checkpoint's shapes does not allocate VGG's 138 million random weights.
-def conv_cfg(c_in, c_out, k, stride=1, padding=0):
-    return {"type": "Conv2d", "in_channels": c_in, "out_channels": c_out, "kernel_size": [k, k],
-            "stride": [stride, stride], "padding": [padding, padding], "bias": True}
-
-
-def linear_cfg(n_in, n_out):
-    return {"type": "Linear", "in_features": n_in, "out_features": n_out, "bias": True}
-
-
-def maxpool_cfg(k, stride):
-    return {"type": "MaxPool2d", "kernel_size": [k, k], "stride": [stride, stride], "padding": [0, 0]}
-
-
-def relu_cfg():
-    return {"type": "ReLU"}
-
-
-def dropout_cfg(p):
-    return {"type": "Dropout", "p": p}
+# The default Grad-CAM layer where "the ReLU after the last convolution" is not the last
+# convolutional block, and the checkpoints whose preprocessing differs from torchvision's
+# usual resize 256 / crop 224 (ResNet-50's IMAGENET1K_V2 weights, torchvision's default since
+# 0.13, were trained for resize 232).
+ARCH_META = {
+    **{arch: {"cam_layer": "layer4"} for arch in _RESNETS},
+    **{arch: {"cam_layer": "features.12"} for arch in _SQUEEZE_PLANS},
+}
+RESIZE_OF_CHECKPOINT = {"resnet50-11ad3fa6.pth": 232}
 
 
-def adaptive_avgpool_cfg(size):
-    return {"type": "AdaptiveAvgPool2d", "output_size": list(size)}
+class _Nodes:
+    """Collects (name, layer, inputs) triples; ``add`` returns the new node's name."""
+
+    def __init__(self, init: bool, dtype):
+        self.nodes, self.init, self.dtype = [], init, dtype
+
+    def add(self, name, layer, *inputs):
+        self.nodes.append((name, layer, inputs))
+        return name
+
+    def conv(self, name, x, c_in, c_out, k, stride=1, padding=0):
+        return self.add(name, Conv2d(c_in, c_out, k, stride, padding, init=self.init,
+                                     dtype=self.dtype), x)
+
+    def linear(self, c_in, c_out):
+        return Linear(c_in, c_out, init=self.init, dtype=self.dtype)
 
 
-def flatten_cfg():
-    return {"type": "Flatten"}
-
-
-def _vgg_features(plan, batch_norm):
-    """-> ([(torchvision name, layer config)], [(BatchNorm name, width)])."""
-    layers, batchnorms, i, c_in = [], [], 0, 3
+def _vgg(plan, batch_norm, b):
+    """features.*: -> (last name, [(conv, BatchNorm) names]) for the VGG plan."""
+    x, pairs, i, c_in = INPUT, [], 0, 3
     for item in plan:
         if item == "M":
-            layers.append((f"features.{i}", maxpool_cfg(2, 2)))
+            x = b.add(f"features.{i}", MaxPool2d(2, 2), x)
             i += 1
             continue
-        layers.append((f"features.{i}", conv_cfg(c_in, item, 3, padding=1)))
+        conv = x = b.conv(f"features.{i}", x, c_in, item, 3, padding=1)
         i += 1
-        if batch_norm:                       # folded into the conv above; keep its index free
-            batchnorms.append((f"features.{i}", item))
+        if batch_norm:                       # folded into the conv above; its index stays free
+            pairs.append((conv, f"features.{i}"))
             i += 1
-        layers.append((f"features.{i}", relu_cfg()))
+        x = b.add(f"features.{i}", ReLU(), x)
         i += 1
         c_in = item
-    return layers, batchnorms
+    return x, pairs
 
 
-def _head(in_features, num_classes, dropout_first):
-    """torchvision's classifier: two 4096-wide hidden layers."""
+def _alexnet(b):
+    x = INPUT
+    spec = [(3, 64, 11, 4, 2), "R", "M", (64, 192, 5, 1, 2), "R", "M", (192, 384, 3, 1, 1), "R",
+            (384, 256, 3, 1, 1), "R", (256, 256, 3, 1, 1), "R", "M"]
+    for i, item in enumerate(spec):
+        name = f"features.{i}"
+        x = (b.add(name, ReLU(), x) if item == "R" else
+             b.add(name, MaxPool2d(3, 2), x) if item == "M" else b.conv(name, x, *item))
+    return x
+
+
+def _classifier(b, x, in_features, num_classes, dropout_first):
+    """torchvision's VGG/AlexNet classifier: two 4096-wide hidden layers."""
+    lin = b.linear
     if dropout_first:                        # AlexNet: Dropout, Linear, ReLU, Dropout, Linear, ReLU, Linear
-        kinds = [dropout_cfg(0.5), linear_cfg(in_features, 4096), relu_cfg(), dropout_cfg(0.5),
-                 linear_cfg(4096, 4096), relu_cfg(), linear_cfg(4096, num_classes)]
+        kinds = [Dropout(0.5), lin(in_features, 4096), ReLU(), Dropout(0.5), lin(4096, 4096),
+                 ReLU(), lin(4096, num_classes)]
     else:                                    # VGG: Linear, ReLU, Dropout, Linear, ReLU, Dropout, Linear
-        kinds = [linear_cfg(in_features, 4096), relu_cfg(), dropout_cfg(0.5),
-                 linear_cfg(4096, 4096), relu_cfg(), dropout_cfg(0.5), linear_cfg(4096, num_classes)]
-    return [(f"classifier.{i}", layer) for i, layer in enumerate(kinds)]
+        kinds = [lin(in_features, 4096), ReLU(), Dropout(0.5), lin(4096, 4096), ReLU(),
+                 Dropout(0.5), lin(4096, num_classes)]
+    for i, layer in enumerate(kinds):
+        x = b.add(f"classifier.{i}", layer, x)
+    return x
 
 
-def _alexnet_features():
-    spec = [conv_cfg(3, 64, 11, stride=4, padding=2), relu_cfg(), maxpool_cfg(3, 2),
-            conv_cfg(64, 192, 5, padding=2), relu_cfg(), maxpool_cfg(3, 2),
-            conv_cfg(192, 384, 3, padding=1), relu_cfg(),
-            conv_cfg(384, 256, 3, padding=1), relu_cfg(),
-            conv_cfg(256, 256, 3, padding=1), relu_cfg(), maxpool_cfg(3, 2)]
-    return [(f"features.{i}", layer) for i, layer in enumerate(spec)]
+def _resnet(arch, num_classes, b):
+    """-> [(conv, BatchNorm) names]; the nodes go into b in torchvision's order."""
+    blocks, bottleneck = _RESNETS[arch]
+    pairs = [("conv1", "bn1")]
+    x = b.conv("conv1", INPUT, 3, 64, 7, stride=2, padding=3)
+    x = b.add("relu", ReLU(), x)
+    x = b.add("maxpool", MaxPool2d(3, 2, 1), x)
+    c_in, expansion = 64, (4 if bottleneck else 1)
+    for stage, (count, planes) in enumerate(zip(blocks, (64, 128, 256, 512)), start=1):
+        for i in range(count):
+            p = f"layer{stage}.{i}"
+            stride = 2 if stage > 1 and i == 0 else 1
+            c_out = planes * expansion
+            if bottleneck:  # 1x1 (squeeze), 3x3 (with the stride), 1x1 (expand)
+                out = b.conv(f"{p}.conv1", x, c_in, planes, 1)
+                out = b.add(f"{p}.relu", ReLU(), out)
+                out = b.conv(f"{p}.conv2", out, planes, planes, 3, stride, 1)
+                out = b.add(f"{p}.relu.1", ReLU(), out)
+                out = b.conv(f"{p}.conv3", out, planes, c_out, 1)
+                convs = ("conv1", "conv2", "conv3")
+            else:           # two 3x3, the stride on the first
+                out = b.conv(f"{p}.conv1", x, c_in, planes, 3, stride, 1)
+                out = b.add(f"{p}.relu", ReLU(), out)
+                out = b.conv(f"{p}.conv2", out, planes, planes, 3, 1, 1)
+                convs = ("conv1", "conv2")
+            pairs += [(f"{p}.{c}", f"{p}.bn{c[-1]}") for c in convs]
+            identity = x
+            if stride != 1 or c_in != c_out:  # the shortcut must match the block's output
+                identity = b.conv(f"{p}.downsample.0", x, c_in, c_out, 1, stride)
+                pairs.append((identity, f"{p}.downsample.1"))
+            out = b.add(f"{p}.add", Add(), out, identity)         # the skip connection
+            x = b.add(f"{p}.relu.{2 if bottleneck else 1}", ReLU(), out)
+            c_in = c_out
+    x = b.add("avgpool", AdaptiveAvgPool2d((1, 1)), x)
+    x = b.add("flatten", Flatten(), x)
+    b.add("fc", b.linear(c_in, num_classes), x)
+    return pairs
 
 
-def _parts(arch: str, num_classes: int):
+def _squeezenet(arch, num_classes, b):
+    first, k, plan = _SQUEEZE_PLANS[arch]
+    x = b.conv("features.0", INPUT, 3, first, k, stride=2)
+    x = b.add("features.1", ReLU(), x)
+    x = b.add("features.2", MaxPool2d(3, 2, ceil_mode=True), x)
+    c_in = first
+    for i, item in enumerate(plan, start=3):
+        p = f"features.{i}"
+        if item == "M":
+            x = b.add(p, MaxPool2d(3, 2, ceil_mode=True), x)
+            continue
+        squeeze, expand = item
+        s = b.add(f"{p}.squeeze_activation", ReLU(), b.conv(f"{p}.squeeze", x, c_in, squeeze, 1))
+        e1 = b.add(f"{p}.expand1x1_activation", ReLU(),
+                   b.conv(f"{p}.expand1x1", s, squeeze, expand, 1))
+        e3 = b.add(f"{p}.expand3x3_activation", ReLU(),
+                   b.conv(f"{p}.expand3x3", s, squeeze, expand, 3, padding=1))
+        x = b.add(f"{p}.cat", Concat(), e1, e3)                   # expand1x1 first
+        c_in = 2 * expand
+    x = b.add("classifier.0", Dropout(0.5), x)
+    x = b.conv("classifier.1", x, c_in, num_classes, 1)
+    x = b.add("classifier.2", ReLU(), x)
+    x = b.add("classifier.3", AdaptiveAvgPool2d((1, 1)), x)
+    b.add("flatten", Flatten(), x)
+
+
+def _build(arch, num_classes, init, dtype=np.float32):
+    """-> (model, [(conv, BatchNorm) names])."""
     if arch not in ARCHITECTURES:
         raise ValueError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHITECTURES)}")
-    if arch == "alexnet":
-        features, batchnorms = _alexnet_features(), []
-        pool, head = adaptive_avgpool_cfg((6, 6)), _head(256 * 6 * 6, num_classes, True)
+    b, pairs = _Nodes(init, dtype), []
+    if arch in _RESNETS:
+        pairs = _resnet(arch, num_classes, b)
+    elif arch in _SQUEEZE_PLANS:
+        _squeezenet(arch, num_classes, b)
     else:
-        depth, batch_norm = int(arch[3:5]), arch.endswith("_bn")
-        features, batchnorms = _vgg_features(_VGG_PLANS[depth], batch_norm)
-        pool, head = adaptive_avgpool_cfg((7, 7)), _head(512 * 7 * 7, num_classes, False)
-    layers = features + [("avgpool", pool), ("flatten", flatten_cfg())] + head
-    return layers, batchnorms
+        if arch == "alexnet":
+            x, pool, width = _alexnet(b), (6, 6), 256
+        else:
+            x, pairs = _vgg(_VGG_PLANS[int(arch[3:5])], arch.endswith("_bn"), b)
+            pool, width = (7, 7), 512
+        x = b.add("avgpool", AdaptiveAvgPool2d(pool), x)
+        x = b.add("flatten", Flatten(), x)
+        _classifier(b, x, width * pool[0] * pool[1], num_classes, arch == "alexnet")
+    if arch in _RESNETS or arch in _SQUEEZE_PLANS:
+        model = Graph(b.nodes, meta=dict(ARCH_META[arch]))
+    else:                                    # a chain
+        model = Sequential([(name, layer) for name, layer, _ in b.nodes])
+    return model, pairs
 
 
-def build(arch: str, num_classes: int = 1000) -> Sequential:
-    """A minicnn model of `arch` (see ARCHITECTURES), BatchNorm folded, weights random.
+def build(arch: str, num_classes: int = 1000, init: bool = True, dtype=np.float32):
+    """A minicnn model of `arch` (see ARCHITECTURES), BatchNorm folded, weights in ``dtype``
+    random (or, with init=False, uninitialised: for weights about to be loaded).
 
-    Input (N, 3, H, W) with H, W >= 32 for VGG (63 for AlexNet); ImageNet uses 224 x 224.
-    Output (N, num_classes) pre-softmax scores.
+    VGG and AlexNet are a ``Sequential``, ResNet and SqueezeNet a ``Graph``; ``model.meta``
+    has the default Grad-CAM layer where it is not the ReLU after the last convolution.
+    Input (N, 3, H, W), ImageNet uses 224 x 224; output (N, num_classes) pre-softmax scores.
     """
-    layers, _ = _parts(arch, num_classes)
-    return Sequential.from_config([{"name": name, **cfg} for name, cfg in layers])
+    return _build(arch, num_classes, init, dtype)[0]
 
 
 def model_shapes(arch: str, num_classes: int = 1000) -> dict:
-    """{state_dict key: shape} of ``build(arch)``: convolutions and linear layers only."""
-    layers, _ = _parts(arch, num_classes)
-    shapes = {}
-    for name, cfg in layers:
-        if cfg["type"] == "Conv2d":
-            shapes[f"{name}.weight"] = (cfg["out_channels"], cfg["in_channels"], *cfg["kernel_size"])
-            shapes[f"{name}.bias"] = (cfg["out_channels"],)
-        elif cfg["type"] == "Linear":
-            shapes[f"{name}.weight"] = (cfg["out_features"], cfg["in_features"])
-            shapes[f"{name}.bias"] = (cfg["out_features"],)
-    return shapes
+    """{state_dict key: shape} of ``build(arch)`` (BatchNorm folded: convolutions have biases)."""
+    model = build(arch, num_classes, init=False)   # np.empty: no memory is touched
+    return {key: value.shape for key, value in model.state_dict().items()}
+
+
+def batchnorm_pairs(arch: str) -> list[tuple[str, str]]:
+    """[(conv, BatchNorm)]: the torchvision BatchNorm that folds into each convolution."""
+    return _build(arch, 1000, init=False)[1]
 
 
 def checkpoint_shapes(arch: str, num_classes: int = 1000) -> dict:
-    """{state_dict key: shape} of the torchvision checkpoint of `arch` (BatchNorm unfolded)."""
-    shapes = model_shapes(arch, num_classes)
-    _, batchnorms = _parts(arch, num_classes)
-    for name, width in batchnorms:
+    """{state_dict key: shape} of the torchvision checkpoint of `arch` (BatchNorm unfolded).
+
+    In the ResNets no convolution before a BatchNorm has a bias; ``num_batches_tracked`` (0-d)
+    is listed for every BatchNorm although old checkpoints lack it (``convert`` accepts both).
+    """
+    model, pairs = _build(arch, num_classes, init=False)
+    shapes = {key: value.shape for key, value in model.state_dict().items()}
+    for conv, bn in pairs:
+        width = shapes[f"{conv}.weight"][0]
+        if arch in _RESNETS:                 # torchvision's ResNet convolutions have no bias
+            del shapes[f"{conv}.bias"]
         for p in ("weight", "bias", "running_mean", "running_var"):
-            shapes[f"{name}.{p}"] = (width,)
-        shapes[f"{name}.num_batches_tracked"] = ()
+            shapes[f"{bn}.{p}"] = (width,)
+        shapes[f"{bn}.num_batches_tracked"] = ()
     return shapes

@@ -7,7 +7,8 @@ from __future__ import annotations
 import numpy as np
 
 from minicnn._checks import check_images
-from minicnn.engine.layers import Conv2d, ReLU
+from minicnn.engine.layers import AdaptiveAvgPool2d, Conv2d, ReLU
+from minicnn.engine.model import INPUT
 from minicnn.saliency.gradient import guided_backprop, one_hot, resolve_targets
 from minicnn.saliency.maps import upsample_bilinear
 
@@ -17,16 +18,30 @@ __all__ = ["grad_cam", "guided_grad_cam", "default_cam_layer", "cam_from_last_fo
 # ============================================================================ Grad-CAM
 
 def default_cam_layer(model) -> str:
-    """The layer Grad-CAM uses by default: the ReLU right after the last Conv2d if there is
-    one (the rectified feature maps the classifier sees, the usual choice), else that Conv2d.
-    ValueError if the model has no Conv2d."""
+    """The layer Grad-CAM uses by default, the last convolutional block's rectified maps:
+
+    - ``model.meta["cam_layer"]`` if the model names one: torchvision's ResNets "layer4" (the
+      last block's output) and SqueezeNets "features.12" (the last Fire module), as
+      pytorch-grad-cam's examples use (``minicnn.io.zoo.ARCH_META``);
+    - else, in a graph, the node the last global average pool reads (the maps the classifier
+      averages);
+    - else the ReLU right after the last Conv2d (VGG, AlexNet, the shipped model), or that
+      Conv2d if no ReLU follows it.
+    ValueError if there is none of these."""
+    named = model.meta.get("cam_layer")
+    if named is not None:
+        return named
+    pools = [i for i, layer in enumerate(model.layers) if isinstance(layer, AdaptiveAvgPool2d)
+             and layer.output_size == (1, 1) and len(model.inputs[i]) == 1]
+    if pools and model.inputs[pools[-1]][0] != INPUT:
+        return model.inputs[pools[-1]][0]
     convs = model.find(Conv2d)
     if not convs:
         raise ValueError(f"grad_cam: the model has no Conv2d layer to default to; pass layer= "
                          f"a layer with (N, C, h, w) output; layers are {model.names}")
-    i = model.index(convs[-1])
-    if i + 1 < len(model) and isinstance(model.layers[i + 1], ReLU):
-        return model.names[i + 1]
+    after = model.consumers(convs[-1])
+    if len(after) == 1 and isinstance(model[after[0]], ReLU):
+        return after[0]
     return convs[-1]
 
 
@@ -59,8 +74,9 @@ def grad_cam(model, x, target=None, layer=None, upsample=False) -> np.ndarray:
     weights a_f = mean over (h, w) of G_f (global-average-pooled gradient), and
     cam = ReLU(sum_f a_f A_f).
 
-    - layer: a name or index; None picks ``default_cam_layer(model)`` (the ReLU after the
-      last Conv2d). It must have a spatial (N, F, h, w) output.
+    - layer: a node's name or index, or a block's name ("layer4": its output); None picks
+      ``default_cam_layer(model)`` (the last convolutional block's rectified maps). It must
+      have a spatial (N, F, h, w) output.
     - upsample: False returns (N, h, w) at the layer's resolution; True resizes it to x's
       (H, W) with ``upsample_bilinear`` (torch's bilinear, align_corners=False).
     Matches Captum's LayerGradCam(...).attribute(..., relu_attributions=True).

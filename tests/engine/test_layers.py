@@ -5,8 +5,8 @@ import pytest
 
 from tests.helpers.compare import assert_close
 from tests.helpers.gradcheck import numerical_input_gradient
-from minicnn import (AdaptiveAvgPool2d, AvgPool2d, Conv2d, Dropout, Flatten, Linear, MaxPool2d,
-                     ReLU)
+from minicnn import (AdaptiveAvgPool2d, Add, AvgPool2d, BatchNorm2d, Concat, Conv2d, Dropout,
+                     Flatten, Linear, MaxPool2d, ReLU)
 
 DTYPES = [np.float64, np.float32]
 
@@ -81,6 +81,72 @@ def test_maxpool2d_matches_torch(kernel_name, dtype, rng):
         check_against_torch(layer, lambda t: F.max_pool2d(t, kernel, stride, padding), x, rng)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_maxpool2d_ceil_mode_matches_torch(kernel_name, dtype, rng):
+    F = pytest.importorskip("torch.nn.functional")
+    for trial in range(30):
+        shape, kernel, stride, padding = random_geometry(rng, pool=True)
+        layer = MaxPool2d(kernel, stride, padding, ceil_mode=True)
+        x = (rng.integers(0, 3, shape) if trial % 2 else rng.standard_normal(shape)).astype(dtype)
+        check_against_torch(layer, lambda t: F.max_pool2d(t, kernel, stride, padding,
+                                                          ceil_mode=True), x, rng)
+    # SqueezeNet's pools, and the case where the last window would start in the right padding
+    for size, k, s, p, want in [(109, 3, 2, 0, 54), (55, 3, 2, 0, 27), (5, 2, 2, 1, 3),
+                                (5, 3, 3, 1, 2), (6, 3, 2, 0, 3), (6, 2, 2, 0, 3)]:
+        x = rng.standard_normal((1, 2, size, size)).astype(dtype)
+        layer = MaxPool2d(k, s, p, ceil_mode=True)
+        assert layer.forward(x).shape[2:] == (want, want), (size, k, s, p)
+        check_against_torch(layer, lambda t: F.max_pool2d(t, k, s, p, ceil_mode=True), x, rng)
+
+
+def test_maxpool2d_ceil_mode_last_window_is_partial(kernel_name):
+    layer = MaxPool2d(2, ceil_mode=True)
+    x = np.array([[[[-1.0, -2.0, -3.0, -4.0, -5.0]]]]).transpose(0, 1, 3, 2) * np.ones((1, 1, 1, 2))
+    out = layer.forward(x)                      # rows [0, 1], [2, 3] and the partial [4]
+    np.testing.assert_array_equal(out[0, 0, :, 0], [-1.0, -3.0, -5.0])
+    grad = layer.backward(np.ones(out.shape))
+    np.testing.assert_array_equal(grad[0, 0, :, 0], [1, 0, 1, 0, 1])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_batchnorm2d_eval_matches_torch(dtype, rng):
+    F = pytest.importorskip("torch.nn.functional")
+    torch = pytest.importorskip("torch")
+    layer = BatchNorm2d(3, eps=1e-3, dtype=dtype)
+    layer.weight, layer.bias = (rng.uniform(0.5, 1.5, 3).astype(dtype),
+                                rng.uniform(-1, 1, 3).astype(dtype))
+    layer.running_mean, layer.running_var = (rng.uniform(-1, 1, 3).astype(dtype),
+                                             rng.uniform(0.2, 2, 3).astype(dtype))
+    params = [torch.tensor(getattr(layer, a)) for a in ("running_mean", "running_var",
+                                                        "weight", "bias")]
+    x = rng.standard_normal((2, 3, 4, 5)).astype(dtype)
+    check_against_torch(layer, lambda t: F.batch_norm(t, *params, training=False, eps=1e-3),
+                        x, rng)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_add_and_concat_match_torch(dtype, rng):
+    torch = pytest.importorskip("torch")
+    xs = [rng.standard_normal((2, c, 3, 4)).astype(dtype) for c in (3, 1, 2)]
+    grad_out = rng.standard_normal((2, 6, 3, 4)).astype(dtype)
+    ts = [torch.tensor(x, requires_grad=True) for x in xs]
+    torch.cat(ts, 1).backward(torch.tensor(grad_out))
+    layer = Concat()
+    assert_close(layer.forward(*xs), np.concatenate(xs, axis=1), dtype)
+    for got, t_ in zip(layer.backward(grad_out), ts):
+        assert_close(got, t_.grad.numpy(), dtype)
+    same = [rng.standard_normal((2, 3, 4)).astype(dtype) for _ in range(3)]
+    ts = [torch.tensor(x, requires_grad=True) for x in same]
+    g = rng.standard_normal((2, 3, 4)).astype(dtype)
+    (ts[0] + ts[1] + ts[2]).backward(torch.tensor(g))
+    add = Add()
+    assert_close(add.forward(*same), same[0] + same[1] + same[2], dtype)
+    grads = add.backward(g)
+    assert len(grads) == 3
+    for got, t_ in zip(grads, ts):
+        assert_close(got, t_.grad.numpy(), dtype)
+
+
 def test_maxpool2d_tie_goes_to_first_maximum(kernel_name):
     layer = MaxPool2d(2)
     x = np.array([[[[1.0, 3.0], [3.0, 3.0]]]])  # three tied maxima; row-major first is (0, 1)
@@ -153,8 +219,13 @@ def away_from_kinks(rng, shape):
     (lambda: Flatten(), (2, 2, 2, 3)),
     (lambda: Linear(6, 4, dtype=np.float64, rng=2), (3, 6)),
     (lambda: Dropout(0.5), (2, 5)),
+    (lambda: MaxPool2d(3, stride=2, ceil_mode=True), (2, 2, 6, 7)),
+    (lambda: AdaptiveAvgPool2d(1), (2, 3, 5, 4)),
+    (lambda: Conv2d(3, 4, 1, stride=2, dtype=np.float64, rng=3), (2, 3, 5, 6)),
+    (lambda: _batchnorm(), (2, 3, 4, 2)),
 ], ids=["conv-rect", "conv-stride3", "relu", "maxpool-pad", "maxpool-rect", "avgpool",
-        "adaptive", "flatten", "linear", "dropout"])
+        "adaptive", "flatten", "linear", "dropout", "maxpool-ceil", "global-avgpool",
+        "conv1x1-stride2", "batchnorm"])
 def test_backward_matches_finite_differences(kernel_name, make_layer, shape, rng):
     layer = make_layer()
     x = away_from_kinks(rng, shape)
@@ -162,6 +233,26 @@ def test_backward_matches_finite_differences(kernel_name, make_layer, shape, rng
     numerical = numerical_input_gradient(layer.forward, x, grad_out)
     layer.forward(x)
     np.testing.assert_allclose(layer.backward(grad_out), numerical, rtol=1e-7, atol=1e-8)
+
+
+def _batchnorm():
+    layer = BatchNorm2d(3, dtype=np.float64)
+    layer.weight, layer.bias = np.array([0.5, -2.0, 1.5]), np.array([0.1, 0.0, -0.3])
+    layer.running_mean, layer.running_var = np.array([1.0, -1.0, 0.0]), np.array([0.5, 2.0, 1.0])
+    return layer
+
+
+@pytest.mark.parametrize("layer, count", [(Add(), 2), (Add(), 3), (Concat(), 1), (Concat(), 3)])
+def test_multi_input_backward_matches_finite_differences(layer, count, rng):
+    xs = [rng.standard_normal((2, 2, 3, 3)) for _ in range(count)]
+    out = layer.forward(*xs)
+    grad_out = rng.standard_normal(out.shape)
+    grads = layer.backward(grad_out)
+    for k in range(count):
+        def only_k(x, k=k):
+            return layer.forward(*(x if i == k else xs[i] for i in range(count)))
+        np.testing.assert_allclose(grads[k], numerical_input_gradient(only_k, xs[k], grad_out),
+                                   rtol=1e-7, atol=1e-8)
 
 
 # ----------------------------------------------------------------------------- ReLU rules
@@ -218,6 +309,14 @@ def test_bad_input_messages():
         Linear(8, 2).forward(np.ones((2, 7)))
     with pytest.raises(ValueError, match=r"AvgPool2d: padding must be at most half the kernel size"):
         AvgPool2d(2, padding=2)
+    with pytest.raises(ValueError, match=r"Add: inputs must have one shape and dtype"):
+        Add().forward(np.ones((1, 2)), np.ones((1, 3)))
+    with pytest.raises(ValueError, match=r"Add: expected two or more inputs, got 1"):
+        Add().forward(np.ones((1, 2)))
+    with pytest.raises(ValueError, match=r"Concat: inputs must agree in N, H, W and dtype"):
+        Concat().forward(np.ones((1, 2, 3, 3)), np.ones((1, 2, 3, 4)))
+    with pytest.raises(ValueError, match=r"BatchNorm2d: expected 3 channels, got input of shape"):
+        BatchNorm2d(3).forward(np.ones((1, 2, 3, 3), np.float32))
 
 
 def test_backward_state_messages():

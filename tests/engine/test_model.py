@@ -231,3 +231,189 @@ def test_environment_variable_selects_kernels():
     assert result.stdout.strip() == "reference", result.stderr
     result = run_python("import minicnn", MINICNN_KERNELS="cuda")
     assert "expected one of ('fast', 'reference'), got 'cuda'" in result.stderr
+
+
+# ----------------------------------------------------------------------------- graphs
+
+def residual_net(rng, dtype=np.float64):
+    """input -> conv a -> relu -> (conv b -> relu -> conv c) + skip -> relu -> pool -> linear:
+    the relu's output feeds both the block and the skip connection."""
+    from minicnn import Add, Graph
+    layers = {"a": Conv2d(2, 3, 3, padding=1, dtype=dtype, rng=rng),
+              "b": Conv2d(3, 3, 3, padding=1, dtype=dtype, rng=rng),
+              "c": Conv2d(3, 3, 1, dtype=dtype, rng=rng),
+              "fc": Linear(3 * 2 * 2, 4, dtype=dtype, rng=rng)}
+    return Graph([("a", layers["a"], "input"), ("a.relu", ReLU(), "a"),
+                  ("block.b", layers["b"], "a.relu"), ("block.relu", ReLU(), "block.b"),
+                  ("block.c", layers["c"], "block.relu"),
+                  ("block.add", Add(), ("block.c", "a.relu")),   # the skip connection
+                  ("block.relu.1", ReLU(), "block.add"), ("pool", MaxPool2d(2), "block.relu.1"),
+                  ("flatten", Flatten(), "pool"), ("fc", layers["fc"], "flatten")])
+
+
+def test_graph_backward_matches_finite_differences(rng):
+    model = residual_net(rng)
+    x = rng.standard_normal((2, 2, 4, 4))
+    seed = rng.standard_normal((2, 4))
+    model.forward(x)
+    grad = model.backward(seed)
+    numerical = numerical_input_gradient(model.forward, x, seed)
+    np.testing.assert_allclose(grad, numerical, rtol=1e-7, atol=1e-8)
+
+
+def test_gradients_add_where_a_value_feeds_two_nodes(rng):
+    """The relu output feeds the block and the skip: its gradient is the sum of what comes
+    back along each path, i.e. d(score)/d(block.add) (through the skip, unchanged) plus
+    what comes back through the block's convolutions."""
+    model = residual_net(rng)
+    x = rng.standard_normal((1, 2, 4, 4))
+    model.forward(x)
+    model.backward(np.eye(4)[[1]])
+    through_skip = model.gradient_at("block.add")
+    through_block = model["block.b"].backward(model["block.relu"].backward(
+        model["block.c"].backward(model.gradient_at("block.add"))))
+    np.testing.assert_allclose(model.gradient_at("a.relu"), through_skip + through_block,
+                               rtol=1e-12)
+    assert model.consumers("a.relu") == ["block.b", "block.add"]
+
+
+def test_graph_activations_gradients_blocks_and_stop_at(rng):
+    model = residual_net(rng)
+    x = rng.standard_normal((1, 2, 4, 4))
+    scores = model.forward(x)
+    np.testing.assert_array_equal(model.activation("block"), model.activation("block.relu.1"))
+    assert model.index("block") == model.index("block.relu.1")
+    g = model.backward(np.eye(4)[[2]])
+    full = model.gradient_at("block")
+    np.testing.assert_array_equal(model.backward(np.eye(4)[[2]], stop_at="block"), full)
+    with pytest.raises(ValueError, match=r"stopped before layer 'a.relu'"):
+        model.gradient_at("a.relu")
+    assert g.shape == x.shape and scores.shape == (1, 4)
+    assert "block.add" in repr(model) and "<- block.c, a.relu" in repr(model)
+
+
+def test_a_node_the_output_does_not_read_gets_zero_gradient(rng):
+    from minicnn import Graph
+    conv = Conv2d(1, 1, 1, dtype=np.float64, rng=rng)
+    model = Graph([("side", conv, "input"), ("flatten", Flatten(), "input"),
+                   ("fc", Linear(4, 2, dtype=np.float64, rng=rng), "flatten")])
+    x = rng.standard_normal((1, 1, 2, 2))
+    model.forward(x)
+    model.backward(np.ones((1, 2)))
+    assert not model.gradient_at("side").any()
+
+
+def test_graph_config_round_trip_and_weights_file(rng, tmp_path):
+    from minicnn import Graph
+    model = residual_net(rng)
+    config = model.config()
+    assert config[5] == {"name": "block.add", "type": "Add", "inputs": ["block.c", "a.relu"]}
+    copy = Graph.from_config(config, dtype=np.float64).load_state_dict(model.state_dict())
+    x = rng.standard_normal((2, 2, 4, 4))
+    np.testing.assert_array_equal(copy.forward(x), model.forward(x))
+    path = minicnn.save(model.astype(np.float32), tmp_path / "g.npz")
+    loaded = minicnn.load(path)
+    assert type(loaded) is Graph and loaded.inputs == model.inputs
+    np.testing.assert_allclose(loaded.forward(x), model.forward(x), rtol=1e-6)
+    chain = Sequential([Conv2d(1, 1, 1), Flatten()])          # chains keep the old format
+    assert all("inputs" not in c for c in chain.config())
+    assert type(minicnn.load(minicnn.save(chain, tmp_path / "c.npz"))) is Sequential
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda c: c[2].update(inputs=["a.rellu"]), r"node 'block.b' reads 'a.rellu', which is no node"),
+    (lambda c: c[2].update(inputs=["block.c"]),
+     r"node 'block.b' reads 'block.c', which is a node that comes later \(a cycle"),
+    (lambda c: c[2].update(inputs=["block.b"]), r"node 'block.b' reads 'block.b', which is itself"),
+    (lambda c: c[2].update(inputs=[]), r"node 'block.b' reads nothing"),
+    (lambda c: c[3].update(name="a"), r"node names must be unique, got 'a' twice"),
+])
+def test_bad_graph_files_name_the_node(rng, tmp_path, edit, message):
+    import json
+    model = residual_net(rng)
+    path = minicnn.save(model.astype(np.float32), tmp_path / "g.npz")
+    with np.load(path) as f:
+        arrays = dict(f)
+    config = json.loads(str(arrays["__architecture__"]))
+    edit(config)
+    arrays["__architecture__"] = np.array(json.dumps(config))
+    np.savez(tmp_path / "bad.npz", **arrays)
+    with pytest.raises(minicnn.io.weights.WeightsFileError, match=message):
+        minicnn.load(tmp_path / "bad.npz")
+
+
+@pytest.mark.parametrize("kind", ["residual", "concat", "dense"])
+def test_branching_nets_match_torch(torch, kind):
+    """Small random residual, concat and DenseNet-style nets in float64 against torch: scores,
+    input gradients and the gradient at an inner node, to 1e-9."""
+    nn = torch.nn
+    torch.manual_seed(0)
+
+    class Residual(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 3, padding=1)
+            self.bn = nn.BatchNorm2d(4)
+            self.relu = nn.ReLU(inplace=True)
+            self.inner = nn.Conv2d(4, 4, 3, padding=1)
+            self.down = nn.Conv2d(4, 4, 1, stride=2)
+            self.head = nn.Linear(4, 3)
+
+        def forward(self, x):
+            x = self.relu(self.bn(self.conv(x)))
+            out = self.inner(x)
+            out += x
+            out = self.relu(out)
+            out = self.down(out)
+            return self.head(torch.flatten(nn.functional.adaptive_avg_pool2d(out, 1), 1))
+
+    class Branches(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.stem = nn.Conv2d(3, 4, 3)
+            self.left, self.right = nn.Conv2d(4, 2, 1), nn.Conv2d(4, 3, 3, padding=1)
+            self.pool = nn.MaxPool2d(3, 2, ceil_mode=True)
+            self.head = nn.Linear(5 * 3 * 3, 3)
+
+        def forward(self, x):
+            x = torch.relu(self.stem(x))
+            x = torch.cat([self.left(x), nn.functional.relu(self.right(x))], dim=1)
+            return self.head(self.pool(x).view(x.size(0), -1))
+
+    class Dense(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.layers = nn.ModuleList(nn.Sequential(nn.BatchNorm2d(3 + 2 * i), nn.ReLU(),
+                                                      nn.Conv2d(3 + 2 * i, 2, 3, padding=1))
+                                        for i in range(3))
+            self.head = nn.Linear(9, 3)
+
+        def forward(self, x):
+            features = [x]
+            for layer in self.layers:
+                features.append(layer(torch.cat(features, 1)))
+            pooled = nn.functional.adaptive_avg_pool2d(torch.cat(features, 1), (1, 1))
+            return self.head(torch.flatten(pooled, 1))
+
+    net = {"residual": Residual, "concat": Branches, "dense": Dense}[kind]().double().eval()
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 2.0)
+                m.weight.uniform_(0.5, 1.5)
+    x = np.random.default_rng(1).normal(size=(2, 3, 8, 8))
+    xt = torch.from_numpy(x.copy()).requires_grad_(True)
+    scores_t = net(xt)
+    scores_t[[0, 1], [2, 0]].sum().backward()
+    for fold in (True, False):
+        model = minicnn.from_torch(net, fold_batchnorm=fold)
+        scores = model.forward(x)
+        seed = np.zeros_like(scores)
+        seed[[0, 1], [2, 0]] = 1
+        grad = model.backward(seed)
+        np.testing.assert_allclose(scores, scores_t.detach().numpy(), rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(grad, xt.grad.numpy(), rtol=1e-9, atol=1e-12)
+    numerical = numerical_input_gradient(model.forward, x[:1], seed[:1])
+    model.forward(x[:1])
+    np.testing.assert_allclose(model.backward(seed[:1]), numerical, rtol=1e-6, atol=1e-8)

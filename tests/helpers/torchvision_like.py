@@ -1,4 +1,6 @@
-"""Test helper: VGG and AlexNet in plain torch.nn, with torchvision's module layout and keys.
+"""Test helper: VGG, AlexNet, ResNet-18/34/50 and SqueezeNet 1.0/1.1 in plain torch.nn, with
+torchvision's module names, state_dict keys and forward code (``out += identity``,
+``torch.flatten(x, 1)``, ``torch.cat([...], 1)``, a block's one ``relu`` called twice).
 
 torchvision does not import beside torch 2.13 on our machines, so the tests build the same
 networks here, from the published configurations, independently of minicnn.io.zoo. Weights are
@@ -57,15 +59,143 @@ def alexnet(num_classes=1000):
     return TorchvisionShaped(features, nn.AdaptiveAvgPool2d((6, 6)), classifier)
 
 
+class BasicBlock(nn.Module):
+    """ResNet-18/34: two 3x3 convolutions, the stride on the first."""
+    expansion = 1
+
+    def __init__(self, c_in, planes, stride=1, downsample=None):
+        super().__init__()
+        self.conv1 = nn.Conv2d(c_in, planes, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.downsample = downsample
+
+    def forward(self, x):
+        identity = x
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        if self.downsample is not None:
+            identity = self.downsample(x)
+        out += identity
+        return self.relu(out)
+
+
+class Bottleneck(nn.Module):
+    """ResNet-50 ("V1.5"): 1x1, 3x3 with the stride, 1x1 to 4x the width."""
+    expansion = 4
+
+    def __init__(self, c_in, planes, stride=1, downsample=None):
+        super().__init__()
+        self.conv1 = nn.Conv2d(c_in, planes, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, stride, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.conv3 = nn.Conv2d(planes, planes * 4, 1, bias=False)
+        self.bn3 = nn.BatchNorm2d(planes * 4)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = downsample
+
+    def forward(self, x):
+        identity = x
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        if self.downsample is not None:
+            identity = self.downsample(x)
+        out += identity
+        return self.relu(out)
+
+
+class ResNet(nn.Module):
+    def __init__(self, block, counts, num_classes=1000):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 64, 7, 2, 3, bias=False)
+        self.bn1 = nn.BatchNorm2d(64)
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool2d(3, 2, 1)
+        c_in = 64
+        for stage, (count, planes) in enumerate(zip(counts, (64, 128, 256, 512)), start=1):
+            stride, blocks = (1 if stage == 1 else 2), []
+            for i in range(count):
+                c_out = planes * block.expansion
+                down = None
+                if i == 0 and (stride != 1 or c_in != c_out):
+                    down = nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False),
+                                         nn.BatchNorm2d(c_out))
+                blocks.append(block(c_in, planes, stride if i == 0 else 1, down))
+                c_in = c_out
+            setattr(self, f"layer{stage}", nn.Sequential(*blocks))
+        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
+        self.fc = nn.Linear(c_in, num_classes)
+
+    def forward(self, x):
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        return self.fc(torch.flatten(self.avgpool(x), 1))
+
+
+class Fire(nn.Module):
+    def __init__(self, c_in, squeeze, expand):
+        super().__init__()
+        self.squeeze = nn.Conv2d(c_in, squeeze, 1)
+        self.squeeze_activation = nn.ReLU(inplace=True)
+        self.expand1x1 = nn.Conv2d(squeeze, expand, 1)
+        self.expand1x1_activation = nn.ReLU(inplace=True)
+        self.expand3x3 = nn.Conv2d(squeeze, expand, 3, padding=1)
+        self.expand3x3_activation = nn.ReLU(inplace=True)
+
+    def forward(self, x):
+        x = self.squeeze_activation(self.squeeze(x))
+        return torch.cat([self.expand1x1_activation(self.expand1x1(x)),
+                          self.expand3x3_activation(self.expand3x3(x))], 1)
+
+
+class SqueezeNet(nn.Module):
+    def __init__(self, version, num_classes=1000):
+        super().__init__()
+        pool = (lambda: nn.MaxPool2d(3, 2, ceil_mode=True))
+        if version == "1_0":
+            self.features = nn.Sequential(
+                nn.Conv2d(3, 96, 7, 2), nn.ReLU(True), pool(), Fire(96, 16, 64),
+                Fire(128, 16, 64), Fire(128, 32, 128), pool(), Fire(256, 32, 128),
+                Fire(256, 48, 192), Fire(384, 48, 192), Fire(384, 64, 256), pool(),
+                Fire(512, 64, 256))
+        else:
+            self.features = nn.Sequential(
+                nn.Conv2d(3, 64, 3, 2), nn.ReLU(True), pool(), Fire(64, 16, 64),
+                Fire(128, 16, 64), pool(), Fire(128, 32, 128), Fire(256, 32, 128), pool(),
+                Fire(256, 48, 192), Fire(384, 48, 192), Fire(384, 64, 256), Fire(512, 64, 256))
+        self.classifier = nn.Sequential(nn.Dropout(0.5), nn.Conv2d(512, num_classes, 1),
+                                        nn.ReLU(True), nn.AdaptiveAvgPool2d((1, 1)))
+
+    def forward(self, x):
+        return torch.flatten(self.classifier(self.features(x)), 1)
+
+
+GRAPHS = {
+    "resnet18": lambda k: ResNet(BasicBlock, [2, 2, 2, 2], k),
+    "resnet34": lambda k: ResNet(BasicBlock, [3, 4, 6, 3], k),
+    "resnet50": lambda k: ResNet(Bottleneck, [3, 4, 6, 3], k),
+    "squeezenet1_0": lambda k: SqueezeNet("1_0", k),
+    "squeezenet1_1": lambda k: SqueezeNet("1_1", k),
+}
+
+
 def build(name, seed=0, num_classes=1000):
     """A torchvision-shaped `name` with random weights (and BatchNorm statistics), eval mode."""
     torch.manual_seed(seed)
-    net = alexnet(num_classes) if name == "alexnet" else vgg(name, num_classes)
+    if name in GRAPHS:
+        net = GRAPHS[name](num_classes)
+    else:
+        net = alexnet(num_classes) if name == "alexnet" else vgg(name, num_classes)
     with torch.no_grad():
         for m in net.modules():
-            if isinstance(m, nn.Conv2d):        # He init keeps a 19-layer net's signal alive
+            if isinstance(m, nn.Conv2d):        # He init keeps a deep net's signal alive
                 nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
-                m.bias.uniform_(-0.1, 0.1)
+                if m.bias is not None:
+                    m.bias.uniform_(-0.1, 0.1)
             elif isinstance(m, nn.BatchNorm2d):
                 m.weight.uniform_(0.5, 1.5)
                 m.bias.uniform_(-0.2, 0.2)

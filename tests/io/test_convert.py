@@ -1,4 +1,5 @@
-"""VGG/AlexNet: torchvision checkpoints -> minicnn, compared with torch at 224 x 224."""
+"""torchvision checkpoints (VGG, AlexNet, ResNet, SqueezeNet) -> minicnn, compared with torch
+at 224 x 224; BatchNorm folding exact in float64; bad checkpoints named key by key."""
 import pickle
 import subprocess
 import sys
@@ -53,7 +54,7 @@ def test_converted_checkpoint_matches_torch(torch, torchvision_like, arch, tmp_p
     want = xt.grad.numpy()
     assert np.linalg.norm(grad - want) / np.linalg.norm(want) < 0.05
 
-    if not arch.endswith("_bn"):   # same float32 weights, computed in float64: exact
+    if not zoo.batchnorm_pairs(arch):   # same float32 weights, computed in float64: exact
         net64, model64 = net.double(), model.astype(np.float64)
         x64 = torch.from_numpy(x.astype(np.float64)).requires_grad_(True)
         net64(x64)[0, c].backward()
@@ -62,15 +63,42 @@ def test_converted_checkpoint_matches_torch(torch, torchvision_like, arch, tmp_p
         assert relative_error(grad64, x64.grad.numpy()) < 1e-9
 
 
-def test_batchnorm_fold_is_exact_in_float64(torch, torchvision_like):
-    net = torchvision_like.build("vgg11_bn").double()
+@pytest.mark.parametrize("arch", ["vgg11_bn", "resnet18", "resnet50"])
+def test_batchnorm_fold_is_exact_in_float64(torch, torchvision_like, arch):
+    net = torchvision_like.build(arch).double()
     state = {k: v.numpy() for k, v in net.state_dict().items()}
-    model = zoo.build("vgg11_bn").astype(np.float64)
-    model.load_state_dict(fold_state_dict(state, "vgg11_bn", dtype=np.float64))
+    model = zoo.build(arch, init=False, dtype=np.float64)
+    model.load_state_dict(fold_state_dict(state, arch, dtype=np.float64))
     x = np.random.default_rng(1).normal(size=(2, 3, 40, 40))
+    xt = torch.from_numpy(x).requires_grad_(True)
+    want = net(xt)
+    want[[0, 1], [3, 7]].sum().backward()
+    got = model.forward(x)
+    np.testing.assert_allclose(got, want.detach().numpy(), rtol=1e-10,
+                               atol=1e-12 * float(want.detach().abs().max()))
+    seed = np.zeros_like(got)
+    seed[[0, 1], [3, 7]] = 1
+    grad = model.backward(seed)
+    assert relative_error(grad, xt.grad.numpy()) < 1e-9
+
+
+def test_old_checkpoints_without_num_batches_tracked_convert(torch, torchvision_like, tmp_path):
+    net = torchvision_like.build("resnet18")
+    state = {k: v for k, v in net.state_dict().items() if "num_batches_tracked" not in k}
+    torch.save(state, tmp_path / "old.pth")
+    model = minicnn.load(convert_checkpoint(tmp_path / "old.pth", "resnet18", tmp_path / "o.npz"))
+    assert model.meta["cam_layer"] == "layer4"
+    x = np.random.default_rng(3).normal(size=(1, 3, 64, 64)).astype(np.float32)
     with torch.no_grad():
         want = net(torch.from_numpy(x)).numpy()
-    np.testing.assert_allclose(model.forward(x), want, rtol=1e-10, atol=1e-12 * np.abs(want).max())
+    assert relative_error(model.forward(x), want) < 1e-5
+
+
+def test_resnet50_v2_weights_get_their_resize(torch, torchvision_like, tmp_path):
+    state = torchvision_like.build("resnet50").state_dict()
+    torch.save(state, tmp_path / "resnet50-11ad3fa6.pth")          # torchvision's V2 file name
+    out = convert_checkpoint(tmp_path / "resnet50-11ad3fa6.pth", "resnet50", tmp_path / "r.npz")
+    assert minicnn.load(out).meta["preprocess"]["resize"] == 232
 
 
 def test_from_torch_works_on_the_module_directly(torch, torchvision_like):

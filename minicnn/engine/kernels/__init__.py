@@ -30,14 +30,22 @@ __all__ = ["KERNEL_NAMES", "active", "active_name", "get", "use_kernels",
 KERNEL_NAMES = ("fast", "reference")
 
 
-def output_size(size: int, kernel: int, stride: int, padding: int) -> int:
+def output_size(size: int, kernel: int, stride: int, padding: int,
+                ceil_mode: bool = False) -> int:
     """Length of one output axis of a conv or pool window sliding over ``size`` inputs.
 
     ``1 + (size + 2 * padding - kernel) // stride``, as in PyTorch with ceil_mode=False. If
     ``(size + 2*padding - kernel) % stride != 0`` the last rows/columns of the padded input are
     never covered by a window (their gradient is zero unless another window covers them).
+
+    ceil_mode=True (pooling only) rounds the division up instead, so a last, partial window
+    covers them; PyTorch keeps that window only if it starts inside the input or its left
+    padding, i.e. drops it when ``(out - 1) * stride >= size + padding``.
     """
-    return 1 + (size + 2 * padding - kernel) // stride
+    if not ceil_mode:
+        return 1 + (size + 2 * padding - kernel) // stride
+    out = 1 + -(-(size + 2 * padding - kernel) // stride)
+    return out - 1 if (out - 1) * stride >= size + padding else out
 
 
 def adaptive_bins(size: int, out_size: int) -> list[tuple[int, int]]:

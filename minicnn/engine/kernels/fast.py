@@ -301,6 +301,8 @@ def conv2d_forward(x, w, b, stride, padding):
     threads = _n_threads(N * F * K * OH * OW, PARALLEL_MIN_MACS)
     if _use_winograd(N, C, F, OH, OW, (KH, KW), stride, padding):
         return _winograd(x, winograd.forward_weights(w), bias, padding, threads)
+    if (KH, KW) == (1, 1) and tuple(padding) == (0, 0):
+        return _pointwise_forward(x, w, bias, stride, threads)
     w2 = np.ascontiguousarray(w).reshape(F, K)  # (F, K)
     out = np.empty((N, F, OH, OW), dtype=x.dtype)
     ints = _ints((KH, KW), stride, padding)
@@ -331,6 +333,52 @@ def conv2d_forward(x, w, b, stride, padding):
     return out
 
 
+# A 1x1 convolution (ResNet's bottlenecks and shortcuts, SqueezeNet's squeeze and expand
+# layers) needs no im2col: its columns are the image itself, each pixel's C channels, so the
+# convolution is one matrix product per image, W (F, C) @ x (C, H*W). With stride s it reads
+# every s-th pixel: a strided copy first.
+
+def _pointwise_forward(x, w, bias, stride, threads):
+    """x: (N, C, H, W), w: (F, C, 1, 1), no padding -> (N, F, OH, OW)."""
+    if tuple(stride) != (1, 1):
+        x = np.ascontiguousarray(x[:, :, ::stride[0], ::stride[1]])   # (N, C, OH, OW)
+    N, C, OH, OW = x.shape
+    F = w.shape[0]
+    w2 = np.ascontiguousarray(w).reshape(F, C)                        # (F, C)
+    xs = x.reshape(N, C, OH * OW)                                     # (N, C, OH*OW), a view
+    out = np.empty((N, F, OH * OW), dtype=x.dtype)
+    pieces = split(OH * OW, _pieces_per_image(N, threads))             # column bands per image
+
+    def work(n, j0, j1):
+        np.matmul(w2, xs[n, :, j0:j1], out=out[n, :, j0:j1])         # the BLAS call
+        out[n, :, j0:j1] += bias[:, None]
+
+    _run_tasks([(n, j0, j1) for n in range(N) for j0, j1 in pieces], work, threads)
+    return out.reshape(N, F, OH, OW)                                  # (N, F, OH, OW)
+
+
+def _pointwise_backward(grad_out, w, stride, in_shape, threads):
+    """grad_out: (N, F, OH, OW), w: (F, C, 1, 1) -> (N, C, H, W): W^T @ grad_out, placed at
+    the pixels the forward read (the others get no gradient)."""
+    N, C, H, W = in_shape
+    _, F, OH, OW = grad_out.shape
+    w2t = np.asarray(w).reshape(F, C).T                               # (C, F), a transposed view
+    g = grad_out.reshape(N, F, OH * OW)                               # (N, F, OH*OW)
+    dense = np.empty((N, C, OH * OW), dtype=grad_out.dtype)
+    pieces = split(OH * OW, _pieces_per_image(N, threads))
+
+    def work(n, j0, j1):
+        np.matmul(w2t, g[n, :, j0:j1], out=dense[n, :, j0:j1])       # the BLAS call
+
+    _run_tasks([(n, j0, j1) for n in range(N) for j0, j1 in pieces], work, threads)
+    dense = dense.reshape(N, C, OH, OW)                               # (N, C, OH, OW)
+    if tuple(stride) == (1, 1):
+        return dense
+    grad_x = np.zeros((N, C, H, W), dtype=grad_out.dtype)
+    grad_x[:, :, ::stride[0], ::stride[1]] = dense
+    return grad_x
+
+
 def conv2d_backward_input(grad_out, w, stride, padding, in_shape):
     """See reference.conv2d_backward_input. grad_out: (N, F, OH, OW) -> (N, C, H, W).
 
@@ -345,6 +393,8 @@ def conv2d_backward_input(grad_out, w, stride, padding, in_shape):
     _, _, OH, OW = grad_out.shape
     KK = KH * KW  # rows of W^T per input channel
     threads = _n_threads(N * F * C * KK * OH * OW, PARALLEL_MIN_MACS)
+    if (KH, KW) == (1, 1) and tuple(padding) == (0, 0):
+        return _pointwise_backward(grad_out, w, stride, in_shape, threads)
     if _use_winograd(N, C, F, OH, OW, (KH, KW), stride, padding):
         # the input gradient of a stride-1 convolution is a convolution (see winograd.py)
         back_padding = (2 - padding[0], 2 - padding[1])
@@ -438,18 +488,22 @@ def _maxpool_backward_loops(grad_out, argmax, grad_x):
                 grad_x[p, argmax[p, i, j]] += grad_out[p, i, j]
 
 
-def maxpool2d_forward(x, kernel, stride, padding):
-    """See reference.maxpool2d_forward. x: (N, C, H, W) -> (out, argmax), both (N, C, OH, OW)."""
+def maxpool2d_forward(x, kernel, stride, padding, ceil_mode=False):
+    """See reference.maxpool2d_forward. x: (N, C, H, W) -> (out, argmax), both (N, C, OH, OW).
+
+    The loops clip every window to the image, so a partial last window (ceil_mode) needs no
+    padding; the 2x2 loop assumes whole windows and serves only when every window is whole."""
     x = np.ascontiguousarray(x)
     N, C, H, W = x.shape
     (KH, KW), (sh, sw), (ph, pw) = kernel, stride, padding
-    OH, OW = output_size(H, KH, sh, ph), output_size(W, KW, sw, pw)
+    OH, OW = output_size(H, KH, sh, ph, ceil_mode), output_size(W, KW, sw, pw, ceil_mode)
     # every window must hold at least one real element (PyTorch: padding <= kernel / 2)
     assert 2 * ph <= KH and 2 * pw <= KW and OH >= 1 and OW >= 1
     planes = x.reshape(N * C, H, W)
     out = np.empty((N * C, OH, OW), dtype=x.dtype)
     argmax = np.empty((N * C, OH, OW), dtype=np.int64)
-    if (tuple(kernel), tuple(stride), tuple(padding)) == ((2, 2), (2, 2), (0, 0)):
+    if ((tuple(kernel), tuple(stride), tuple(padding)) == ((2, 2), (2, 2), (0, 0))
+            and 2 * OH <= H and 2 * OW <= W):
         _over_planes(N * C, H * W, lambda p0, p1: _maxpool2x2_forward_loops(
             planes[p0:p1], out[p0:p1], argmax[p0:p1]))
     else:
@@ -573,10 +627,15 @@ def _adaptive_backward_loops(grad_out, grad_x, h_bins, w_bins):
 
 
 def adaptive_avgpool2d_forward(x, output_size):
-    """See reference.adaptive_avgpool2d_forward. x: (N, C, H, W) -> (N, C, OH, OW)."""
+    """See reference.adaptive_avgpool2d_forward. x: (N, C, H, W) -> (N, C, OH, OW).
+
+    output_size (1, 1), the global average pool of ResNet and SqueezeNet, is one mean over
+    each plane."""
     x = np.ascontiguousarray(x)
     N, C, H, W = x.shape
     OH, OW = output_size
+    if (OH, OW) == (1, 1):
+        return x.mean(axis=(2, 3), keepdims=True, dtype=np.float64).astype(x.dtype)  # (N, C, 1, 1)
     h_bins = np.array(adaptive_bins(H, OH), dtype=np.int64).reshape(OH, 2)  # (OH, 2): [start, end)
     w_bins = np.array(adaptive_bins(W, OW), dtype=np.int64).reshape(OW, 2)  # (OW, 2)
     planes = x.reshape(N * C, H, W)
@@ -592,6 +651,9 @@ def adaptive_avgpool2d_backward(grad_out, in_shape):
     grad_out = np.ascontiguousarray(grad_out)
     _, _, OH, OW = grad_out.shape
     assert grad_out.shape[:2] == (N, C)
+    if (OH, OW) == (1, 1):  # the global average pool: each pixel gets 1 / (H * W) of it
+        share = grad_out / grad_out.dtype.type(H * W)                  # (N, C, 1, 1)
+        return np.ascontiguousarray(np.broadcast_to(share, (N, C, H, W)))
     h_bins = np.array(adaptive_bins(H, OH), dtype=np.int64).reshape(OH, 2)  # (OH, 2)
     w_bins = np.array(adaptive_bins(W, OW), dtype=np.int64).reshape(OW, 2)  # (OW, 2)
     g = grad_out.reshape(N * C, OH, OW)

@@ -141,8 +141,9 @@ def col2im(cols, in_shape, kernel, stride, padding):
 
 # ----------------------------------------------------------------------------- pooling
 
-def maxpool2d_forward(x, kernel, stride, padding):
-    """Max over each window; padding counts as -inf (it can never be the maximum).
+def maxpool2d_forward(x, kernel, stride, padding, ceil_mode=False):
+    """Max over each window; padding counts as -inf (it can never be the maximum), and so does
+    any part of a last, partial window past the edge (ceil_mode=True, see ``output_size``).
 
     Tie rule (a choice, the same as PyTorch's CPU kernel): the FIRST maximum in row-major
     order within the window wins, because the scan replaces the running maximum only on a
@@ -151,6 +152,7 @@ def maxpool2d_forward(x, kernel, stride, padding):
     Input:
     - x: (N, C, H, W)
     - kernel, stride, padding: (int, int)
+    - ceil_mode: round the output size up (PyTorch's ceil_mode)
     Returns:
     - out: (N, C, OH, OW)
     - argmax: (N, C, OH, OW) int64, the flat index ih * W + iw of the winning input element
@@ -158,7 +160,7 @@ def maxpool2d_forward(x, kernel, stride, padding):
     """
     N, C, H, W = x.shape
     (KH, KW), (sh, sw), (ph, pw) = kernel, stride, padding
-    OH, OW = output_size(H, KH, sh, ph), output_size(W, KW, sw, pw)
+    OH, OW = output_size(H, KH, sh, ph, ceil_mode), output_size(W, KW, sw, pw, ceil_mode)
     out = np.full((N, C, OH, OW), -np.inf, dtype=x.dtype)
     argmax = np.full((N, C, OH, OW), -1, dtype=np.int64)
     for i in range(OH):

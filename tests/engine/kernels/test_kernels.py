@@ -325,3 +325,39 @@ def test_release_scratch_frees_every_threads_buffers(every_kernel_threaded):
     assert sum(len(b) for b in fast._every_thread_buffers) >= 2  # the caller's and a worker's
     fast.release_scratch()
     assert all(len(b) == 0 for b in fast._every_thread_buffers)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_ceil_mode_pools_and_pointwise_convs_match(dtype):
+    """The kernels the graph networks brought: max-pooling with ceil_mode (SqueezeNet), 1x1
+    convolutions as one matrix product (ResNet, SqueezeNet) and the global average pool."""
+    rng = np.random.default_rng(7)
+    for trial in range(40):
+        shape, kernel, stride, padding = random_window(rng, pool=True)
+        x = rng.standard_normal(shape).astype(dtype)
+        if trial % 3 == 0:
+            x = rng.integers(0, 3, shape).astype(dtype)
+        out, argmax = reference.maxpool2d_forward(x, kernel, stride, padding, True)
+        out_f, argmax_f = fast.maxpool2d_forward(x, kernel, stride, padding, True)
+        np.testing.assert_array_equal(out_f, out)
+        np.testing.assert_array_equal(argmax_f, argmax)
+        g = rng.standard_normal(out.shape).astype(dtype)
+        close(fast.maxpool2d_backward(g, argmax, shape),
+              reference.maxpool2d_backward(g, argmax, shape), dtype)
+    for _ in range(20):
+        N, C, F = (int(v) for v in rng.integers(1, 5, 3))
+        H, W = (int(v) for v in rng.integers(1, 9, 2))
+        stride = tuple(int(s) for s in rng.integers(1, 3, 2))
+        x = rng.standard_normal((N, C, H, W)).astype(dtype)
+        w = rng.standard_normal((F, C, 1, 1)).astype(dtype)
+        b = rng.standard_normal(F).astype(dtype)
+        out = reference.conv2d_forward(x, w, b, stride, (0, 0))
+        close(fast.conv2d_forward(x, w, b, stride, (0, 0)), out, dtype)
+        g = rng.standard_normal(out.shape).astype(dtype)
+        close(fast.conv2d_backward_input(g, w, stride, (0, 0), x.shape),
+              reference.conv2d_backward_input(g, w, stride, (0, 0), x.shape), dtype)
+        out = reference.adaptive_avgpool2d_forward(x, (1, 1))
+        close(fast.adaptive_avgpool2d_forward(x, (1, 1)), out, dtype)
+        g = rng.standard_normal(out.shape).astype(dtype)
+        close(fast.adaptive_avgpool2d_backward(g, x.shape),
+              reference.adaptive_avgpool2d_backward(g, x.shape), dtype)
