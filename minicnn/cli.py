@@ -113,9 +113,15 @@ def cmd_saliency(args) -> int:
     method = check_method(args.method)
     model = _load_model(args.model)
     target = _target(args, model)
+    if args.layer is not None:
+        try:
+            model.index(args.layer)
+        except KeyError:
+            raise UsageError(f"unknown layer {args.layer!r}: the model's nodes are "
+                             f"{', '.join(model.names)}") from None
 
     def one(path):
-        r = explain_file(model, path, method, target, args.out)
+        r = explain_file(model, path, method, target, args.out, layer=args.layer)
         print(f"{path}: predicted {r['predicted_name']}")
         for rank, (name, score, p) in enumerate(r["top"], start=1):
             print(f"  {rank}. {name:<12s} score {score:8.3f}   p = {p:.3f}")
@@ -241,6 +247,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also explain matplotlib's sample photo grace_hopper.jpg")
     s.add_argument("--method", default="gradient", metavar="NAME",
                    help=f"one of {', '.join(METHODS)}")
+    s.add_argument("--layer", default=None, metavar="NODE",
+                   help="for grad_cam and guided_grad_cam: the node or block to use, e.g. "
+                        "layer3 (default: the last convolutional block)")
 
     c = command("compare", cmd_compare, "every method side by side for one image",
                 model, target, out="saliency_out")

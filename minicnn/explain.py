@@ -47,13 +47,15 @@ def top_classes(model, scores, k: int = 5) -> list[tuple[str, float, float]]:
             for c in np.argsort(-scores)[:k]]
 
 
-def method_options(method: str, progress: bool) -> dict:
-    """What the command line passes a method: a progress bar and a fixed seed where the
-    method takes them (``Method.options`` says which)."""
+def method_options(method: str, progress: bool, layer=None) -> dict:
+    """What the command line passes a method: a progress bar, a fixed seed and the Grad-CAM
+    layer where the method takes them (``Method.options`` says which)."""
     takes = saliency.get_method(method).options
     options = {"progress": True} if progress and "progress" in takes else {}
     if "seed" in takes:
         options["seed"] = SEED
+    if layer is not None and "layer" in takes:
+        options["layer"] = layer
     return options
 
 
@@ -65,10 +67,11 @@ def _read(model, path):
 
 
 def explain_file(model, path, method: str = "gradient", target=None, out_dir="saliency_out",
-                 box=None, progress: bool = True) -> dict:
+                 box=None, progress: bool = True, layer=None) -> dict:
     """Classify one image file, compute its map with ``method``, write figure + map.
 
     - target: None (the predicted class) or a class index
+    - layer: the node or block Grad-CAM (and guided Grad-CAM) uses; None: its default
     - box: the object's true box (x0, y0, x1, y1), drawn on the figure if given
     Files: ``<stem>_saliency.png/.npy`` for the gradient, ``<stem>_<method>.png/.npy``
     otherwise; the .npy is the (H, W) map (max |.| over channels, or Grad-CAM resized).
@@ -79,7 +82,7 @@ def explain_file(model, path, method: str = "gradient", target=None, out_dir="sa
     """
     prep, pixels, x = _read(model, path)
     scores, targets, results = saliency.attribute(                   # one forward pass
-        model, x, [method], target, {method: method_options(method, progress)})
+        model, x, [method], target, {method: method_options(method, progress, layer)})
     result = results[method][0]                                      # (C, H, W) or (h, w)
     smap = saliency.to_map(results[method], x.shape[2:])[0]          # (H, W)
     scores, t = scores[0], int(targets[0])
@@ -90,7 +93,8 @@ def explain_file(model, path, method: str = "gradient", target=None, out_dir="sa
     npy_path = Path(out_dir) / f"{stem}_{suffix}.npy"
     title = (f"{Path(path).name}: predicted {_name_of(model, pred)} ({scores[pred]:.2f}); "
              f"{method} for {_name_of(model, t)} (score {scores[t]:.2f})")
-    layer = saliency.default_cam_layer(model) if np.ndim(result) == 2 else None
+    if np.ndim(result) == 2 and layer is None:
+        layer = saliency.default_cam_layer(model)
     fig = viz.method_figure(method, to_pixels(x, prep)[0], result, smap, title, box, layer)
     viz.save_figure(fig, fig_path)
     viz.atomic_write(npy_path, lambda tmp: np.save(tmp, smap.astype(np.float32)))

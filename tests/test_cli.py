@@ -224,3 +224,18 @@ def test_argument_errors_are_one_line_exit_2(capsys, argv, message):
     out, err = capsys.readouterr()
     assert stop.value.code == 2 and out == ""
     assert err.count("\n") == 1 and err.startswith(message) and "--help" in err
+
+
+def test_grad_cam_layer_by_name_and_a_bad_name(capsys, tmp_path, model_path, image_path):
+    code, out, err = run(capsys, "saliency", image_path, "--model", model_path, "--out", tmp_path,
+                         "--method", "grad_cam", "--layer", "0", "--target", "1")
+    assert code == 0, err
+    model = minicnn.load(model_path)
+    want = saliency.grad_cam(model, to_input(read_image(image_path)), 1, layer="0",
+                             upsample=True)[0]
+    np.testing.assert_allclose(np.load(tmp_path / "pic_grad_cam.npy"), want, rtol=1e-5,
+                               atol=1e-7)
+    code, out, err = run(capsys, "saliency", image_path, "--model", model_path, "--out", tmp_path,
+                         "--method", "grad_cam", "--layer", "layer9")
+    assert code == 2 and err.startswith("minicnn: error: unknown layer 'layer9': the model's "
+                                        "nodes are 0, 1, 2, 3, 4") and err.count("\n") == 1

@@ -11,6 +11,7 @@ import pytest
 import minicnn
 from minicnn.io import zoo
 from minicnn.saliency import one_hot
+from minicnn.cli import main
 from minicnn.io.convert import ConversionError, convert_checkpoint, fold_state_dict
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -34,7 +35,8 @@ def test_converted_checkpoint_matches_torch(torch, torchvision_like, arch, tmp_p
     torch.save(net.state_dict(), ckpt)
     expected_keys = zoo.checkpoint_shapes(arch)
     assert {k: tuple(v.shape) for k, v in net.state_dict().items()} == expected_keys
-    out = convert_checkpoint(ckpt, arch, tmp_path / f"{arch}.npz")
+    out = tmp_path / f"{arch}.npz"
+    assert main(["convert", str(ckpt), "--arch", arch, "-o", str(out)]) == 0   # the CLI
     del net
     net = torchvision_like.build(arch)            # same seed: same weights, fresh module
     model = minicnn.load(out)
