@@ -63,10 +63,11 @@ def _pair(value, what):
 def _uniform(rng, shape, bound, dtype, init=True):
     """U(-bound, bound) drawn directly in ``dtype`` (no float64 temporary for big layers).
 
-    init=False: an uninitialised array instead, for weights about to be loaded (VGG16's 138 M
-    values would otherwise be drawn, ~4 s and 0.5 GB, only to be overwritten)."""
+    init=False: a read-only placeholder of that shape holding no memory, for weights about to
+    be loaded (VGG16's 138 M values would otherwise be drawn, ~4 s and 0.5 GB, only to be
+    overwritten; and a file that declares a giant layer fails on its shapes, not on memory)."""
     if not init:
-        return np.empty(shape, dtype=dtype)
+        return np.broadcast_to(np.zeros((), dtype=dtype), shape)
     values = rng.random(shape, dtype=dtype)
     values *= 2 * bound
     values -= bound
@@ -364,7 +365,7 @@ class Flatten(Layer):
         if x.ndim < 2:
             raise ValueError(f"{self.describe()}: expected an input with a batch axis and at "
                              f"least one more, got shape {x.shape}")
-        out = x.reshape(x.shape[0], -1)  # (N, D)
+        out = x.reshape(x.shape[0], math.prod(x.shape[1:]))  # (N, D), also for N = 0
         self._remember(x, out)
         return out
 
