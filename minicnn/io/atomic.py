@@ -101,15 +101,7 @@ def check_output_dir(path) -> Path:
     OutputPathError if it is a file, lies under a file, or the nearest existing folder on
     its way is not writable."""
     path = Path(path)
-    existing = path
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    if existing == path and not path.is_dir():
-        raise OutputPathError(f"{path}: is a file, not a folder")
-    if not existing.is_dir():
-        raise OutputPathError(f"{path}: cannot be a folder: {existing} is a file")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise OutputPathError(f"{path}: cannot write in {existing} (permission denied)")
+    _check_place(path, path)
     return path
 
 
@@ -121,5 +113,18 @@ def check_output_file(path, suffix: str | None = None) -> Path:
         raise OutputPathError(f"{path}: the output file must end in {suffix}")
     if path.is_dir():
         raise OutputPathError(f"{path}: is a folder, not a file")
-    check_output_dir(path.parent)
+    _check_place(path.parent, path)
     return path
+
+
+def _check_place(folder: Path, named: Path) -> None:
+    """The nearest existing folder on the way to ``folder`` must be a writable folder."""
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise OutputPathError(f"{named}: is a file, not a folder" if existing == named else
+                              f"{named}: cannot be written: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise OutputPathError(f"{named}: cannot be written: {existing} is not writable "
+                              f"(permission denied)")
