@@ -59,9 +59,12 @@ def pixel_range(prep: Preprocess, dtype=np.float64):
 def _input_shape(model, input_shape):
     if input_shape is None:
         input_shape = model.meta.get("input_shape")
+    if input_shape is None and "preprocess" in model.meta:        # RGB at the crop size
+        crop = Preprocess.from_meta(model.meta).crop
+        input_shape = (3, crop, crop)
     if input_shape is None:
-        raise ValueError("class_model: the model has no meta['input_shape']; pass input_shape="
-                         "(C, H, W)")
+        raise ValueError("class_model: the model has no meta['input_shape'] or "
+                         "meta['preprocess']; pass input_shape=(C, H, W)")
     shape = tuple(int(s) for s in input_shape)
     if len(shape) != 3 or min(shape) < 1:
         raise ValueError(f"input_shape must be (C, H, W) of positive ints, got {input_shape!r}")
@@ -84,7 +87,8 @@ def class_model(model, target: int, steps: int = 200, lr: float = 1.0, l2: float
     - blur_every, blur_sigma: Gaussian blur of sigma pixels every blur_every steps (0: never)
     - clip: clip to the valid pixel range after each step (needs the preprocessing)
     - prep: the model's Preprocess; None reads model.meta["preprocess"] (or the default)
-    - input_shape: (C, H, W); None reads model.meta["input_shape"]
+    - input_shape: (C, H, W); None reads model.meta["input_shape"], else (3, crop, crop) of
+      model.meta["preprocess"]
     - seed: seeds the jitter
     - dtype: float32 (fast) or float64 (exact checks)
     - return_history: also return a dict of per-step "objective" and "score" (steps + 1

@@ -44,8 +44,8 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from minicnn._checks import check_int
 
-__all__ = ["Preprocess", "ImageReadError", "ImageNote", "read_image", "to_input", "to_pixels",
-           "MAX_PIXELS", "MAX_ASPECT", "MAX_SIDE"]
+__all__ = ["Preprocess", "ImageReadError", "ImageNote", "read_image", "check_image_path",
+           "to_input", "to_pixels", "MAX_PIXELS", "MAX_ASPECT", "MAX_SIDE"]
 
 MAX_PIXELS = 89_478_485  # Pillow's default Image.MAX_IMAGE_PIXELS, written out
 MAX_ASPECT = 20          # longer side / shorter side
@@ -134,14 +134,22 @@ def read_image(path, prep: Preprocess = Preprocess(), *, return_notes: bool = Fa
     return pixels
 
 
-def _open_rgb(path: Path):
-    """Steps 1-3: the file as an 8-bit RGB Pillow image, and the notes -> (image, [str])."""
+def check_image_path(path) -> Path:
+    """``path`` if it names an existing regular file; else ImageReadError saying what it is
+    (missing, a folder, something else). Cheap: a program can check its inputs first."""
+    path = Path(path)
     if not path.exists():
         raise ImageReadError(f"{path}: no such file")
     if path.is_dir():
         raise ImageReadError(f"{path}: is a folder, not an image file")
     if not path.is_file():
         raise ImageReadError(f"{path}: not a regular file")
+    return path
+
+
+def _open_rgb(path: Path):
+    """Steps 1-3: the file as an 8-bit RGB Pillow image, and the notes -> (image, [str])."""
+    check_image_path(path)
     notes = []
     try:
         with warnings.catch_warnings():  # Pillow warns above its threshold: refuse instead

@@ -44,7 +44,7 @@ from minicnn.engine.model import Sequential
 from minicnn.io.atomic import atomic_write
 from minicnn.io.images import MAX_SIDE, Preprocess
 
-__all__ = ["save", "load", "WeightsFileError", "default_weights_path", "array_digest",
+__all__ = ["save", "load", "WeightsFileError", "default_weights_path", "array_digest", "check_runs",
            "MAX_ARRAY_BYTES", "MAX_FILE_BYTES", "MAX_JSON_BYTES", "MAX_LAYER_SIDE"]
 
 FORMAT_VERSION = 1
@@ -161,7 +161,7 @@ def load(path=None, *, return_meta: bool = False, verify: bool = True):
     input_shape = _check_meta(meta, path)
     model.meta = meta
     if verify and input_shape is not None:
-        _check_runs(model, input_shape, path)
+        check_runs(model, input_shape, path)
     return (model, meta) if return_meta else model
 
 
@@ -291,9 +291,11 @@ def _check_meta(meta, path: Path):
     return tuple(shape)
 
 
-def _check_runs(model: Sequential, input_shape, path: Path) -> None:
-    """One forward pass of a blank image of ``input_shape`` must give (1, K) finite scores,
-    K = the number of class names (if there are names)."""
+def check_runs(model: Sequential, input_shape, path) -> None:
+    """One forward pass of a blank image of ``input_shape`` (C, H, W) must give (1, K)
+    finite scores, K = the number of class names (if there are names); else a
+    WeightsFileError naming ``path``. ``load`` runs it on the input the metadata declares; a
+    program that assumes an input size for a model without one can run it too."""
     try:
         scores = model.forward(np.zeros((1,) + tuple(input_shape), np.float32))
     except (ValueError, TypeError) as e:
