@@ -425,7 +425,8 @@ def main(argv=None) -> int:
     from .io.atomic import WriteError
     previous = _on_sigterm(_terminate)
     try:
-        return args.func(args)
+        with np.errstate(all="ignore"):  # an overflow is reported once, by the NaN/inf checks
+            return args.func(args)
     except UsageError as e:
         _fail(str(e))
         return EXIT_BAD_INPUT

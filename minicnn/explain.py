@@ -135,8 +135,9 @@ def compare_file(model, path, target=None, out_dir="saliency_out",
     prep, pixels, x, notes = _read(model, path)
     methods = list(saliency.METHODS)
     options = {m: method_options(m, progress) for m in methods}
-    scores, targets, results = saliency.attribute(model, x, methods, target, options)
+    scores, targets = saliency.scores_and_targets(model, x, target)  # before the slow methods
     _check_finite(path, "the model's scores", scores)
+    scores, targets, results = saliency.attribute(model, x, methods, targets, options)
     for m, r in results.items():
         _check_finite(path, f"the {m} map", r)
     maps = {m: saliency.to_map(r, x.shape[2:])[0] for m, r in results.items()}   # (H, W) each
