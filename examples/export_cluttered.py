@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "examples"))
 import minicnn  # noqa: E402
-from minicnn.io.datasets import CLASS_NAMES, make_cluttered  # noqa: E402
+from minicnn.io.datasets import CLASS_NAMES, make_cluttered, DatasetNotFoundError  # noqa: E402
 from minicnn.io.images import Preprocess, to_input  # noqa: E402
 from train_cluttered import MEAN, STD, build_model  # noqa: E402
 
@@ -107,4 +107,8 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except DatasetNotFoundError as error:  # one line, with this script's own option
+        print(f"export_cluttered.py: error: {error.for_option('--data-dir DIR')}", file=sys.stderr)
+        sys.exit(2)
