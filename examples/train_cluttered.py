@@ -4,8 +4,8 @@
 
 Writes ``<out>/checkpoint.pt`` (the state dict, BatchNorm still separate) and
 ``<out>/history.json`` (the learning curve). ``examples/export_cluttered.py`` then folds each
-BatchNorm into its convolution and writes ``weights/cluttered_fmnist.npz`` for minicnn, which
-needs no PyTorch at all.
+BatchNorm into its convolution and writes ``minicnn/io/data/cluttered_fmnist.npz`` for
+minicnn, which needs no PyTorch at all.
 
 The network is VGG-style (Simonyan & Zisserman 2014): 3x3 convolutions with padding 1, each
 followed by BatchNorm and ReLU, 2x2 max-pools, then two dense layers. BatchNorm is there only

@@ -1,7 +1,8 @@
 """The sample images shipped with minicnn, with their ground truth, and a real photo.
 
-- ``SAMPLES_DIR``: 20 test images of the cluttered split (two per class) in
-  ``examples/images/`` of a checkout, each named ``test<index>_<class>.png``;
+- ``SAMPLES_DIR``: 20 test images of the cluttered split (two per class), package data in
+  ``minicnn/io/data/samples/`` (so any install has them), each named
+  ``test<index>_<class>.png``;
 - ``load_sample_index(folder)``: their ``samples.json``: for each file its dataset index,
   label, class name and the object's box (x0, y0, x1, y1), x1 and y1 exclusive;
 - ``sample_photo()``: the photo matplotlib ships (Grace Hopper), for trying ImageNet models
@@ -14,7 +15,7 @@ from pathlib import Path
 
 __all__ = ["SAMPLES_DIR", "SampleIndexError", "load_sample_index", "sample_photo"]
 
-SAMPLES_DIR = Path(__file__).resolve().parents[2] / "examples" / "images"
+SAMPLES_DIR = Path(__file__).resolve().parent / "data" / "samples"
 
 
 class SampleIndexError(ValueError):

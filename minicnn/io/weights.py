@@ -63,11 +63,12 @@ class WeightsFileError(ValueError):
 
 
 def default_weights_path() -> Path:
-    """The shipped model: ``$MINICNN_WEIGHTS`` if set, else ``weights/cluttered_fmnist.npz``
-    next to the ``minicnn`` package (a source checkout or an editable install)."""
+    """The shipped model: ``$MINICNN_WEIGHTS`` if set, else ``minicnn/io/data/
+    cluttered_fmnist.npz``, package data, so that any install finds it (its provenance is
+    ``weights/README.md`` of the source tree)."""
     if os.environ.get(ENV_WEIGHTS):
         return Path(os.environ[ENV_WEIGHTS])
-    return Path(__file__).resolve().parents[2] / "weights" / SHIPPED_NAME
+    return Path(__file__).resolve().parent / "data" / SHIPPED_NAME
 
 
 def array_digest(arrays: dict) -> str:
