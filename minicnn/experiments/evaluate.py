@@ -151,10 +151,6 @@ def run_evaluation(model, n_images: int = 10_000, methods=None, progress: bool =
     """
     check_choice(target, TARGETS, "target")
     n_images = check_int(n_images, "n_images", 1)
-    items = len(load_fashion_mnist("test", data_dir)[1])           # the files must be there
-    if n_images > items:
-        raise ValueError(f"n_images is {n_images:,}, but the test split has {items:,} images; "
-                         f"ask for at most {items:,}")
     batch_size = check_int(batch_size, "batch_size", 1)
     for name, value in (("slow_limit", slow_limit), ("graphcut_limit", graphcut_limit),
                         ("curve_limit", curve_limit)):
@@ -165,6 +161,10 @@ def run_evaluation(model, n_images: int = 10_000, methods=None, progress: bool =
         except ImportError:
             raise ImportError(f"{GRAPHCUT_INSTALL_HINT}; or pass graphcut_limit=0 to skip "
                               f"graph-cut localisation") from None
+    items = len(load_fashion_mnist("test", data_dir)[1])           # the files must be there
+    if n_images > items:
+        raise ValueError(f"n_images is {n_images:,}, but the test split has {items:,} images; "
+                         f"ask for at most {items:,}")
     meta = model.meta
     if seed is None:
         seed = int(meta.get("dataset", {}).get("seed", 0))
