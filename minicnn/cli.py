@@ -266,7 +266,10 @@ def cmd_classviz(args) -> int:
     names, k = class_names(model), _num_classes(model)
     classes = list(range(k)) if args.cls == "all" else [parse_target(args.cls, names, k)]
     priors = {} if args.plain else dict(jitter=4, blur_every=10, blur_sigma=0.5, clip=True)
-    images = class_models(model, classes=classes, progress=True, steps=args.steps, **priors)
+    try:
+        images = class_models(model, classes=classes, progress=True, steps=args.steps, **priors)
+    except ValueError as e:                     # NaN or inf on the way (an overflow)
+        raise ExplainError(f"{e}; nothing written") from None
     if not np.isfinite(images).all():
         raise ExplainError("NaN or inf in the class model images (an overflow in the "
                            "model?); nothing written")

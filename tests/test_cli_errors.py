@@ -426,3 +426,46 @@ def test_localize_finding_nothing_is_one_line(capsys, tmp_path, image_path):
     one_error(err, "pic.png: threshold localisation found no object: nothing was segmented "
                    "from the saliency map (the map is zero everywhere)")
     assert files(tmp_path / "o") is None
+
+
+def _overflowing(tmp_path):
+    """Finite weights of 1e30 and no biases: a blank image scores 0, anything else inf."""
+    model = net(bias=False)
+    for layer in (model[0], model[4]):
+        layer.weight = np.full_like(layer.weight, 1e30)
+    return save(model, tmp_path / "huge.npz")
+
+
+def test_classviz_overflow_is_one_line_and_writes_nothing(capsys, tmp_path):
+    """Biases 0.1, weights 1e30: the blank image scores ~1e32 (finite, so the load check
+    passes), but the gradient, 1e30 * 1e30, overflows at the first step (and clipping the
+    image would hide it)."""
+    model = net()
+    for layer in (model[0], model[4]):
+        layer.weight = np.full_like(layer.weight, 1e30)
+        layer.bias = np.full_like(layer.bias, 0.1)
+    path = save(model, tmp_path / "huge.npz")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        code, out, err = run(capsys, "classviz", "--class", "0", "--steps", 3, "--model",
+                             path, "--out", tmp_path / "cv")
+    assert code == 2 and out == ""
+    assert err.splitlines()[-1] == ("minicnn: error: class_model: NaN or inf in the score or the "
+                                    "gradient of class 0 at step 0 (an overflow in the model?); "
+                                    "nothing written")
+    assert all("class model" in line for line in err.splitlines()[:-1])   # its progress bar
+    assert files(tmp_path / "cv") is None
+
+
+def test_evaluate_overflow_is_an_error_not_a_result(tmp_path):
+    from minicnn.experiments.evaluate import run_evaluation
+    from tests.io.test_datasets import _fake_split
+    (tmp_path / "data").mkdir()
+    _fake_split(tmp_path / "data", 12)
+    model = minicnn.load(_overflowing(tmp_path))
+    with pytest.raises(ValueError, match=r"the model's scores for test images 0\.\.3 hold NaN "
+                                         r"or inf \(an overflow in the model\?\)"):
+        with np.errstate(all="ignore"):
+            run_evaluation(model, n_images=4, methods=["gradient"], progress=False,
+                           target="predicted", graphcut_limit=0, curve_limit=0,
+                           data_dir=tmp_path / "data")

@@ -94,7 +94,7 @@ def class_model(model, target: int, steps: int = 200, lr: float = 1.0, l2: float
     - return_history: also return a dict of per-step "objective" and "score" (steps + 1
       values each; entry k is measured before step k, the last after the final step)
     Returns the image (C, H, W) in normalised input space (``images.to_pixels`` shows it),
-    or (image, history).
+    or (image, history). ValueError if the score or the gradient becomes NaN or inf.
     """
     C, H, W = _input_shape(model, input_shape)
     K = _num_classes(model, (C, H, W), dtype)
@@ -115,6 +115,9 @@ def class_model(model, target: int, steps: int = 200, lr: float = 1.0, l2: float
             dy, dx = (rng.integers(-jitter, jitter + 1, size=2) if jitter else (0, 0))
             moved = np.roll(image, (dy, dx), axis=(1, 2))           # (C, H, W)
             objective, score, g = objective_and_gradient(model, moved, int(target), l2)
+            if not (np.isfinite(score) and np.isfinite(g).all()):
+                raise ValueError(f"class_model: NaN or inf in the score or the gradient of "
+                                 f"class {target} at step {k} (an overflow in the model?)")
             history["objective"].append(objective)
             history["score"].append(score)
             if k == steps:                                          # measured the final image
