@@ -2,7 +2,7 @@
 
     python examples/bench_smoothgrad.py [--reps 7] [--warmup 2] [--threads 2]
 
-Both sides compute the same thing on the shipped model (weights/cluttered_fmnist.npz):
+Both sides compute the same thing on the shipped model (minicnn/io/data/cluttered_fmnist.npz):
 50 noisy copies of one image (sigma = 0.15 x the image's value range, Smilkov et al. 2017),
 one forward and one backward of the predicted class's score per copy, the 50 gradients
 averaged:
@@ -83,7 +83,8 @@ def load_model():
 def the_image():
     """One (1, 3, 64, 64) float32 input: a shipped sample image if there is one, else noise."""
     import numpy as np
-    samples = sorted((ROOT / "examples" / "images").glob("*.png"))
+    from minicnn.io.samples import SAMPLES_DIR
+    samples = sorted(SAMPLES_DIR.glob("*.png"))
     if samples:
         from minicnn.io.images import read_image, to_input
         return to_input(read_image(samples[0])), samples[0].name
@@ -182,7 +183,7 @@ def main(argv=None):
           f"target class {info['target']}, sigma {info['sigma']:.3f}, {args.threads} threads "
           f"per process, median of {args.reps} after {args.warmup} warm-up")
     if info["fallback"]:
-        print("NOTE: weights/cluttered_fmnist.npz not found: RANDOM weights of the same "
+        print("NOTE: minicnn/io/data/cluttered_fmnist.npz not found: RANDOM weights of the same "
               "architecture on both sides")
     medians = {lib: statistics.median(r["times"]) for lib, r in results.items()}
     for lib, label in (("minicnn", "minicnn smoothgrad"),

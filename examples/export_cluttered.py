@@ -7,9 +7,10 @@
    Conv2d / ReLU / MaxPool2d / Flatten / Linear / Dropout network;
 3. measures that network's top-1 accuracy **with minicnn** (no torch) on the 10,000
    generated test images, per class as well;
-4. writes ``weights/cluttered_fmnist.npz`` with the metadata (class names, preprocessing,
-   dataset recipe and seed, accuracy, training command, learning curve);
-5. writes ``examples/images/``: the first two test images of each class (not picked for
+4. writes ``minicnn/io/data/cluttered_fmnist.npz`` (package data; its provenance is
+   weights/README.md) with the metadata (class names, preprocessing, dataset recipe and
+   seed, accuracy, training command, learning curve);
+5. writes ``minicnn/io/data/samples/``: the first two test images of each class (not picked for
    being classified right) and ``samples.json`` with their class and ground-truth box.
 
 Needs torch and the Fashion-MNIST files.
@@ -28,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "examples"))
 import minicnn  # noqa: E402
-from minicnn.io.datasets import CLASS_NAMES, make_cluttered  # noqa: E402
+from minicnn.io.datasets import CLASS_NAMES, make_cluttered, DatasetNotFoundError  # noqa: E402
 from minicnn.io.images import Preprocess, to_input  # noqa: E402
 from train_cluttered import MEAN, STD, build_model  # noqa: E402
 
@@ -49,8 +50,8 @@ def accuracy_with_minicnn(model, batch, prep, chunk=250):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--run", default="runs/cluttered")
-    p.add_argument("--out", default=str(ROOT / "weights" / "cluttered_fmnist.npz"))
-    p.add_argument("--images", default=str(ROOT / "examples" / "images"))
+    p.add_argument("--out", default=str(ROOT / "minicnn" / "io" / "data" / "cluttered_fmnist.npz"))
+    p.add_argument("--images", default=str(ROOT / "minicnn" / "io" / "data" / "samples"))
     p.add_argument("--data-dir", default=None)
     args = p.parse_args(argv)
 
@@ -107,4 +108,8 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except DatasetNotFoundError as error:  # one line, with this script's own option
+        print(f"export_cluttered.py: error: {error.for_option('--data-dir DIR')}", file=sys.stderr)
+        sys.exit(2)

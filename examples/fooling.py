@@ -15,7 +15,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import minicnn  # noqa: E402
-from minicnn.io.datasets import make_cluttered  # noqa: E402
+from minicnn.io.datasets import make_cluttered, DatasetNotFoundError  # noqa: E402
 from minicnn.viz.experiments import fooling_figure  # noqa: E402
 from minicnn.experiments.fooling import fool  # noqa: E402
 from minicnn.io.images import Preprocess, to_input, to_pixels  # noqa: E402
@@ -32,12 +32,15 @@ def main(argv=None):
     p.add_argument("--max-steps", type=int, default=200)
     p.add_argument("--magnify", type=float, default=10.0)
     p.add_argument("--out", default="out/fooling")
+    p.add_argument("--data-dir", default=None, metavar="DIR",
+                   help="the Fashion-MNIST *-ubyte.gz files (default: $MINICNN_FASHION_MNIST, "
+                        "else /usr/share/datasets/fashion-mnist)")
     args = p.parse_args(argv)
 
     model = minicnn.load(args.weights)
     prep = Preprocess.from_meta(model.meta)
     seed = model.meta.get("dataset", {}).get("seed", 0)
-    x = to_input(make_cluttered([args.index], "test", seed).images, prep)[0]   # (3, H, W)
+    x = to_input(make_cluttered([args.index], "test", seed, args.data_dir).images, prep)[0]   # (3, H, W)
     names = model.meta.get("class_names")
     pred = int(model.forward(x[None]).argmax())
     target = (pred + 1) % len(names) if args.target is None else args.target
@@ -55,4 +58,8 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except DatasetNotFoundError as error:  # one line, with this script's own option
+        print(f"fooling.py: error: {error.for_option('--data-dir DIR')}", file=sys.stderr)
+        sys.exit(2)

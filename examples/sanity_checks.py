@@ -18,7 +18,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import minicnn  # noqa: E402
 from minicnn import saliency  # noqa: E402
-from minicnn.io.datasets import make_cluttered  # noqa: E402
+from minicnn.io.datasets import make_cluttered, DatasetNotFoundError  # noqa: E402
 from minicnn.viz.experiments import sanity_curves, sanity_maps_figure  # noqa: E402
 from minicnn.io.images import Preprocess, to_input  # noqa: E402
 from minicnn.experiments.sanity import sanity_checks  # noqa: E402
@@ -36,12 +36,15 @@ def main(argv=None):
     p.add_argument("--signed", action="store_true",
                    help="compare signed maps (sum over channels) instead of the paper's |.| maps")
     p.add_argument("--out", default="out/sanity")
+    p.add_argument("--data-dir", default=None, metavar="DIR",
+                   help="the Fashion-MNIST *-ubyte.gz files (default: $MINICNN_FASHION_MNIST, "
+                        "else /usr/share/datasets/fashion-mnist)")
     args = p.parse_args(argv)
 
     model = minicnn.load(args.weights)
     prep = Preprocess.from_meta(model.meta)
     seed = model.meta.get("dataset", {}).get("seed", 0)
-    batch = make_cluttered(range(args.images), "test", seed)
+    batch = make_cluttered(range(args.images), "test", seed, args.data_dir)
     x = to_input(batch.images, prep)
     methods = {m: saliency.get_method(m) for m in args.methods.split(",")}
     result = sanity_checks(model, x, batch.labels, methods, signed=args.signed, seed=args.seed,
@@ -59,4 +62,8 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except DatasetNotFoundError as error:  # one line, with this script's own option
+        print(f"sanity_checks.py: error: {error.for_option('--data-dir DIR')}", file=sys.stderr)
+        sys.exit(2)

@@ -4,8 +4,8 @@
 
 Writes ``<out>/checkpoint.pt`` (the state dict, BatchNorm still separate) and
 ``<out>/history.json`` (the learning curve). ``examples/export_cluttered.py`` then folds each
-BatchNorm into its convolution and writes ``weights/cluttered_fmnist.npz`` for minicnn, which
-needs no PyTorch at all.
+BatchNorm into its convolution and writes ``minicnn/io/data/cluttered_fmnist.npz`` for
+minicnn, which needs no PyTorch at all.
 
 The network is VGG-style (Simonyan & Zisserman 2014): 3x3 convolutions with padding 1, each
 followed by BatchNorm and ReLU, 2x2 max-pools, then two dense layers. BatchNorm is there only
@@ -40,7 +40,8 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from minicnn.io.datasets import make_cluttered, load_fashion_mnist, CLASS_NAMES  # noqa: E402
+from minicnn.io.datasets import (CLASS_NAMES, DatasetNotFoundError, load_fashion_mnist,  # noqa: E402
+                                 make_cluttered)
 
 MEAN, STD = 0.5, 0.25  # input normalisation: x = (pixel/255 - MEAN) / STD, every channel
 CHUNK = 1024           # images generated per data-loader item
@@ -156,11 +157,11 @@ def main(argv=None):
     p.add_argument("--out", default="runs/cluttered")
     args = p.parse_args(argv)
 
+    n_train = len(load_fashion_mnist("train", args.data_dir)[1])   # the data first
     torch.manual_seed(args.seed)
     torch.set_num_threads(2)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    n_train = len(load_fashion_mnist("train", args.data_dir)[1])
 
     test = make_cluttered(range(10_000), "test", args.seed, args.data_dir)
     x_test, y_test = to_tensor(test.images), torch.from_numpy(test.labels)
@@ -220,4 +221,8 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except DatasetNotFoundError as error:  # one line, with this script's own option
+        print(f"train_cluttered.py: error: {error.for_option('--data-dir DIR')}", file=sys.stderr)
+        sys.exit(2)

@@ -9,45 +9,91 @@ function, and prints what it returned.
     minicnn evaluate                     localisation and deletion/insertion on the test split
     minicnn convert CHECKPOINT.pth       a torchvision checkpoint -> a minicnn .npz
 
-``minicnn COMMAND --help`` lists every option with its default. Bad input (a missing,
-non-image or truncated file, an unknown class or method, a broken weights file) gets one line
-on stderr and exit code 2, never a traceback; with several images the others are still
-processed. Every output file is written under a temporary name and renamed.
+``minicnn COMMAND --help`` lists every option with its default.
+
+What a user sees when something is wrong, the same for every command:
+
+- bad input (a missing, non-image, truncated or oversized file; an unknown class or method;
+  a broken weights file, samples.json or metadata; an output path that cannot be written; a
+  missing dataset or OpenCV; a result holding NaN or inf) is ONE line on stderr,
+  ``minicnn: error: ...``, and exit code 2, never a traceback;
+- everything that can be checked before the work is checked before it: the output folder or
+  file, the inputs' existence, the weights file, the options;
+- with several images, a bad one is reported and the others are still processed;
+- a write error (a full disk) is one line and exit code 1; each output is written under a
+  temporary name and renamed, a figure and its map together, so nothing is left half-written;
+- Ctrl-C (exit 130) and SIGTERM (exit 143) stop the command the same way, removing any
+  temporary file.
+A note (e.g. an animated GIF: its first frame was used) is a line ``minicnn: note: ...``.
 """
 from __future__ import annotations
 
 import argparse
+import re
+import signal
 import sys
 from pathlib import Path
 
 import numpy as np
 
+EXIT_FAILED = 1        # the environment failed us: a write error, a full disk
 EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130   # 128 + SIGINT
+EXIT_TERMINATED = 143    # 128 + SIGTERM
 
 
 class UsageError(Exception):
     """Bad input from the user: reported as one line, exit code 2."""
 
 
+class _Terminated(BaseException):
+    """SIGTERM, raised like KeyboardInterrupt so that every temporary file is removed."""
+
+
 def _fail(message: str) -> None:
     print(f"minicnn: error: {message}", file=sys.stderr)
+
+
+def _note(message: str) -> None:
+    print(f"minicnn: note: {message}", file=sys.stderr)
 
 
 # The library's exceptions for bad input, each reported as one line (imported lazily, so
 # that ``minicnn --help`` stays fast).
 def _user_errors() -> tuple:
+    from .explain import ExplainError
+    from .io.atomic import OutputPathError
     from .io.convert import ConversionError
     from .io.datasets import DatasetNotFoundError
     from .io.images import ImageReadError
     from .io.samples import SampleIndexError
     from .io.weights import WeightsFileError
-    return (ConversionError, DatasetNotFoundError, ImageReadError, SampleIndexError,
-            WeightsFileError)
+    return (ConversionError, DatasetNotFoundError, ExplainError, ImageReadError,
+            OutputPathError, SampleIndexError, WeightsFileError)
+
+
+def _per_image_errors() -> tuple:
+    """What one image can go wrong with, without stopping the others."""
+    from .explain import ExplainError
+    from .io.images import ImageReadError
+    return (ImageReadError, ExplainError)
+
+
+def _out_dir(path) -> Path:
+    from .io.atomic import check_output_dir
+    return check_output_dir(path)
 
 
 def _load_model(path):
-    from .io.weights import load
-    return load(path)
+    """The weights file, checked (``weights.load``); a model whose metadata declares no
+    input size gets the one the command line will feed it checked too."""
+    from .io.images import Preprocess
+    from .io.weights import check_runs, default_weights_path, load
+    model = load(path)
+    if "input_shape" not in model.meta and "preprocess" not in model.meta:
+        crop = Preprocess().crop
+        check_runs(model, (3, crop, crop), path or default_weights_path())
+    return model
 
 
 def _num_classes(model) -> int:
@@ -55,16 +101,18 @@ def _num_classes(model) -> int:
     from .io.images import Preprocess
     names = class_names(model)
     if names:
-        return len(names)
+        return len(names)          # weights.load checked: one name per output
     prep = Preprocess.from_meta(model.meta)
     return int(model.forward(np.zeros((1, 3, prep.crop, prep.crop), np.float32)).shape[1])
 
 
 def parse_target(text, class_names: list[str], num_classes: int):
-    """'3', 'Sneaker' or 'sneaker' -> class index; None -> None. UsageError if unknown."""
+    """'3', 'Sneaker' or 'sneaker' (spaces around ignored) -> class index; None -> None.
+    UsageError if unknown."""
     if text is None:
         return None
-    if text.strip().lstrip("-").isdigit():
+    text = text.strip()
+    if re.fullmatch(r"[+-]?[0-9]+", text):        # ASCII digits only: '²' is not a number
         index = int(text)
         if not 0 <= index < num_classes:
             raise UsageError(f"unknown class index {index}: valid indices are 0..{num_classes - 1}")
@@ -78,6 +126,8 @@ def parse_target(text, class_names: list[str], num_classes: int):
 
 def _target(args, model):
     from .explain import class_names
+    if args.target is None:
+        return None
     return parse_target(args.target, class_names(model), _num_classes(model))
 
 
@@ -89,17 +139,36 @@ def check_method(name: str) -> str:
     return name
 
 
-def _each_image(paths, work) -> int:
-    """work(path) for every path; an unreadable image is one line and the others go on."""
-    from .io.images import ImageReadError
-    status = 0
+def _existing(paths) -> tuple[list, int]:
+    """The paths that name files, before any work; each other one is a line on stderr.
+    -> (the files, exit status so far)."""
+    from .io.images import ImageReadError, check_image_path
+    found, status = [], 0
     for path in paths:
         try:
-            work(path)
+            check_image_path(path)
+            found.append(path)
         except ImageReadError as e:
             _fail(str(e))
             status = EXIT_BAD_INPUT
+    return found, status
+
+
+def _each_image(paths, work, status: int = 0) -> int:
+    """work(path) for every path; a bad image is one line and the others go on. A write
+    error (a full disk) stops them all: it would fail for the others too."""
+    for path in paths:
+        try:
+            work(path)
+        except _per_image_errors() as e:
+            _fail(str(e))
+            status = EXIT_BAD_INPUT
     return status
+
+
+def _print_notes(result) -> None:
+    for note in result.get("notes", ()):
+        _note(note)
 
 
 # ----------------------------------------------------------------------------- subcommands
@@ -111,6 +180,10 @@ def cmd_saliency(args) -> int:
     if not images:
         raise UsageError("saliency: give at least one IMAGE (or --sample)")
     method = check_method(args.method)
+    _out_dir(args.out)
+    images, status = _existing(images)
+    if not images:
+        return status
     model = _load_model(args.model)
     target = _target(args, model)
     if args.layer is not None:
@@ -122,17 +195,22 @@ def cmd_saliency(args) -> int:
 
     def one(path):
         r = explain_file(model, path, method, target, args.out, layer=args.layer)
+        _print_notes(r)
         print(f"{path}: predicted {r['predicted_name']}")
         for rank, (name, score, p) in enumerate(r["top"], start=1):
             print(f"  {rank}. {name:<12s} score {score:8.3f}   p = {p:.3f}")
         print(f"  {r['suffix']} for {r['target_name']} -> {r['figure']} , {r['map']}")
-    return _each_image(images, one)
+    return _each_image(images, one, status)
 
 
 def cmd_compare(args) -> int:
     from .explain import compare_file
+    from .io.images import check_image_path
+    _out_dir(args.out)
+    check_image_path(args.image)
     model = _load_model(args.model)
     r = compare_file(model, args.image, _target(args, model), args.out)
+    _print_notes(r)
     print(f"{args.image}: predicted {r['predicted_name']}; {len(r['methods'])} methods for "
           f"{r['target_name']} -> {r['figure']}")
     return 0
@@ -140,41 +218,67 @@ def cmd_compare(args) -> int:
 
 def cmd_demo(args) -> int:
     from .explain import run_demo
+    from .io.samples import load_sample_index
+    _out_dir(args.out)
+    load_sample_index(args.images)                 # a broken samples.json fails first
     model = _load_model(args.model)
     rows = run_demo(model, args.images, args.out)
-    width = max((len(r["name"]) for r in rows), default=0)  # align the columns
+    done = [r for r in rows if "error" not in r]
+    width = max((len(r["name"]) for r in done), default=0)  # align the columns
     for r in rows:
+        if "error" in r:
+            _fail(r["error"])
+            continue
+        _print_notes(r)
         print(f"{r['name']:<{width}s} true {r['true_class']:<12s} predicted "
               f"{r['predicted_name']:<12s} saliency peak "
               f"{'inside' if r['inside'] else 'OUTSIDE'} the box")
-    n, correct, hits = len(rows), sum(r["correct"] for r in rows), sum(r["inside"] for r in rows)
+    n, correct, hits = len(done), sum(r["correct"] for r in done), sum(r["inside"] for r in done)
     print(f"\n{correct}/{n} sample images classified correctly; the saliency maximum falls "
           f"inside the object's box for {hits}/{n}.")
     print(f"Figures and maps written to {Path(args.out).resolve()}/")
-    return 0
+    return EXIT_BAD_INPUT if len(done) < len(rows) else 0
 
 
 def cmd_localize(args) -> int:
+    from .experiments.localize import GRAPHCUT_INSTALL_HINT
     from .explain import localize_file
+    _out_dir(args.out)
+    if args.method == "graphcut":
+        try:
+            import cv2  # noqa: F401  (fail now, not after the first image)
+        except ImportError:
+            raise UsageError(GRAPHCUT_INSTALL_HINT) from None
+    images, status = _existing(args.images)
+    if not images:
+        return status
     model = _load_model(args.model)
     target = _target(args, model)
 
     def one(path):
         r = localize_file(model, path, args.method, target, args.out)
+        _print_notes(r)
         print(f"{path}: box (x0, y0, x1, y1) = {r['box']} -> {r['figure']}")
-    return _each_image(args.images, one)
+    return _each_image(images, one, status)
 
 
 def cmd_classviz(args) -> int:
     from .experiments.classviz import class_models
-    from .explain import class_names
+    from .explain import ExplainError, class_names
     from .io.images import Preprocess
     from .viz.experiments import write_class_models
+    _out_dir(args.out)
     model = _load_model(args.model)
     names, k = class_names(model), _num_classes(model)
     classes = list(range(k)) if args.cls == "all" else [parse_target(args.cls, names, k)]
     priors = {} if args.plain else dict(jitter=4, blur_every=10, blur_sigma=0.5, clip=True)
-    images = class_models(model, classes=classes, progress=True, steps=args.steps, **priors)
+    try:
+        images = class_models(model, classes=classes, progress=True, steps=args.steps, **priors)
+    except ValueError as e:                     # NaN or inf on the way (an overflow)
+        raise ExplainError(f"{e}; nothing written") from None
+    if not np.isfinite(images).all():
+        raise ExplainError("NaN or inf in the class model images (an overflow in the "
+                           "model?); nothing written")
     labels = [names[c] if c < len(names) else str(c) for c in classes]
     grid = write_class_models(images, classes, labels, Preprocess.from_meta(model.meta),
                               args.out)
@@ -184,13 +288,22 @@ def cmd_classviz(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    from .experiments.evaluate import run_evaluation
+    from .experiments.evaluate import check_methods, run_evaluation
+    from .io.datasets import DatasetNotFoundError, load_fashion_mnist
     from .viz.report import markdown_table, write_evaluation
+    _out_dir(args.out)
+    try:
+        load_fashion_mnist("test", args.data_dir)       # the files are there, before any work
+        check_methods(args.methods)
+    except DatasetNotFoundError as e:
+        raise e.for_option("--data-dir DIR") from None
+    except ValueError as e:
+        raise UsageError(str(e)) from None
     model = _load_model(args.model)
     try:
         result = run_evaluation(model, n_images=args.n, methods=args.methods, progress=True,
                                 graphcut_limit=args.graphcut_limit, curve_limit=args.curve_limit,
-                                slow_limit=args.slow_limit)
+                                slow_limit=args.slow_limit, data_dir=args.data_dir)
     except (ValueError, TypeError, ImportError) as e:
         raise UsageError(str(e)) from None
     write_evaluation(result, args.out)
@@ -213,6 +326,19 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message):
         self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _count(minimum: int):
+    """An argparse type: an int >= minimum, or one line saying so."""
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"invalid int value: {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be an int >= {minimum}, got {value}")
+        return value
+    return parse
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -270,22 +396,27 @@ def build_parser() -> argparse.ArgumentParser:
                 model, out="classviz_out")
     z.add_argument("--class", dest="cls", default="all", metavar="NAME|all",
                    help="the class to visualise, by name or index, or all of them")
-    z.add_argument("--steps", type=int, default=200, help="gradient ascent steps")
+    z.add_argument("--steps", type=_count(0), default=200, help="gradient ascent steps")
     z.add_argument("--plain", action="store_true",
                    help="the paper's plain L2-regularised ascent, without jitter, blur and clip")
 
     e = command("evaluate", cmd_evaluate,
                 "localisation and deletion/insertion on the cluttered test split",
                 model, out="evaluation")
-    e.add_argument("-n", type=int, default=10_000, help="test images")
+    e.add_argument("-n", type=_count(1), default=10_000,
+                   help="the first N test images (at most the split's 10,000)")
     e.add_argument("--methods", default=None, metavar="A,B",
                    help="comma-separated method names (default: all)")
-    e.add_argument("--slow-limit", type=int, default=100,
+    e.add_argument("--slow-limit", type=_count(0), default=100,
                    help="images for the slow methods (smoothgrad, integrated gradients, "
                         "occlusion)")
-    e.add_argument("--graphcut-limit", type=int, default=1000,
+    e.add_argument("--graphcut-limit", type=_count(0), default=1000,
                    help="images for graph-cut localisation (needs OpenCV; 0 skips it)")
-    e.add_argument("--curve-limit", type=int, default=100, help="images for deletion/insertion")
+    e.add_argument("--curve-limit", type=_count(0), default=100,
+                   help="images for deletion/insertion")
+    e.add_argument("--data-dir", default=None, metavar="DIR",
+                   help="the Fashion-MNIST *-ubyte.gz files (default: $MINICNN_FASHION_MNIST, "
+                        "else /usr/share/datasets/fashion-mnist)")
 
     v = command("convert", cmd_convert,
                 "torchvision VGG/AlexNet checkpoint -> minicnn .npz (needs torch)")
@@ -297,20 +428,46 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    for stream in (sys.stdout, sys.stderr):  # a file name that is not UTF-8 prints as \\udcNN
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
     args = build_parser().parse_args(argv)
     import matplotlib
     matplotlib.use("Agg")  # the command line writes files; it never needs a display
+    from .io.atomic import WriteError
+    previous = _on_sigterm(_terminate)
     try:
-        return args.func(args)
+        with np.errstate(all="ignore"):  # an overflow is reported once, by the NaN/inf checks
+            return args.func(args)
     except UsageError as e:
         _fail(str(e))
         return EXIT_BAD_INPUT
     except _user_errors() as e:
         _fail(str(e))
         return EXIT_BAD_INPUT
+    except WriteError as e:
+        _fail(str(e))
+        return EXIT_FAILED
     except KeyboardInterrupt:
         _fail("interrupted")
-        return 130
+        return EXIT_INTERRUPTED
+    except _Terminated:
+        _fail("terminated (SIGTERM)")
+        return EXIT_TERMINATED
+    finally:
+        _on_sigterm(previous)
+
+
+def _terminate(signum, frame):
+    raise _Terminated()
+
+
+def _on_sigterm(handler):
+    """Install a SIGTERM handler (from the main thread only); -> the previous one."""
+    try:
+        return signal.signal(signal.SIGTERM, handler)
+    except (ValueError, TypeError):   # not the main thread, or no previous Python handler
+        return None
 
 
 if __name__ == "__main__":

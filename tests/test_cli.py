@@ -195,7 +195,7 @@ def test_compare_unreadable_image_is_one_line(capsys, tmp_path, model_path):
 
 
 def test_localize_and_classviz_commands(capsys, tmp_path):
-    sample = ROOT / "examples" / "images" / "test00000_ankle-boot.png"
+    sample = ROOT / "minicnn" / "io" / "data" / "samples" / "test00000_ankle-boot.png"
     code, out, err = run(capsys, "localize", sample, "--out", tmp_path / "loc")
     assert code == 0, err
     assert (tmp_path / "loc" / "test00000_ankle-boot_localize.png").is_file()

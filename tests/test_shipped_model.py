@@ -1,4 +1,5 @@
-"""The shipped model (weights/cluttered_fmnist.npz) and the sample images in examples/images/.
+"""The shipped model (minicnn/io/data/cluttered_fmnist.npz) and the sample images beside it in
+minicnn/io/data/samples/ (package data; weights/README.md gives their provenance).
 
 None of these tests needs the Fashion-MNIST files: the samples are committed PNGs.
 """
@@ -15,7 +16,7 @@ from minicnn.io.datasets import CLASS_NAMES
 from minicnn.io.images import Preprocess, read_image, to_input
 
 ROOT = Path(__file__).resolve().parents[1]
-SAMPLES = ROOT / "examples" / "images"
+SAMPLES = ROOT / "minicnn" / "io" / "data" / "samples"
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +39,7 @@ def test_metadata_is_complete(shipped):
     assert meta["input_shape"] == [3, 64, 64]
     assert meta["test_accuracy"] >= 0.80
     assert {"training_command", "dataset", "preprocess", "sha256", "learning_curve"} <= set(meta)
-    assert (ROOT / "weights" / "cluttered_fmnist.npz").stat().st_size < 5e6
+    assert (ROOT / "minicnn" / "io" / "data" / "cluttered_fmnist.npz").stat().st_size < 5e6
     kinds = {cfg["type"] for cfg in shipped.config()}
     assert kinds <= {"Conv2d", "ReLU", "MaxPool2d", "Flatten", "Linear", "Dropout"}
 

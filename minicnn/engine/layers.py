@@ -67,10 +67,11 @@ def _pair(value, what):
 def _uniform(rng, shape, bound, dtype, init=True):
     """U(-bound, bound) drawn directly in ``dtype`` (no float64 temporary for big layers).
 
-    init=False: an uninitialised array instead, for weights about to be loaded (VGG16's 138 M
-    values would otherwise be drawn, ~4 s and 0.5 GB, only to be overwritten)."""
+    init=False: a read-only placeholder of that shape holding no memory, for weights about to
+    be loaded (VGG16's 138 M values would otherwise be drawn, ~4 s and 0.5 GB, only to be
+    overwritten; and a file that declares a giant layer fails on its shapes, not on memory)."""
     if not init:
-        return np.empty(shape, dtype=dtype)
+        return np.broadcast_to(np.zeros((), dtype=dtype), shape)
     values = rng.random(shape, dtype=dtype)
     values *= 2 * bound
     values -= bound
@@ -381,7 +382,7 @@ class Flatten(Layer):
         if x.ndim < 2:
             raise ValueError(f"{self.describe()}: expected an input with a batch axis and at "
                              f"least one more, got shape {x.shape}")
-        out = x.reshape(x.shape[0], -1)  # (N, D)
+        out = x.reshape(x.shape[0], math.prod(x.shape[1:]))  # (N, D), also for N = 0
         self._remember(x, out)
         return out
 
@@ -481,9 +482,12 @@ class BatchNorm2d(Layer):
             raise ValueError(f"BatchNorm2d: num_features must be >= 1 and eps > 0, got "
                              f"{num_features}, {eps}")
         C = (self.num_features,)
-        fill = (lambda value: np.full(C, value, dtype)) if init else (lambda value: np.empty(C, dtype))
-        self.weight, self.bias = fill(1.0), fill(0.0)                 # PyTorch's initial values
-        self.running_mean, self.running_var = fill(0.0), fill(1.0)
+        if init:                                                      # PyTorch's initial values
+            self.weight, self.bias = np.ones(C, dtype), np.zeros(C, dtype)
+            self.running_mean, self.running_var = np.zeros(C, dtype), np.ones(C, dtype)
+        else:                                   # placeholders holding no memory (see _uniform)
+            self.weight, self.bias, self.running_mean, self.running_var = (
+                _uniform(None, C, 0.0, dtype, init=False) for _ in range(4))
 
     def config(self):
         return {"type": "BatchNorm2d", "num_features": self.num_features, "eps": self.eps}

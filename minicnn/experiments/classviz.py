@@ -59,9 +59,12 @@ def pixel_range(prep: Preprocess, dtype=np.float64):
 def _input_shape(model, input_shape):
     if input_shape is None:
         input_shape = model.meta.get("input_shape")
+    if input_shape is None and "preprocess" in model.meta:        # RGB at the crop size
+        crop = Preprocess.from_meta(model.meta).crop
+        input_shape = (3, crop, crop)
     if input_shape is None:
-        raise ValueError("class_model: the model has no meta['input_shape']; pass input_shape="
-                         "(C, H, W)")
+        raise ValueError("class_model: the model has no meta['input_shape'] or "
+                         "meta['preprocess']; pass input_shape=(C, H, W)")
     shape = tuple(int(s) for s in input_shape)
     if len(shape) != 3 or min(shape) < 1:
         raise ValueError(f"input_shape must be (C, H, W) of positive ints, got {input_shape!r}")
@@ -84,13 +87,14 @@ def class_model(model, target: int, steps: int = 200, lr: float = 1.0, l2: float
     - blur_every, blur_sigma: Gaussian blur of sigma pixels every blur_every steps (0: never)
     - clip: clip to the valid pixel range after each step (needs the preprocessing)
     - prep: the model's Preprocess; None reads model.meta["preprocess"] (or the default)
-    - input_shape: (C, H, W); None reads model.meta["input_shape"]
+    - input_shape: (C, H, W); None reads model.meta["input_shape"], else (3, crop, crop) of
+      model.meta["preprocess"]
     - seed: seeds the jitter
     - dtype: float32 (fast) or float64 (exact checks)
     - return_history: also return a dict of per-step "objective" and "score" (steps + 1
       values each; entry k is measured before step k, the last after the final step)
     Returns the image (C, H, W) in normalised input space (``images.to_pixels`` shows it),
-    or (image, history).
+    or (image, history). ValueError if the score or the gradient becomes NaN or inf.
     """
     C, H, W = _input_shape(model, input_shape)
     K = _num_classes(model, (C, H, W), dtype)
@@ -111,6 +115,9 @@ def class_model(model, target: int, steps: int = 200, lr: float = 1.0, l2: float
             dy, dx = (rng.integers(-jitter, jitter + 1, size=2) if jitter else (0, 0))
             moved = np.roll(image, (dy, dx), axis=(1, 2))           # (C, H, W)
             objective, score, g = objective_and_gradient(model, moved, int(target), l2)
+            if not (np.isfinite(score) and np.isfinite(g).all()):
+                raise ValueError(f"class_model: NaN or inf in the score or the gradient of "
+                                 f"class {target} at step {k} (an overflow in the model?)")
             history["objective"].append(objective)
             history["score"].append(score)
             if k == steps:                                          # measured the final image

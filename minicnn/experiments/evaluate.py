@@ -46,7 +46,7 @@ from minicnn._checks import check_choice, check_int
 from minicnn._progress import progress_bar
 from minicnn.experiments import metrics
 from minicnn.experiments.localize import GRAPHCUT_INSTALL_HINT, localize
-from minicnn.io.datasets import make_cluttered
+from minicnn.io.datasets import load_fashion_mnist, make_cluttered
 from minicnn.io.images import Preprocess, to_input
 
 __all__ = ["run_evaluation", "check_methods", "baseline_maps", "TARGETS"]
@@ -128,7 +128,7 @@ def run_evaluation(model, n_images: int = 10_000, methods=None, progress: bool =
 
     - model: a Sequential for (N, 3, 64, 64) inputs; its ``meta`` gives the preprocessing and
       the dataset seed
-    - n_images: the first n_images of the test split (at most 10,000 distinct items)
+    - n_images: the first n_images of the test split, at most its size (10,000)
     - methods: None (every method of ``saliency.METHODS``), or names (a list or a
       comma-separated string); baseline names in it are accepted and ignored (see baselines)
     - progress: a progress bar on stderr
@@ -141,6 +141,10 @@ def run_evaluation(model, n_images: int = 10_000, methods=None, progress: bool =
     - curve_limit: images for deletion/insertion (0: skip); curve_step pixels per point
     - baselines: include the three baseline maps
     - random_seed: seeds the random baseline map
+    Raises, before any work: DatasetNotFoundError without the Fashion-MNIST files,
+    ValueError or TypeError for a bad argument (n_images beyond the split included),
+    ImportError for graph cut without OpenCV; and ValueError if the model's scores for a
+    batch hold NaN or inf.
     Returns {"settings": {...}, "accuracy": float, "rows": [summary per method, in
     ``viz.report.COLUMNS``], "curves": {method: {"fractions", "deletion", "insertion"}}};
     ``minicnn.viz.report.write_evaluation`` writes it to a folder.
@@ -157,6 +161,10 @@ def run_evaluation(model, n_images: int = 10_000, methods=None, progress: bool =
         except ImportError:
             raise ImportError(f"{GRAPHCUT_INSTALL_HINT}; or pass graphcut_limit=0 to skip "
                               f"graph-cut localisation") from None
+    items = len(load_fashion_mnist("test", data_dir)[1])           # the files must be there
+    if n_images > items:
+        raise ValueError(f"n_images is {n_images:,}, but the test split has {items:,} images; "
+                         f"ask for at most {items:,}")
     meta = model.meta
     if seed is None:
         seed = int(meta.get("dataset", {}).get("seed", 0))
@@ -186,6 +194,9 @@ def run_evaluation(model, n_images: int = 10_000, methods=None, progress: bool =
             # one forward pass: the predictions, and every one-pass method's maps
             scores, targets, results = saliency.attribute(
                 model, x, fast, batch.labels if target == "true" else None)
+            if not np.isfinite(scores).all():
+                raise ValueError(f"the model's scores for test images {indices[0]}.."
+                                 f"{indices[-1]} hold NaN or inf (an overflow in the model?)")
             correct += int((scores.argmax(axis=1) == batch.labels).sum())
             for name in names:
                 rows = indices < (slow_limit if name in slow else n_images)

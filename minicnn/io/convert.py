@@ -6,20 +6,24 @@
 This is the only step that needs PyTorch, and only to read the file: ``torch.load`` with
 ``weights_only=True``, which unpickles tensors and plain containers and refuses anything
 that would run code. Every key and shape is checked against the architecture
-(``minicnn.io.zoo.checkpoint_shapes``), every BatchNorm is folded into the convolution before
-it (``zoo.batchnorm_pairs``), and the result is written by ``minicnn.save`` with the metadata
-a saliency figure needs (architecture, ImageNet class names, preprocessing, the default
+(``minicnn.io.zoo.checkpoint_shapes``), every array must be finite (no NaN or inf, before and
+after folding), every BatchNorm is folded into the convolution before it
+(``zoo.batchnorm_pairs``), and the result is written by ``minicnn.save`` with the metadata a
+saliency figure needs (architecture, ImageNet class names, preprocessing, the default
 Grad-CAM layer, source file).
 """
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
+from minicnn._checks import check_finite
 from minicnn.io import imagenet, zoo
+from minicnn.io.atomic import OutputPathError, check_output_file
 from minicnn.io.torch_import import fold_batchnorm
 from minicnn.io.weights import save
 
@@ -30,6 +34,15 @@ class ConversionError(ValueError):
     """The checkpoint cannot be converted; the message names the file and the key."""
 
 
+def _check_checkpoint_path(path: Path) -> None:
+    if not path.exists():
+        raise ConversionError(f"{path}: no such checkpoint file")
+    if path.is_dir():
+        raise ConversionError(f"{path}: is a folder, not a checkpoint file")
+    if not os.access(path, os.R_OK):
+        raise ConversionError(f"{path}: permission denied")
+
+
 def _read_state_dict(path: Path) -> dict:
     try:
         import torch
@@ -37,8 +50,6 @@ def _read_state_dict(path: Path) -> dict:
         raise ConversionError(
             "reading a PyTorch checkpoint needs torch (only for this step): "
             "pip install torch==2.13.0") from None
-    if not path.is_file():
-        raise ConversionError(f"{path}: no such checkpoint file")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # UnpicklingError for code, RuntimeError/EOFError for damage
@@ -71,6 +82,16 @@ def _check_keys(state: dict, expected: dict, path: Path, arch: str) -> None:
                                   f"{arch} expects {shape}")
 
 
+def _check_finite(state: dict, path: Path, what: str = "") -> None:
+    """ConversionError naming the first array of ``state`` that holds NaN or inf."""
+    for key, value in state.items():
+        if value.dtype.kind in "fc":
+            try:
+                check_finite(value, repr(key))
+            except ValueError as e:
+                raise ConversionError(f"{path}: {what}{e}; refusing to convert it") from None
+
+
 def fold_state_dict(state: dict, arch: str, num_classes: int = 1000, dtype=np.float32) -> dict:
     """torchvision state dict (numpy arrays) -> minicnn state dict of ``zoo.build(arch)``.
 
@@ -97,17 +118,27 @@ def fold_state_dict(state: dict, arch: str, num_classes: int = 1000, dtype=np.fl
 def convert_checkpoint(checkpoint, arch: str, out, num_classes: int = 1000) -> Path:
     """Read `checkpoint` (.pth state dict of torchvision's `arch`) and write `out` (.npz).
 
-    Returns the path written. Raises ConversionError naming the file and the key for a file
-    that is not a state dict, holds code, or has a missing, extra or mis-shaped key.
+    Returns the path written. Raises ConversionError, before any work for a bad `out` (not
+    ending in .npz, in a folder that cannot be written) or a missing checkpoint, and naming
+    the file and the key for a file that is not a state dict, holds code, has a missing,
+    extra or mis-shaped key, or an array with NaN or inf.
     """
     if arch not in zoo.ARCHITECTURES:
         raise ConversionError(f"unknown architecture {arch!r}; choose one of "
                               f"{', '.join(zoo.ARCHITECTURES)}")
     path = Path(checkpoint)
+    try:
+        out = check_output_file(out, ".npz")       # before any work
+    except OutputPathError as e:
+        raise ConversionError(str(e)) from None
+    _check_checkpoint_path(path)
     state = _read_state_dict(path)
     _check_keys(state, zoo.checkpoint_shapes(arch, num_classes), path, arch)
+    _check_finite(state, path)
+    folded = fold_state_dict(state, arch, num_classes)
+    _check_finite(folded, path, "after folding BatchNorm (a negative running_var?), ")
     model = zoo.build(arch, num_classes, init=False)
-    model.load_state_dict(fold_state_dict(state, arch, num_classes))
+    model.load_state_dict(folded)
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
     prep = imagenet.PREPROCESS
     if path.name in zoo.RESIZE_OF_CHECKPOINT:  # e.g. ResNet-50's IMAGENET1K_V2 weights

@@ -31,6 +31,7 @@ from __future__ import annotations
 import gzip
 import os
 import struct
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,7 +64,22 @@ _SPLIT_ID = {"train": 0, "test": 1}  # part of every image's seed, so splits nev
 
 
 class DatasetNotFoundError(FileNotFoundError):
-    """The Fashion-MNIST IDX files are not where we looked."""
+    """The Fashion-MNIST IDX files are not where we looked. The message says how to get them
+    and how to point minicnn at them: ``data_dir=`` for the library; a program with a flag of
+    its own raises ``error.for_option("--data-dir DIR")`` instead, which names that flag."""
+
+    def __init__(self, split: str, missing, option: str = "data_dir="):
+        self.split, self.missing = split, list(missing)
+        files = ", ".join(name for pair in _FILES.values() for name in pair)
+        super().__init__(
+            f"Fashion-MNIST {split} files not found: looked for {', '.join(self.missing)}. "
+            f"On Debian/Ubuntu, `apt-get install dataset-fashion-mnist` puts them in "
+            f"{DEFAULT_DATA_DIR}; elsewhere, copy that package's four *-ubyte.gz files "
+            f"({files}) into a folder and pass {option} or set ${ENV_DATA_DIR}")
+
+    def for_option(self, option: str) -> "DatasetNotFoundError":
+        """The same error, with the program's own option (e.g. "--data-dir DIR") in the hint."""
+        return DatasetNotFoundError(self.split, self.missing, option)
 
 
 @dataclass
@@ -92,9 +108,15 @@ def _resolve_dir(data_dir) -> Path:
 
 
 def _read_idx(path: Path, expected_dims: int) -> np.ndarray:
-    """Read a gzipped IDX file (the MNIST format: magic, dims, big-endian sizes, uint8 data)."""
-    with gzip.open(path, "rb") as f:
-        data = f.read()
+    """Read a gzipped IDX file (the MNIST format: magic, dims, big-endian sizes, uint8 data).
+    ValueError naming the file when it is not one."""
+    try:
+        with gzip.open(path, "rb") as f:
+            data = f.read()
+    except (OSError, EOFError, zlib.error) as e:
+        raise ValueError(f"{path}: not a readable gzipped IDX file ({e})") from None
+    if len(data) < 4:
+        raise ValueError(f"{path}: not an IDX file ({len(data)} bytes)")
     magic, = struct.unpack(">I", data[:4])
     dtype_code, ndim = (magic >> 8) & 0xFF, magic & 0xFF
     if dtype_code != 0x08 or ndim != expected_dims:
@@ -121,11 +143,7 @@ def load_fashion_mnist(split: str = "train", data_dir=None) -> tuple[np.ndarray,
         paths = [folder / name for name in _FILES[split]]
         missing = [str(p) for p in paths if not p.is_file()]
         if missing:
-            raise DatasetNotFoundError(
-                f"Fashion-MNIST {split} files not found: looked for {', '.join(missing)}. "
-                f"Install them with `apt-get install dataset-fashion-mnist` (Debian/Ubuntu), "
-                f"or put the four *-ubyte.gz files in a folder and pass data_dir= or set "
-                f"${ENV_DATA_DIR}.")
+            raise DatasetNotFoundError(split, missing)
         images = _read_idx(paths[0], 3)
         labels = _read_idx(paths[1], 1).astype(np.int64)
         if len(images) != len(labels):

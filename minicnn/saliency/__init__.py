@@ -28,7 +28,9 @@ The later methods, each checked against Captum (Kokhlikyan et al. 2020) in the t
 
 Every method takes a batch: ``method(model, x, target=None, **options)`` with x (N, C, H, W),
 ``target`` None (each image's predicted class), an int, or a sequence of N ints; the result is
-per image. ``METHODS`` is the registry: for each name, the function and what a caller needs to
+per image. A batch of any size, 0 included, runs CHUNK_SIZE (50) images per pass
+(``in_chunks``, the one place a batch is split), so memory does not grow with the batch; a
+target out of range, of any integer size, is a ValueError naming the valid range. ``METHODS`` is the registry: for each name, the function and what a caller needs to
 know about it (what it returns, its cost in passes, its options), so that the command line
 and the evaluation read it instead of keeping lists of their own. ``attribute`` runs several
 methods on one batch, sharing the passes they have in common; ``to_map`` turns any result into
@@ -60,9 +62,10 @@ from minicnn._checks import check_images
 from minicnn.saliency.baselines import BASELINES, BLUR_SIGMA, baseline_like, blur
 from minicnn.saliency.gradcam import (cam_from_last_forward, default_cam_layer, grad_cam,
                                       guided_grad_cam)
-from minicnn.saliency.gradient import (backprop, check_targets, deconvnet, gradient,
-                                       guided_backprop, input_x_gradient, one_hot,
-                                       probability_gradient, resolve_targets, softmax)
+from minicnn.saliency.gradient import (CHUNK_SIZE, backprop, check_targets, deconvnet,
+                                       gradient, guided_backprop, in_chunks, input_x_gradient,
+                                       one_hot, probability_gradient, resolve_targets,
+                                       scores_and_targets, softmax)
 from minicnn.saliency.integrated import IG_METHODS, integrated_gradients, integration_points
 from minicnn.saliency.maps import saliency_map, to_map, upsample_bilinear
 from minicnn.saliency.occlusion import occlusion, occlusion_windows
@@ -71,6 +74,7 @@ from minicnn.saliency.smoothgrad import DEFAULT_SAMPLES, SMOOTHGRAD_KINDS, smoot
 __all__ = [
     "gradient", "saliency_map", "to_map", "upsample_bilinear",
     "resolve_targets", "check_targets", "one_hot", "backprop", "softmax",
+    "in_chunks", "scores_and_targets", "CHUNK_SIZE",
     "probability_gradient", "guided_backprop", "deconvnet", "input_x_gradient",
     "smoothgrad", "SMOOTHGRAD_KINDS", "integrated_gradients", "integration_points",
     "IG_METHODS", "blur", "baseline_like", "BASELINES", "BLUR_SIGMA",
@@ -184,24 +188,28 @@ def attribute(model, x, methods, target=None, options=None):
     options = {name: dict(opts) for name, opts in (options or {}).items()}
     for name in options:
         get_method(name)
-    scores = model.forward(x)                                      # (N, K)
-    targets = resolve_targets(target, scores)                      # (N,)
-    seed = one_hot(targets, scores.shape[1], scores.dtype)         # (N, K)
-    out = {}
-    for rule in dict.fromkeys(_ONE_BACKWARD[n] for n in names if n in _ONE_BACKWARD):
-        grad = model.backward(seed, relu_rule=rule)                # (N, C, H, W)
-        for name in names:
-            if _ONE_BACKWARD.get(name) == rule:
-                out[name] = x * grad if name == "input_x_gradient" else grad
-    cams = [n for n in ("grad_cam", "guided_grad_cam") if n in names]
-    for name in cams:  # the same forward pass's activations, a backward stopped at the layer
-        cam_options = options.get(name, {})
-        upsample = name == "guided_grad_cam" or cam_options.get("upsample", False)
-        cam = cam_from_last_forward(model, seed, cam_options.get("layer"),
-                                    x.shape[2:] if upsample else None)   # (N, h, w) or (N, H, W)
-        out[name] = out[name] * cam[:, None] if name == "guided_grad_cam" else cam
+    shared = [n for n in names if n in _ONE_BACKWARD or n == "grad_cam"]
+
+    def from_one_forward(xc, scores, targets):                     # per chunk of images
+        seed = one_hot(targets, scores.shape[1], scores.dtype)     # (B, K)
+        out = {}
+        for rule in dict.fromkeys(_ONE_BACKWARD[n] for n in shared if n in _ONE_BACKWARD):
+            grad = model.backward(seed, relu_rule=rule)            # (B, C, H, W)
+            for name in shared:
+                if _ONE_BACKWARD.get(name) == rule:
+                    out[name] = xc * grad if name == "input_x_gradient" else grad
+        for name in (n for n in ("grad_cam", "guided_grad_cam") if n in shared):
+            # the same forward pass's activations, a backward stopped at the layer
+            cam_options = options.get(name, {})
+            upsample = name == "guided_grad_cam" or cam_options.get("upsample", False)
+            cam = cam_from_last_forward(model, seed, cam_options.get("layer"),
+                                        xc.shape[2:] if upsample else None)  # (B, h, w)
+            out[name] = out[name] * cam[:, None] if name == "guided_grad_cam" else cam
+        return tuple(out[name] for name in shared)
+
+    scores, targets, *arrays = in_chunks(model, x, target, from_one_forward)
+    out = dict(zip(shared, arrays))
     for name in names:
         if name not in out:
             out[name] = METHODS[name](model, x, targets, **options.get(name, {}))
     return scores, targets, {name: out[name] for name in names}
-

@@ -9,7 +9,7 @@ import numpy as np
 from minicnn._checks import check_images
 from minicnn.engine.layers import AdaptiveAvgPool2d, Conv2d, ReLU
 from minicnn.engine.model import INPUT
-from minicnn.saliency.gradient import guided_backprop, one_hot, resolve_targets
+from minicnn.saliency.gradient import guided_backprop, in_chunks, one_hot
 from minicnn.saliency.maps import upsample_bilinear
 
 __all__ = ["grad_cam", "guided_grad_cam", "default_cam_layer", "cam_from_last_forward"]
@@ -83,10 +83,11 @@ def grad_cam(model, x, target=None, layer=None, upsample=False) -> np.ndarray:
     """
     x = check_images(x)
     _cam_layer_index(model, layer)                                # a bad layer fails first
-    scores = model.forward(x)                                     # (N, K)
-    targets = resolve_targets(target, scores)                     # (N,)
-    seed = one_hot(targets, scores.shape[1], scores.dtype)        # (N, K)
-    return cam_from_last_forward(model, seed, layer, x.shape[2:] if upsample else None)
+
+    def cam(xc, scores, targets):                                 # after each chunk's forward
+        seed = one_hot(targets, scores.shape[1], scores.dtype)    # (B, K)
+        return (cam_from_last_forward(model, seed, layer, x.shape[2:] if upsample else None),)
+    return in_chunks(model, x, target, cam)[2]
 
 
 def cam_from_last_forward(model, seed, layer=None, size=None) -> np.ndarray:

@@ -2,6 +2,11 @@
 variants that change only the rule at each ReLU (deconvnet, guided backpropagation) or multiply
 by the input. Also the checks and batching helpers the other method modules share.
 
+Large batches: every pass over a caller's images runs through ``in_chunks``, CHUNK_SIZE images
+at a time, so memory holds one chunk's activations whatever the batch (the shipped model keeps
+~6.5 MB of activations per image). Each image's result is what it would be alone; a batch of
+0 images gives an empty result of the right shape.
+
 Everything here is re-exported by ``minicnn.saliency``, the module to import.
 """
 from __future__ import annotations
@@ -13,7 +18,11 @@ import numpy as np
 from minicnn._checks import check_images
 
 __all__ = ["resolve_targets", "check_targets", "one_hot", "backprop", "gradient", "softmax",
-           "probability_gradient", "guided_backprop", "deconvnet", "input_x_gradient"]
+           "probability_gradient", "guided_backprop", "deconvnet", "input_x_gradient",
+           "in_chunks", "scores_and_targets", "CHUNK_SIZE"]
+
+CHUNK_SIZE = 50  # images per pass over a caller's batch; the methods' batch_size default too
+_INT64_MAX = int(np.iinfo(np.int64).max)
 
 
 def resolve_targets(target, scores: np.ndarray) -> np.ndarray:
@@ -30,25 +39,42 @@ def resolve_targets(target, scores: np.ndarray) -> np.ndarray:
 
 
 def check_targets(target, n: int, k: int | None = None) -> np.ndarray:
-    """An int or a sequence of n ints -> int64 (n,), each in 0..k-1 (only >= 0 if k is None)."""
+    """An int or a sequence of n ints -> int64 (n,), each in 0..k-1 (only >= 0 if k is None).
+
+    Integers of any size are compared as integers (2**70 or a numpy uint64 is out of range,
+    never wrapped around); TypeError for a non-integer, ValueError for a value out of range.
+    """
+    values = _target_values(target, n)
+    top = _INT64_MAX if k is None else k - 1
+    if values.size and (values.min() < 0 or values.max() > top):   # exact, in the array's type
+        bad = next(int(v) for v in values if not 0 <= int(v) <= top)
+        valid = (f"the model has {k} classes, valid targets are 0..{k - 1}" if k is not None
+                 else "valid targets are 0..K-1 for a model with K classes")
+        raise ValueError(f"target {bad} is out of range: {valid}")
+    values = values.astype(np.int64)
+    return np.full(n, values[0]) if isinstance(target, Integral) else values
+
+
+def _target_values(target, n: int) -> np.ndarray:
+    """An int or n ints as a 1-D integer array (object dtype for Python ints beyond int64),
+    not yet checked against a range; TypeError or ValueError for the wrong type or length."""
+    wrong = f"target must be an int, a sequence of {n} ints or None, got "
     if isinstance(target, (bool, np.bool_)):
-        raise TypeError(f"target must be an int, a sequence of {n} ints or None, got {target!r}")
+        raise TypeError(wrong + repr(target))
     if isinstance(target, Integral):
-        targets = np.full(n, int(target), dtype=np.int64)
-    else:
-        arr = np.asarray(target)
-        if arr.ndim != 1 or arr.dtype.kind not in "iu":
-            raise TypeError(f"target must be an int, a sequence of {n} ints or None, "
-                            f"got {type(target).__name__} {arr.dtype} of shape {arr.shape}")
-        if len(arr) != n:
-            raise ValueError(f"got {len(arr)} targets for a batch of {n} images")
-        targets = arr.astype(np.int64)
-    bad = targets[(targets < 0) | (targets >= (k if k is not None else np.iinfo(np.int64).max))]
-    if bad.size:
-        valid = f"the model has {k} classes, valid targets are 0..{k - 1}" if k is not None \
-            else "class indices start at 0"
-        raise ValueError(f"target {int(bad[0])} is out of range: {valid}")
-    return targets
+        return np.array([int(target)], dtype=object)
+    values = np.asarray(target)
+    if values.ndim == 1 and values.size == 0:
+        values = values.astype(np.int64)           # [] has numpy's default float dtype
+    if values.ndim != 1 or not (values.dtype.kind in "iu" or (
+            values.dtype == object and all(isinstance(v, Integral)
+                                           and not isinstance(v, (bool, np.bool_))
+                                           for v in values))):
+        raise TypeError(wrong + f"{type(target).__name__} {values.dtype} of shape "
+                        f"{values.shape}")
+    if len(values) != n:
+        raise ValueError(f"got {len(values)} targets for a batch of {n} images")
+    return values
 
 
 def one_hot(targets: np.ndarray, num_classes: int, dtype) -> np.ndarray:
@@ -58,6 +84,35 @@ def one_hot(targets: np.ndarray, num_classes: int, dtype) -> np.ndarray:
     return seed
 
 
+def in_chunks(model, x, target, work=None):
+    """A pass over a batch, CHUNK_SIZE images at a time: the one place where a caller's batch
+    is split, so that memory does not grow with it.
+
+    For each chunk: the forward pass (scores (B, K) before the softmax), its targets
+    (``resolve_targets``), then ``work(x_chunk, scores, targets)``, which runs right after
+    that forward pass (so it may call ``model.backward``) and returns a tuple of arrays with
+    one row per image. Returns (scores (N, K), targets (N,), *work's arrays over all N).
+    A batch of 0 images runs the model once on it, so the empty results have their shapes.
+    """
+    x = check_images(x)
+    N = len(x)
+    if target is not None and not isinstance(target, Integral):
+        target = _target_values(target, N)         # one per image, sliced with its chunk
+    parts = []
+    for start in range(0, max(N, 1), CHUNK_SIZE):
+        rows = slice(start, min(start + CHUNK_SIZE, N))
+        scores = model.forward(x[rows])                                # (B, K)
+        targets = resolve_targets(target if target is None or isinstance(target, Integral)
+                                  else target[rows], scores)           # (B,)
+        parts.append((scores, targets) + (tuple(work(x[rows], scores, targets)) if work else ()))
+    return tuple(p[0] if len(p) == 1 else np.concatenate(p) for p in zip(*parts))
+
+
+def scores_and_targets(model, x, target=None):
+    """(scores (N, K), targets (N,)) of a batch, chunk by chunk (``in_chunks``)."""
+    return in_chunks(model, x, target)
+
+
 def backprop(model, x, target=None, relu_rule: str = "gradient"):
     """One forward and one backward of a one-hot gradient on the pre-softmax target score.
 
@@ -65,9 +120,10 @@ def backprop(model, x, target=None, relu_rule: str = "gradient"):
     gradient-based method; `relu_rule` picks how ReLU layers pass the gradient back
     ("gradient", "guided" or "deconvnet", see minicnn.engine.layers.ReLU.backward).
     """
-    scores = model.forward(check_images(x))                  # (N, K), pre-softmax
-    targets = resolve_targets(target, scores)                # (N,)
-    grad = model.backward(one_hot(targets, scores.shape[1], scores.dtype), relu_rule=relu_rule)
+    def backward(xc, scores, targets):
+        return (model.backward(one_hot(targets, scores.shape[1], scores.dtype),
+                               relu_rule=relu_rule),)                  # (B, C, H, W)
+    scores, targets, grad = in_chunks(model, x, target, backward)
     return grad, scores, targets
 
 
@@ -94,12 +150,12 @@ def probability_gradient(model, x, target=None) -> np.ndarray:
     probability-weighted mix of every class's. One backward pass with that row of the softmax
     Jacobian as the seed gives it. Compare with `gradient`, which the paper uses.
     """
-    scores = model.forward(check_images(x))                  # (N, K)
-    targets = resolve_targets(target, scores)                # (N,)
-    p = softmax(scores.astype(np.float64))                   # (N, K)
-    p_c = p[np.arange(len(targets)), targets][:, None]       # (N, 1)
-    seed = p_c * (one_hot(targets, p.shape[1], np.float64) - p)
-    return model.backward(seed.astype(scores.dtype))
+    def backward(xc, scores, targets):
+        p = softmax(scores.astype(np.float64))               # (B, K)
+        p_c = p[np.arange(len(targets)), targets][:, None]   # (B, 1)
+        seed = p_c * (one_hot(targets, p.shape[1], np.float64) - p)
+        return (model.backward(seed.astype(scores.dtype)),)
+    return in_chunks(model, x, target, backward)[2]
 
 
 # ============================================================================ batching helpers

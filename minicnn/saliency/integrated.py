@@ -11,7 +11,7 @@ from minicnn._checks import check_choice, check_images, check_int
 from minicnn._progress import progress_bar
 from minicnn.saliency.baselines import baseline_like
 from minicnn.saliency.gradient import (_row_batches, _sum_rows_per_image, gradient,
-                                       resolve_targets)
+                                       scores_and_targets)
 
 __all__ = ["integrated_gradients", "integration_points", "IG_METHODS"]
 
@@ -79,8 +79,7 @@ def integrated_gradients(model, x, target=None, baseline=None, steps=50,
     alphas, weights = integration_points(steps, method)
     batch_size = check_int(batch_size, "batch_size", 1)
     base = baseline_like(x, baseline)                                 # (N, C, H, W)
-    scores = model.forward(x)                                     # (N, K)
-    targets = resolve_targets(target, scores)                     # (N,)
+    scores, targets = scores_and_targets(model, x, target)        # (N, K), (N,)
     N = len(x)
     diff = x - base                                               # (N, C, H, W)
     total = np.zeros(x.shape, np.float64)                         # sum_k w_k grad_k, per image
@@ -96,6 +95,6 @@ def integrated_gradients(model, x, target=None, baseline=None, steps=50,
     if not return_gap:
         return attributions
     rows = np.arange(N)
-    change = scores[rows, targets] - model.forward(base)[rows, targets]   # S_c(x) - S_c(b)
+    change = scores[rows, targets] - scores_and_targets(model, base)[0][rows, targets]
     gap = attributions.sum(axis=(1, 2, 3), dtype=np.float64) - change
     return attributions, gap

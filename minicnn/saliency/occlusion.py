@@ -9,7 +9,7 @@ import numpy as np
 from minicnn._checks import check_images, check_int
 from minicnn._progress import progress_bar
 from minicnn.saliency.baselines import baseline_like
-from minicnn.saliency.gradient import _row_batches, resolve_targets
+from minicnn.saliency.gradient import _row_batches, scores_and_targets
 
 __all__ = ["occlusion", "occlusion_windows"]
 
@@ -41,8 +41,7 @@ def occlusion(model, x, target=None, window=8, stride=4, baseline=0, batch_size=
     boxes = occlusion_windows((H, W), window, stride)             # [(y0, y1, x0, x1)]
     batch_size = check_int(batch_size, "batch_size", 1)
     base = baseline_like(x, baseline)                             # (N, C, H, W)
-    scores = model.forward(x)                                     # (N, K)
-    targets = resolve_targets(target, scores)                     # (N,)
+    scores, targets = scores_and_targets(model, x, target)        # (N, K), (N,)
     clean = scores[np.arange(N), targets]                         # (N,)
     drops = np.zeros((N, H, W), np.float64)                       # summed drops per pixel
     covers = np.zeros((H, W), np.int64)                           # windows covering each pixel

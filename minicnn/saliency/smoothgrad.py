@@ -9,7 +9,7 @@ import numpy as np
 from minicnn._checks import check_array, check_choice, check_images, check_int, check_number
 from minicnn._progress import progress_bar
 from minicnn.saliency.gradient import (_row_batches, _sum_rows_per_image, check_targets, gradient,
-                                       resolve_targets)
+                                       scores_and_targets)
 
 __all__ = ["smoothgrad", "SMOOTHGRAD_KINDS", "DEFAULT_SAMPLES"]
 
@@ -64,7 +64,7 @@ def smoothgrad(model, x, target=None, method=gradient, n_samples=None, noise_lev
         n_samples = noise.shape[0]
         draw = _given_noise(noise, len(x))
     if target is None:  # the clean images' predictions
-        targets = resolve_targets(None, model.forward(x))        # (N,)
+        targets = scores_and_targets(model, x)[1]                # (N,)
     else:  # no forward pass needed: `method` checks the range on the first batch
         targets = check_targets(target, len(x))                  # (N,)
 

@@ -14,7 +14,7 @@ from minicnn.viz.experiments import (class_model_grid, evaluation_bars, evaluati
                                      fooling_figure, localization_figure, sanity_curves,
                                      sanity_maps_figure, stretch, write_class_models)
 from minicnn.viz.plotting import (colored_gradient, draw_box, grayscale_gradient,
-                                  save_figure, scale_to_max, unit_range)
+                                  save_figure, save_together, scale_to_max, unit_range)
 from minicnn.viz.report import write_evaluation
 from minicnn.viz.saliency import (SALIENCY_LABELS, comparison_figure, heatmap_figure,
                                   method_figure, saliency_figure)
@@ -23,4 +23,4 @@ __all__ = ["saliency_figure", "heatmap_figure", "comparison_figure", "method_fig
            "SALIENCY_LABELS", "class_model_grid", "localization_figure", "evaluation_bars",
            "evaluation_curves", "sanity_maps_figure", "sanity_curves", "fooling_figure",
            "stretch", "write_class_models", "colored_gradient", "grayscale_gradient", "unit_range", "scale_to_max",
-           "draw_box", "save_figure", "atomic_write", "write_evaluation"]
+           "draw_box", "save_figure", "save_together", "atomic_write", "write_evaluation"]

@@ -14,9 +14,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from minicnn.io.atomic import atomic_write
 from minicnn.io.images import to_pixels
-from minicnn.viz.plotting import draw_box, pyplot, save_figure, unit_range
+from minicnn.viz.plotting import draw_box, pyplot, save_together, unit_range
 
 __all__ = [
     "class_model_grid",
@@ -198,8 +197,12 @@ def write_class_models(images, classes, names, prep, out_dir):
     - prep: the model's Preprocess (mean and std, to turn the images into pixels)
     """
     out = Path(out_dir)
+    outputs = {}                                   # written all or none (save_together)
     for c, name, picture in zip(classes, names, to_pixels(images, prep)):   # (H, W, 3) each
         path = out / f"class_{c:03d}_{name.split('/')[0].replace(' ', '-').lower()}.png"
         pixels = np.round(picture * 255).astype(np.uint8)
-        atomic_write(path, lambda tmp: Image.fromarray(pixels).save(tmp, format="PNG"))
-    return save_figure(class_model_grid(stretch(images), names), out / "class_models.png")
+        outputs[path] = lambda tmp, pixels=pixels: Image.fromarray(pixels).save(tmp, format="PNG")
+    grid = out / "class_models.png"
+    outputs[grid] = class_model_grid(stretch(images), names)
+    save_together(outputs)
+    return grid

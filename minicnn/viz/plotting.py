@@ -1,5 +1,6 @@
 """The plotting helpers every figure shares: how a map is scaled for display, the blog post's
-two pictures of a gradient, boxes, and the one way a figure reaches disk.
+two pictures of a gradient, boxes, and the one way a figure reaches disk (``save_figure``,
+or ``save_together`` for a figure and the files that belong with it).
 
 Scaling for display is a choice, written once here:
 
@@ -20,9 +21,9 @@ from pathlib import Path
 import numpy as np
 
 from minicnn._checks import check_array
-from minicnn.io.atomic import atomic_write
+from minicnn.io.atomic import atomic_write_all
 
-__all__ = ["pyplot", "save_figure", "draw_box", "unit_range", "scale_to_max",
+__all__ = ["pyplot", "save_figure", "save_together", "draw_box", "unit_range", "scale_to_max",
            "colored_gradient", "grayscale_gradient"]
 
 
@@ -34,11 +35,26 @@ def pyplot():
 
 def save_figure(fig, path, dpi: int = 100) -> Path:
     """Save a matplotlib figure as PNG atomically (whole or not at all) and close it."""
+    return save_together({path: fig}, dpi)[0]
+
+
+def save_together(outputs: dict, dpi: int = 100) -> list[Path]:
+    """Write several files all or none (``atomic_write_all``), e.g. a figure and its map.
+
+    - outputs: {path: a matplotlib Figure (saved as PNG, then closed) or a function
+      write(tmp_path)}
+    Returns the paths. On any error (a full disk: ``WriteError``) none of them is written
+    and no temporary file is left; every figure is closed either way."""
+    def writer(item):
+        if callable(item):
+            return item
+        return lambda tmp: item.savefig(tmp, dpi=dpi, format="png", bbox_inches="tight")
     try:
-        return atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=dpi, format="png",
-                                                          bbox_inches="tight"))
+        return atomic_write_all([(path, writer(item)) for path, item in outputs.items()])
     finally:
-        pyplot().close(fig)
+        for item in outputs.values():
+            if not callable(item):
+                pyplot().close(item)
 
 
 def draw_box(ax, box, colour="lime", label=None):

@@ -1,5 +1,5 @@
 """The evaluation's report files: a Markdown table, a CSV file, the whole result as JSON, and
-two plots, each written atomically into one folder.
+two plots, written into one folder all or none.
 
 ``minicnn.experiments.evaluate.run_evaluation`` computes the result dict; this module only
 formats and writes it (``write_evaluation``).
@@ -12,9 +12,8 @@ import json
 import math
 from pathlib import Path
 
-from minicnn.io.atomic import atomic_write
 from minicnn.viz.experiments import evaluation_bars, evaluation_curves
-from minicnn.viz.plotting import save_figure
+from minicnn.viz.plotting import save_together
 
 __all__ = ["markdown_table", "csv_text", "write_evaluation", "COLUMNS"]
 
@@ -72,18 +71,18 @@ def csv_text(result) -> str:
 
 
 def write_evaluation(result, out_dir) -> list[Path]:
-    """results.md, results.csv, results.json, localization.png, curves.png in out_dir."""
+    """results.md, results.csv, results.json, localization.png, curves.png in out_dir, all
+    or none (``save_together``: a full disk leaves no half of a report)."""
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
 
     def text_writer(text):
         return lambda tmp: Path(tmp).write_text(text)
 
-    paths = [atomic_write(out / "results.md", text_writer(markdown_table(result))),
-             atomic_write(out / "results.csv", text_writer(csv_text(result))),
-             atomic_write(out / "results.json",
-                          text_writer(json.dumps(result, indent=1, allow_nan=True) + "\n")),
-             save_figure(evaluation_bars(result), out / "localization.png")]
+    outputs = {out / "results.md": text_writer(markdown_table(result)),
+               out / "results.csv": text_writer(csv_text(result)),
+               out / "results.json": text_writer(json.dumps(result, indent=1, allow_nan=True)
+                                                 + "\n"),
+               out / "localization.png": evaluation_bars(result)}
     if result["curves"]:
-        paths.append(save_figure(evaluation_curves(result), out / "curves.png"))
-    return paths
+        outputs[out / "curves.png"] = evaluation_curves(result)
+    return save_together(outputs)

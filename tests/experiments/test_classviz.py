@@ -59,7 +59,8 @@ def test_one_image_per_class_and_errors():
     with pytest.raises(ValueError, match=r"target \(a class index\) must be an int in 0..3, got 4"):
         class_model(model, 4, steps=1)
     model.meta = {}
-    with pytest.raises(ValueError, match=r"no meta\['input_shape'\]; pass input_shape"):
+    with pytest.raises(ValueError, match=r"no meta\['input_shape'\] or meta\['preprocess'\]; pass "
+                                         r"input_shape"):
         class_model(model, 0, steps=1)
 
 

@@ -126,6 +126,13 @@ def small_checkpoint(torchvision_like, tmp_path_factory):
      r"unexpected key 'features\.99\.weight'"),
     (lambda s, torch: s.update({"features.0.weight": torch.zeros(64, 3, 5, 5)}),
      r"'features\.0\.weight' has shape \(64, 3, 5, 5\), vgg11 expects \(64, 3, 3, 3\)"),
+    (lambda s, torch: s.update({"features.3.weight": s["features.3.weight"].index_put(
+        (torch.tensor([1]), torch.tensor([2]), torch.tensor([0]), torch.tensor([1])),
+        torch.tensor(float("nan")))}),
+     r"'features\.3\.weight' contains NaN or inf \(first at index \(1, 2, 0, 1\): nan\); "
+     r"refusing to convert it"),
+    (lambda s, torch: s.update({"classifier.6.bias": torch.full((1000,), float("inf"))}),
+     r"'classifier\.6\.bias' contains NaN or inf \(first at index \(0,\): inf\)"),
 ])
 def test_bad_keys_are_named(torch, small_checkpoint, edit, message):
     state, folder = small_checkpoint
@@ -172,10 +179,31 @@ def test_unknown_architecture(tmp_path):
 
 
 def test_missing_torch_is_explained(tmp_path):
+    (tmp_path / "x.pth").write_bytes(b"any checkpoint")
     code = ("import sys; sys.modules['torch'] = None\n"
             "from minicnn.io.convert import convert_checkpoint, ConversionError\n"
-            "try:\n    convert_checkpoint('x.pth', 'vgg16', 'y.npz')\n"
+            f"try:\n    convert_checkpoint({str(tmp_path / 'x.pth')!r}, 'vgg16', "
+            f"{str(tmp_path / 'y.npz')!r})\n"
             "except ConversionError as e:\n    print(e)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          cwd=ROOT, timeout=60)
     assert "needs torch (only for this step): pip install torch==2.13.0" in out.stdout, out.stderr
+
+
+@pytest.mark.parametrize("out, message", [
+    ("vgg16.pt", r"vgg16\.pt: the output file must end in \.npz"),
+    ("a_file/vgg16.npz", r"a_file/vgg16\.npz: cannot be written: .*a_file is a file, not a folder"),
+    ("a_folder.npz", r"a_folder\.npz: is a folder, not a file"),
+])
+def test_bad_output_is_refused_before_the_checkpoint_is_read(tmp_path, out, message):
+    """No torch needed: the output path is checked first (the checkpoint is not even there)."""
+    (tmp_path / "a_file").write_text("x")
+    (tmp_path / "a_folder.npz").mkdir()
+    with pytest.raises(ConversionError, match=message):
+        convert_checkpoint(tmp_path / "missing.pth", "vgg16", tmp_path / out)
+
+
+def test_a_folder_is_not_a_checkpoint(tmp_path):
+    (tmp_path / "ckpt.pth").mkdir()
+    with pytest.raises(ConversionError, match=r"ckpt\.pth: is a folder, not a checkpoint file"):
+        convert_checkpoint(tmp_path / "ckpt.pth", "vgg16", tmp_path / "out.npz")

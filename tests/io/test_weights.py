@@ -1,5 +1,7 @@
 """minicnn.save / minicnn.load: round trip, and a named error for every kind of bad file."""
+import io
 import json
+import os
 import pickle
 import zipfile
 
@@ -121,7 +123,7 @@ def test_flipped_byte_inside_an_array(saved, tmp_path):
 def test_plain_pickle_is_refused(tmp_path):
     bad = tmp_path / "evil.npz"
     bad.write_bytes(pickle.dumps({"features.0.weight": np.ones(3)}))
-    with pytest.raises(WeightsFileError, match=r"evil\.npz: refusing to load"):
+    with pytest.raises(WeightsFileError, match=r"evil\.npz: holds pickled Python data; refusing to load it"):
         load(bad)
 
 
@@ -198,3 +200,175 @@ def test_written_files_get_ordinary_permissions(tmp_path):
     for path in (text, npz):
         assert path.stat().st_mode & 0o777 == 0o666 & ~mask, oct(path.stat().st_mode)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt", "m.npz"]  # no leftovers
+
+
+# ----------------------------------------------------------------------------- hostile files
+
+def _with_meta(path, out, **changes):
+    """Copy an npz with entries of __meta__ replaced (the sha256 stays valid: arrays unchanged)."""
+    def change(a):
+        meta = json.loads(str(a["__meta__"]))
+        meta.update(changes)
+        a["__meta__"] = np.array(json.dumps(meta))
+    return _rewrite(path, out, change)
+
+
+def _with_arch(path, out, edit):
+    def change(a):
+        arch = json.loads(str(a["__architecture__"]))
+        edit(arch)
+        a["__architecture__"] = np.array(json.dumps(arch))
+    return _rewrite(path, out, change)
+
+
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
+def test_non_finite_weights_are_refused_naming_the_array(saved, tmp_path, value):
+    _, path = saved
+
+    def change(a):
+        a["classifier.0.weight"] = a["classifier.0.weight"].copy()
+        a["classifier.0.weight"][2, 5] = value
+    bad = _rewrite(path, tmp_path / "nan.npz", change)
+    with pytest.raises(WeightsFileError, match=r"nan\.npz: array 'classifier\.0\.weight' contains "
+                                               r"NaN or inf \(first at index \(2, 5\)"):
+        load(bad)
+
+
+def test_save_refuses_non_finite_weights(tmp_path):
+    model = tiny_model()
+    model["features.0"].bias[1] = np.nan
+    with pytest.raises(ValueError, match=r"save: weight 'features\.0\.bias' contains NaN or inf"):
+        save(model, tmp_path / "m.npz")
+    assert not list(tmp_path.iterdir())
+
+
+def _set_declared_size(data: bytearray, name: bytes, size: int) -> bytearray:
+    """Patch an entry's uncompressed size in its local header and in the central directory."""
+    for signature, size_at in ((b"PK\x03\x04", 22), (b"PK\x01\x02", 24)):
+        start = 0
+        while (start := data.find(signature, start)) >= 0:
+            name_at = start + (30 if signature == b"PK\x03\x04" else 46)
+            if data[name_at:name_at + len(name)] == name:
+                data[start + size_at:start + size_at + 4] = size.to_bytes(4, "little")
+            start += 4
+    return data
+
+
+def test_absurd_declared_entry_size_is_refused_before_inflating(saved, tmp_path):
+    _, path = saved
+    data = _set_declared_size(bytearray(path.read_bytes()), b"classifier.0.weight.npy",
+                              0xFFFF_FFF0)
+    (tmp_path / "huge.npz").write_bytes(bytes(data))
+    with zipfile.ZipFile(tmp_path / "huge.npz") as z:                 # the lie is in place
+        assert z.getinfo("classifier.0.weight.npy").file_size == 0xFFFF_FFF0
+    with pytest.raises(WeightsFileError, match=r"huge\.npz: array 'classifier\.0\.weight' declares "
+                                               r"4,294,967,280 bytes, more than the limit of "
+                                               r"2,147,483,648; refusing to inflate it"):
+        load(tmp_path / "huge.npz")
+
+
+def test_array_header_that_lies_about_its_shape_is_refused(saved, tmp_path):
+    """A .npy header claiming a 10^6 x 10^6 float32 array over 12 bytes of data: numpy would
+    first allocate 4 TB for it."""
+    _, path = saved
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "<f4", "fortran_order": False,
+                                                  "shape": (10**6, 10**6)})
+    with zipfile.ZipFile(path) as src, zipfile.ZipFile(tmp_path / "lie.npz", "w") as dst:
+        for info in src.infolist():
+            data = src.read(info)
+            if info.filename == "classifier.0.weight.npy":
+                data = header.getvalue() + bytes(12)
+            dst.writestr(info.filename, data)
+    with pytest.raises(WeightsFileError, match=r"lie\.npz: array 'classifier\.0\.weight' declares "
+                                               r"shape \(1000000, 1000000\) of float32 "
+                                               r"\(4,000,000,000,000 bytes\) but its entry holds "
+                                               r"12 bytes"):
+        load(tmp_path / "lie.npz")
+
+
+def test_giant_declared_layer_fails_on_its_key_not_on_memory(saved, tmp_path):
+    """The architecture says Linear(10^6 -> 10^6) (4 TB of weights); the file holds 3 x 64."""
+    _, path = saved
+
+    def giant(arch):
+        arch[-1].update(in_features=10**6, out_features=10**6)
+    bad = _with_arch(path, tmp_path / "giant.npz", giant)
+    with pytest.raises(WeightsFileError, match=r"giant\.npz: .*'classifier\.0\.weight' has shape "
+                                               r"\(3, 64\), expected \(1000000, 1000000\)"):
+        load(bad)
+
+
+def test_giant_padding_is_refused_naming_the_layer(saved, tmp_path):
+    _, path = saved
+    bad = _with_arch(path, tmp_path / "pad.npz", lambda arch: arch[0].update(padding=[10**6, 1]))
+    with pytest.raises(WeightsFileError, match=r"pad\.npz: bad architecture: layer 'features\.0' "
+                                               r"has padding \[1000000, 1\], more than the limit "
+                                               r"of 1024"):
+        load(bad)
+
+
+def test_empty_architecture_is_refused(tmp_path):
+    np.savez(tmp_path / "empty.npz", __architecture__=np.array("[]"),
+             __meta__=np.array("{}"))
+    with pytest.raises(WeightsFileError, match=r"empty\.npz: bad architecture: __architecture__ "
+                                               r"lists no layers"):
+        load(tmp_path / "empty.npz")
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"preprocess": {"resize": 10**9, "crop": 64}},
+     r"bad __meta__: preprocess resize must be an int in 1\.\.2048, got 1000000000"),
+    ({"preprocess": {"resize": 8, "crop": 9}}, r"preprocess crop must be an int in 1\.\.8, got 9"),
+    ({"preprocess": {"resize": 8, "crop": 8, "std": [0.2, 0, 0.2]}},
+     r"preprocess std must be 3 finite numbers > 0"),
+    ({"class_names": ["a", "b"], "input_shape": [3, 8, 8]},
+     r"bad __meta__: 2 class_names for the model's 3 outputs"),
+    ({"class_names": "abc"}, r"class_names must be a list of strings"),
+    ({"input_shape": [3, 10**6, 8]}, r"input_shape must be \[3, H, W\] with H and W in 1\.\.2048"),
+    ({"input_shape": [3, 8, 8], "preprocess": {"resize": 16, "crop": 16}},
+     r"input_shape \[3, 8, 8\] does not match the preprocess crop 16"),
+])
+def test_bad_metadata_is_refused_at_load(saved, tmp_path, changes, message):
+    _, path = saved
+    with pytest.raises(WeightsFileError, match=r"meta\.npz: .*" + message):
+        load(_with_meta(path, tmp_path / "meta.npz", **changes))
+
+
+def test_architecture_that_does_not_run_on_its_declared_input(saved, tmp_path):
+    """A kernel larger than the image it gets, and an output that is not class scores."""
+    _, path = saved
+    small = _with_meta(path, tmp_path / "small.npz", input_shape=[3, 1, 1])
+    with pytest.raises(WeightsFileError, match=r"small\.npz: the architecture does not run on a "
+                                               r"\(3, 1, 1\) image: MaxPool2d 'features\.2': kernel "
+                                               r"\(2, 2\) is larger than the padded input"):
+        load(small)
+    model = minicnn.Sequential([("c", minicnn.Conv2d(3, 2, 3, rng=0))])        # (1, 2, 6, 6) out
+    save(model, tmp_path / "conv.npz", meta={"input_shape": [3, 8, 8]})
+    with pytest.raises(WeightsFileError, match=r"conv\.npz: the architecture gives an output of "
+                                               r"shape \(1, 2, 6, 6\) for one image, not class "
+                                               r"scores \(1, K\)"):
+        load(tmp_path / "conv.npz")
+    assert load(tmp_path / "conv.npz", verify=False).names == ["c"]           # the API can opt out
+
+
+def test_messages_say_what_a_wrong_file_is(tmp_path):
+    (tmp_path / "notes.npz").write_text("hello, not weights")
+    with pytest.raises(WeightsFileError, match=r"notes\.npz: not a \.npz file .* this starts with "
+                                               r"b'hello,'"):
+        load(tmp_path / "notes.npz")
+    (tmp_path / "folder.npz").mkdir()
+    with pytest.raises(WeightsFileError, match=r"folder\.npz: is a folder, not a weights file"):
+        load(tmp_path / "folder.npz")
+
+
+def test_unreadable_weights_file_is_a_permission_error(saved):
+    _, path = saved
+    path.chmod(0)
+    try:
+        if os.access(path, os.R_OK):
+            pytest.skip("running as root: permissions do not stop reads")
+        with pytest.raises(WeightsFileError, match=r"tiny\.npz: permission denied"):
+            load(path)
+    finally:
+        path.chmod(0o644)

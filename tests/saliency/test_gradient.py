@@ -173,3 +173,68 @@ def test_every_gradient_method_checks_x_the_same_way(net_and_x, method, bad, err
     model, x = net_and_x
     with pytest.raises(error, match=message):
         method(model, bad(x))
+
+
+# ----------------------------------------------------------------------------- batch edges
+
+HUGE = 2**70
+
+
+@pytest.mark.parametrize("target, shown", [
+    (HUGE, HUGE), (np.uint64(2**64 - 1), 2**64 - 1), (np.iinfo(np.int64).max, 2**63 - 1),
+    ([0, HUGE, 1, 2], HUGE), (np.array([0, 0, 2**63, 1], np.uint64), 2**63),
+])
+def test_out_of_range_target_of_any_integer_size_names_the_range(net_and_x, target, shown):
+    """Never an OverflowError, never a value wrapped around to a negative one."""
+    model, x = net_and_x
+    with pytest.raises(ValueError, match=rf"target {shown} is out of range: the model has 5 "
+                                         rf"classes, valid targets are 0\.\.4"):
+        gradient(model, x, target)
+    with pytest.raises(ValueError, match=rf"target {shown} is out of range: "):
+        smoothgrad(model, x, target, n_samples=2)    # checked before the model says K
+
+
+def _results(model, x, name, **options):
+    out = saliency.METHODS[name](model, x, None, **options)
+    return out[0] if isinstance(out, tuple) else out
+
+
+CHEAP = {"smoothgrad": {"n_samples": 2, "seed": 0, "batch_size": saliency.CHUNK_SIZE},
+         "integrated_gradients": {"steps": 2, "batch_size": saliency.CHUNK_SIZE},
+         "occlusion": {"window": 12, "stride": 11, "batch_size": saliency.CHUNK_SIZE}}
+
+
+@pytest.mark.parametrize("name", list(saliency.METHODS))
+def test_a_large_batch_runs_in_chunks_and_each_image_is_as_alone(net_and_x, monkeypatch, name):
+    """2 * CHUNK_SIZE + 3 images: no forward pass ever sees more than CHUNK_SIZE images (the
+    activations in memory do not grow with the batch), and each image's result is the one
+    it gets on its own."""
+    model, _ = net_and_x
+    n = 2 * saliency.CHUNK_SIZE + 3
+    x = np.random.default_rng(5).normal(size=(n, 3, 23, 23))
+    sizes = []
+    forward = type(model).forward
+    monkeypatch.setattr(type(model), "forward", lambda m, x: sizes.append(len(x)) or forward(m, x))
+    got = _results(model, x, name, **CHEAP.get(name, {}))
+    assert len(got) == n and max(sizes) == saliency.CHUNK_SIZE, sizes
+    if name != "smoothgrad":                      # (its noise is drawn for the whole batch)
+        for i in (0, saliency.CHUNK_SIZE - 1, saliency.CHUNK_SIZE, n - 1):
+            alone = _results(model, x[i:i + 1], name, **CHEAP.get(name, {}))[0]
+            np.testing.assert_allclose(got[i], alone, rtol=1e-11, atol=1e-13, err_msg=str(i))
+    sizes.clear()
+    scores, targets, results = saliency.attribute(model, x, ["gradient", "grad_cam"])
+    assert scores.shape == (n, 5) and max(sizes) == saliency.CHUNK_SIZE
+    np.testing.assert_allclose(results["gradient"], gradient(model, x), rtol=1e-12)
+
+
+@pytest.mark.parametrize("name", list(saliency.METHODS))
+def test_a_batch_of_zero_images_gives_an_empty_result_of_the_right_shape(net_and_x, name):
+    model, x = net_and_x
+    one = _results(model, x[:1], name, **CHEAP.get(name, {}))
+    empty = _results(model, x[:0], name, **CHEAP.get(name, {}))
+    assert empty.shape == (0,) + one.shape[1:] and empty.dtype == one.dtype
+    assert _results(model, x[:0], name, **CHEAP.get(name, {})).shape == empty.shape
+    scores, targets, results = saliency.attribute(model, x[:0], [name], [],
+                                                  {name: CHEAP.get(name, {})})
+    assert scores.shape == (0, 5) and targets.shape == (0,)
+    assert results[name].shape == empty.shape
