@@ -177,7 +177,7 @@ def sanity_maps_figure(result, image_index: int = 0, image=None):
         axes[0, 0].set_title("image", fontsize=7)
     for s, name in enumerate(steps):
         axes[0, s + extra].set_title(_step_label(name), fontsize=7)
-    fig.suptitle(f"cascading randomisation (Adebayo et al. 2018), test image {image_index}",
+    fig.suptitle(f"cascading randomisation (Adebayo et al. 2018): the maps of image {image_index}",
                  fontsize=9)
     add_note(fig, "Column 'down to L': the weights of layer L and of every layer above it "
              "(nearer the scores) are re-initialised at random; 'original' is the trained "

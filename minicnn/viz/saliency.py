@@ -210,6 +210,7 @@ def comparison_figure(image, maps: dict, title: str, box=None, cmap: str = CMAP,
         fig.delaxes(ax)
     if shown is not None:
         bar = fig.colorbar(shown, ax=list(axes[1:n]), shrink=0.8, pad=0.01)
+        bar.solids.set_alpha(1)
         bar.set_label("fraction of each map's own maximum", fontsize=7)
         bar.ax.tick_params(labelsize=6)
     fig.suptitle(title, fontsize=9)
