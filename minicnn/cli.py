@@ -109,6 +109,17 @@ def _figure_options(args) -> dict:
     return {"cmap": args.cmap, "dpi": args.dpi}
 
 
+def _check_figure_options(args) -> None:
+    """--cmap and --dpi, checked before any work (a typo is one line, not a traceback)."""
+    if getattr(args, "cmap", None) is not None:
+        import matplotlib
+        if args.cmap not in matplotlib.colormaps:
+            raise UsageError(f"unknown colormap {args.cmap!r}: choose a matplotlib colormap, "
+                             f"e.g. inferno, viridis, magma, hot, gray")
+    if getattr(args, "dpi", 1) < 1:
+        raise UsageError(f"--dpi must be >= 1, got {args.dpi}")
+
+
 def _warn(r) -> None:
     """The out-of-distribution warning of a result, on stdout beside the answer it qualifies."""
     if r.get("warning"):
@@ -342,6 +353,7 @@ def main(argv=None) -> int:
     import matplotlib
     matplotlib.use("Agg")  # the command line writes files; it never needs a display
     try:
+        _check_figure_options(args)
         return args.func(args)
     except UsageError as e:
         _fail(str(e))

@@ -292,3 +292,16 @@ def test_a_photo_gets_the_out_of_distribution_warning_a_sample_does_not(capsys, 
     sample = ROOT / "examples" / "images" / "test00000_ankle-boot.png"
     code, out, _ = run(capsys, "saliency", sample, "--out", tmp_path)
     assert code == 0 and "WARNING" not in out and "(true class Ankle boot)" in out
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--cmap", "infernoo"], "unknown colormap 'infernoo': choose a matplotlib colormap, "
+                             "e.g. inferno, viridis, magma, hot, gray"),
+    (["--dpi", "0"], "--dpi must be >= 1, got 0"),
+])
+def test_bad_figure_options_are_one_line(capsys, tmp_path, model_path, image_path, argv,
+                                         message):
+    code, _, err = run(capsys, "saliency", image_path, "--model", model_path,
+                       "--out", tmp_path / "o", *argv)
+    assert code == 2 and err == f"minicnn: error: {message}\n"
+    assert not (tmp_path / "o").exists()
