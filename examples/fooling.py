@@ -15,7 +15,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import minicnn  # noqa: E402
-from minicnn.io.datasets import make_cluttered, DatasetNotFoundError  # noqa: E402
+from minicnn.io.datasets import DatasetNotFoundError, make_cluttered  # noqa: E402
+from minicnn.saliency import softmax  # noqa: E402
 from minicnn.viz.experiments import fooling_figure  # noqa: E402
 from minicnn.experiments.fooling import fool  # noqa: E402
 from minicnn.io.images import Preprocess, to_input, to_pixels  # noqa: E402
@@ -40,7 +41,8 @@ def main(argv=None):
     model = minicnn.load(args.weights)
     prep = Preprocess.from_meta(model.meta)
     seed = model.meta.get("dataset", {}).get("seed", 0)
-    x = to_input(make_cluttered([args.index], "test", seed, args.data_dir).images, prep)[0]   # (3, H, W)
+    batch = make_cluttered([args.index], "test", seed, args.data_dir)
+    x, label = to_input(batch.images, prep)[0], batch.labels[0]           # (3, H, W), int
     names = model.meta.get("class_names")
     pred = int(model.forward(x[None]).argmax())
     target = (pred + 1) % len(names) if args.target is None else args.target
@@ -50,10 +52,17 @@ def main(argv=None):
           f"{status}, |perturbation| = {float((r.perturbation ** 2).sum()) ** 0.5:.3f}")
     std = np.asarray(prep.std)[:, None, None]                      # (3, 1, 1)
     perturbation = (r.perturbation * std).transpose(1, 2, 0)        # pixel units, (H, W, 3)
-    fig = fooling_figure(to_pixels(x, prep)[0], perturbation, to_pixels(r.image, prep)[0],
-                         [f"original: {names[r.original_class]}",
-                          f"perturbation x{args.magnify:g}",
-                          f"{names[r.predicted_class]} ({status})"], args.magnify)
+    before, after = softmax(np.asarray(r.scores, np.float64)[[0, -1]])   # (K,) each
+    true, fooled = int(label), int(r.predicted_class)
+    norm = float((perturbation ** 2).sum()) ** 0.5
+    fig = fooling_figure(
+        to_pixels(x, prep)[0], perturbation, to_pixels(r.image, prep)[0],
+        [f"original, true class {names[true]}\npredicted {names[r.original_class]}: "
+         f"p({names[true]}) = {before[true]:.2f}, p({names[target]}) = {before[target]:.2f}",
+         f"perturbation x{args.magnify:g}\n(L2 norm {norm:.2f} in pixel units)",
+         f"fooled: predicted {names[fooled]} ({status})\n"
+         f"p({names[target]}) = {after[target]:.2f}, p({names[true]}) = {after[true]:.2f}"],
+        args.magnify)
     print(save_figure(fig, Path(args.out) / "fooling.png"))
 
 

@@ -4,6 +4,7 @@ function, and prints what it returned.
     minicnn demo                         saliency figures for the shipped sample images
     minicnn saliency IMAGE [IMAGE ...]   top-5 classes, a figure and the raw map per image
     minicnn compare IMAGE                every method side by side in one figure
+    minicnn trace IMAGE                  the gradient at every layer, score back to pixels
     minicnn localize IMAGE [IMAGE ...]   a box from the saliency map (paper section 3.1)
     minicnn classviz                     class model images (paper section 2)
     minicnn evaluate                     localisation and deletion/insertion on the test split
@@ -173,8 +174,29 @@ def _print_notes(result) -> None:
 
 # ----------------------------------------------------------------------------- subcommands
 
+def _figure_options(args) -> dict:
+    return {"cmap": args.cmap, "dpi": args.dpi}
+
+
+def _check_figure_options(args) -> None:
+    """--cmap and --dpi, checked before any work (a typo is one line, not a traceback)."""
+    if getattr(args, "cmap", None) is not None:
+        import matplotlib
+        if args.cmap not in matplotlib.colormaps:
+            raise UsageError(f"unknown colormap {args.cmap!r}: choose a matplotlib colormap, "
+                             f"e.g. inferno, viridis, magma, hot, gray")
+    if getattr(args, "dpi", 1) < 1:
+        raise UsageError(f"--dpi must be >= 1, got {args.dpi}")
+
+
+def _warn(r) -> None:
+    """The out-of-distribution warning of a result, on stdout beside the answer it qualifies."""
+    if r.get("warning"):
+        print(f"  WARNING: {r['warning']}")
+
+
 def cmd_saliency(args) -> int:
-    from .explain import explain_file
+    from .explain import explain_file, output_stems
     from .io.samples import sample_photo
     images = [*args.images, *([sample_photo()] if args.sample else [])]
     if not images:
@@ -192,14 +214,19 @@ def cmd_saliency(args) -> int:
         except KeyError:
             raise UsageError(f"unknown layer {args.layer!r}: the model's nodes are "
                              f"{', '.join(model.names)}") from None
+    stems = output_stems(images)
 
     def one(path):
-        r = explain_file(model, path, method, target, args.out, layer=args.layer)
+        r = explain_file(model, path, method, target, args.out, stem=stems[str(path)],
+                         upscale=args.upscale, layer=args.layer, **_figure_options(args))
         _print_notes(r)
-        print(f"{path}: predicted {r['predicted_name']}")
+        truth = f" (true class {r['true_name']})" if r["true_name"] else ""
+        print(f"{path}: predicted {r['predicted_name']}{truth}")
         for rank, (name, score, p) in enumerate(r["top"], start=1):
             print(f"  {rank}. {name:<12s} score {score:8.3f}   p = {p:.3f}")
-        print(f"  {r['suffix']} for {r['target_name']} -> {r['figure']} , {r['map']}")
+        _warn(r)
+        print(f"  {r['suffix']} for {r['target_name']} -> {r['figure']} , {r['map']} , "
+              f"{r['overlay']}")
     return _each_image(images, one, status)
 
 
@@ -209,10 +236,28 @@ def cmd_compare(args) -> int:
     _out_dir(args.out)
     check_image_path(args.image)
     model = _load_model(args.model)
-    r = compare_file(model, args.image, _target(args, model), args.out)
+    r = compare_file(model, args.image, _target(args, model), args.out, upscale=args.upscale,
+                     **_figure_options(args))
     _print_notes(r)
     print(f"{args.image}: predicted {r['predicted_name']}; {len(r['methods'])} methods for "
           f"{r['target_name']} -> {r['figure']}")
+    _warn(r)
+    return 0
+
+
+def cmd_trace(args) -> int:
+    from .explain import trace_file
+    from .io.images import check_image_path
+    _out_dir(args.out)
+    check_image_path(args.image)
+    model = _load_model(args.model)
+    r = trace_file(model, args.image, _target(args, model), args.out, reduce=args.reduce,
+                   **_figure_options(args))
+    _print_notes(r)
+    print(f"{args.image}: predicted {r['predicted_name']}; the gradient of the score of "
+          f"{r['target_name']} at {len(r['layers'])} steps, {r['layers'][0]} back to "
+          f"{r['layers'][-1]} -> {r['figure']}")
+    _warn(r)
     return 0
 
 
@@ -222,7 +267,7 @@ def cmd_demo(args) -> int:
     _out_dir(args.out)
     load_sample_index(args.images)                 # a broken samples.json fails first
     model = _load_model(args.model)
-    rows = run_demo(model, args.images, args.out)
+    rows = run_demo(model, args.images, args.out, upscale=args.upscale, **_figure_options(args))
     done = [r for r in rows if "error" not in r]
     width = max((len(r["name"]) for r in done), default=0)  # align the columns
     for r in rows:
@@ -242,7 +287,7 @@ def cmd_demo(args) -> int:
 
 def cmd_localize(args) -> int:
     from .experiments.localize import GRAPHCUT_INSTALL_HINT
-    from .explain import localize_file
+    from .explain import localize_file, output_stems
     _out_dir(args.out)
     if args.method == "graphcut":
         try:
@@ -254,11 +299,15 @@ def cmd_localize(args) -> int:
         return status
     model = _load_model(args.model)
     target = _target(args, model)
+    stems = output_stems(args.images)
 
     def one(path):
-        r = localize_file(model, path, args.method, target, args.out)
+        r = localize_file(model, path, args.method, target, args.out, stem=stems[str(path)],
+                          **_figure_options(args))
         _print_notes(r)
-        print(f"{path}: box (x0, y0, x1, y1) = {r['box']} -> {r['figure']}")
+        iou = "" if r["iou"] is None else f", true box {r['true_box']}, IoU {r['iou']:.2f}"
+        print(f"{path}: box (x0, y0, x1, y1) = {r['box']}{iou} -> {r['figure']}")
+        _warn(r)
     return _each_image(images, one, status)
 
 
@@ -345,6 +394,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .io.samples import SAMPLES_DIR
     from .io.zoo import ARCHITECTURES
     from .saliency import METHODS
+    from .viz.plotting import CMAP, DPI, UPSCALE
     formatter = argparse.ArgumentDefaultsHelpFormatter  # every --help shows the defaults
     p = _Parser(prog="minicnn", description="Backprop saliency maps on a from-scratch CNN "
                 "engine (NumPy + Numba).", formatter_class=formatter)
@@ -365,9 +415,18 @@ def build_parser() -> argparse.ArgumentParser:
     target = _Parser(add_help=False)
     target.add_argument("--target", default=None, metavar="CLASS",
                         help="class name or index to explain (default: the predicted class)")
+    figure = _Parser(add_help=False)
+    figure.add_argument("--dpi", type=int, default=DPI, help="resolution of the PNG figures")
+    figure.add_argument("--cmap", default=CMAP, metavar="NAME",
+                        help="matplotlib colormap of the maps >= 0 (signed maps are always "
+                             "drawn in a diverging map centred on 0)")
+    upscale = _Parser(add_help=False)
+    upscale.add_argument("--upscale", default="blocks", choices=UPSCALE,
+                         help="draw each input pixel as a square block, or smoothly "
+                              "(bilinear)")
 
     s = command("saliency", cmd_saliency, "classify images and write their saliency maps",
-                model, target, out="saliency_out")
+                model, target, figure, upscale, out="saliency_out")
     s.add_argument("images", nargs="*", metavar="IMAGE", help="any image file Pillow reads")
     s.add_argument("--sample", action="store_true",
                    help="also explain matplotlib's sample photo grace_hopper.jpg")
@@ -378,16 +437,22 @@ def build_parser() -> argparse.ArgumentParser:
                         "layer3 (default: the last convolutional block)")
 
     c = command("compare", cmd_compare, "every method side by side for one image",
-                model, target, out="saliency_out")
+                model, target, figure, upscale, out="saliency_out")
     c.add_argument("image", metavar="IMAGE", help="any image file Pillow reads")
 
+    tr = command("trace", cmd_trace, "the gradient of the class score at every layer, from "
+                 "the score back to the pixels", model, target, figure, out="saliency_out")
+    tr.add_argument("image", metavar="IMAGE", help="any image file Pillow reads")
+    tr.add_argument("--reduce", default="sum", choices=["sum", "max"],
+                    help="how |gradient| over a layer's channels becomes one map")
+
     d = command("demo", cmd_demo, "saliency figures for the shipped sample images",
-                model, out="saliency_out")
+                model, figure, upscale, out="saliency_out")
     d.add_argument("--images", default=str(SAMPLES_DIR), metavar="DIR",
                    help="a folder of images with a samples.json")
 
     lo = command("localize", cmd_localize, "weakly supervised localisation (paper section 3.1)",
-                 model, target, out="localize_out")
+                 model, target, figure, out="localize_out")
     lo.add_argument("images", nargs="+", metavar="IMAGE", help="any image file Pillow reads")
     lo.add_argument("--method", default="threshold", choices=["threshold", "graphcut"],
                     help="how the map becomes a box (graphcut needs OpenCV)")
@@ -437,6 +502,7 @@ def main(argv=None) -> int:
     from .io.atomic import WriteError
     previous = _on_sigterm(_terminate)
     try:
+        _check_figure_options(args)
         with np.errstate(all="ignore"):  # an overflow is reported once, by the NaN/inf checks
             return args.func(args)
     except UsageError as e:

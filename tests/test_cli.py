@@ -11,7 +11,9 @@ from PIL import Image
 import minicnn
 from minicnn import saliency
 from minicnn.cli import main
+from minicnn.explain import slug
 from minicnn.io.images import Preprocess, read_image, to_input
+from minicnn.io.samples import SAMPLES_DIR
 
 ROOT = Path(__file__).resolve().parents[1]
 CLASSES = ["T-shirt/top", "Trouser", "Pullover"]
@@ -38,6 +40,12 @@ def image_path(tmp_path):
     return path
 
 
+def predicted(model_path, image_path) -> str:
+    """The file-name form of the class the random test model predicts for the image."""
+    model = minicnn.load(model_path)
+    return slug(CLASSES[int(model.forward(to_input(read_image(image_path))).argmax())])
+
+
 def run(capsys, *argv):
     code = main([str(a) for a in argv])
     out, err = capsys.readouterr()
@@ -48,9 +56,12 @@ def test_saliency_writes_png_and_the_raw_map(capsys, tmp_path, model_path, image
     out_dir = tmp_path / "out"
     code, out, err = run(capsys, "saliency", image_path, "--model", model_path, "--out", out_dir)
     assert code == 0 and err == ""
-    png, npy = out_dir / "pic_saliency.png", out_dir / "pic_saliency.npy"
+    base = f"pic_gradient_{predicted(model_path, image_path)}"
+    png, npy = out_dir / f"{base}.png", out_dir / f"{base}.npy"
     with Image.open(png) as im:
-        assert im.format == "PNG" and im.size[0] > 300
+        assert im.format == "PNG" and im.size[0] > 1200     # 150 dpi by default
+    with Image.open(out_dir / f"{base}_overlay.png") as im:  # at the file's own resolution
+        assert im.size == (64, 64)
     model = minicnn.load(model_path)
     x = to_input(read_image(image_path))
     want = saliency.saliency_map(saliency.gradient(model, x))[0]
@@ -58,14 +69,15 @@ def test_saliency_writes_png_and_the_raw_map(capsys, tmp_path, model_path, image
     # top-5 (here all 3 classes) with scores and probabilities that sum to 1
     probs = [float(line.rsplit("p = ", 1)[1]) for line in out.splitlines() if "p = " in line]
     assert len(probs) == 3 and abs(sum(probs) - 1) < 2e-3
-    assert sorted(os.listdir(out_dir)) == ["pic_saliency.npy", "pic_saliency.png"]  # no temp files
+    assert sorted(os.listdir(out_dir)) == [f"{base}.npy", f"{base}.png",   # no temp files
+                                           f"{base}_overlay.png"]
 
 
 @pytest.mark.parametrize("target, index", [("Trouser", 1), ("pullover", 2), ("0", 0)])
 def test_target_by_name_or_index(capsys, tmp_path, model_path, image_path, target, index):
     code, out, _ = run(capsys, "saliency", image_path, "--model", model_path,
                        "--out", tmp_path, "--target", target)
-    assert code == 0 and f"saliency for {CLASSES[index]}" in out
+    assert code == 0 and f"gradient for {CLASSES[index]}" in out
 
 
 @pytest.mark.parametrize("target, message", [
@@ -94,7 +106,8 @@ def test_bad_files_are_reported_and_the_others_still_processed(capsys, tmp_path,
     assert "missing.png: no such file" in lines[0]
     assert "notes.png: not an image" in lines[1]
     assert "cut.png: damaged or truncated" in lines[2]
-    assert sorted(os.listdir(out_dir)) == ["pic_saliency.npy", "pic_saliency.png"]
+    base = f"pic_gradient_{predicted(model_path, image_path)}"
+    assert sorted(os.listdir(out_dir)) == [f"{base}.npy", f"{base}.png", f"{base}_overlay.png"]
 
 
 def test_broken_weights_file_is_one_line(capsys, tmp_path, image_path):
@@ -112,7 +125,7 @@ def test_python_dash_m_end_to_end_no_traceback(tmp_path, model_path, image_path)
                          "--model", str(model_path), "--out", str(tmp_path / "o")],
                         capture_output=True, text=True, env=env, timeout=120)
     assert ok.returncode == 0, ok.stderr
-    assert (tmp_path / "o" / "pic_saliency.png").is_file()
+    assert (tmp_path / "o" / f"pic_gradient_{predicted(model_path, image_path)}.png").is_file()
     bad = subprocess.run([sys.executable, "-m", "minicnn", "saliency", str(tmp_path / "x.jpg"),
                           "--model", str(model_path)], capture_output=True, text=True, env=env,
                          timeout=120)
@@ -132,10 +145,10 @@ def test_every_method_writes_its_figure_and_map(capsys, tmp_path, model_path, im
     code, out, err = run(capsys, "saliency", image_path, "--model", model_path, "--out", out_dir,
                          "--method", method, "--target", "Trouser")
     assert code == 0
-    suffix = "saliency" if method == "gradient" else method
-    with Image.open(out_dir / f"pic_{suffix}.png") as im:
+    base = f"pic_{method}_trouser"
+    with Image.open(out_dir / f"{base}.png") as im:
         assert im.format == "PNG"
-    got = np.load(out_dir / f"pic_{suffix}.npy")
+    got = np.load(out_dir / f"{base}.npy")
     model = minicnn.load(model_path)
     x = to_input(read_image(image_path))
     if method == "grad_cam":     # the heat map, resized to the image
@@ -144,10 +157,10 @@ def test_every_method_writes_its_figure_and_map(capsys, tmp_path, model_path, im
         options = {"seed": 0} if method == "smoothgrad" else {}
         want = saliency.saliency_map(saliency.METHODS[method](model, x, 1, **options))[0]
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7)
-    assert f"{suffix} for Trouser" in out
+    assert f"{method} for Trouser" in out
     long = method in ("smoothgrad", "integrated_gradients", "occlusion")
     assert ("] 50/50" in err or "] 225/225" in err) if long else err == ""
-    assert sorted(os.listdir(out_dir)) == [f"pic_{suffix}.npy", f"pic_{suffix}.png"]
+    assert sorted(os.listdir(out_dir)) == [f"{base}.npy", f"{base}.png", f"{base}_overlay.png"]
 
 
 def test_unknown_method_is_one_line_naming_the_choices(capsys, tmp_path, model_path,
@@ -167,9 +180,10 @@ def test_compare_writes_one_figure_with_every_method(capsys, tmp_path, model_pat
     model = minicnn.load(model_path)
     pred = int(model.forward(to_input(read_image(image_path))).argmax())
     assert f"predicted {CLASSES[pred]}; 9 methods for {CLASSES[pred]}" in out
-    assert sorted(os.listdir(out_dir)) == ["pic_compare.png"]
-    with Image.open(out_dir / "pic_compare.png") as im:
-        assert im.format == "PNG" and im.size[0] > 4 * im.size[1]   # one wide row
+    name = f"pic_compare_{slug(CLASSES[pred])}.png"
+    assert sorted(os.listdir(out_dir)) == [name]
+    with Image.open(out_dir / name) as im:
+        assert im.format == "PNG" and im.size[0] > 2 * im.size[1]   # a grid of 2 x 5
     bars = err.splitlines()  # the three progress bars, a line per step (stderr is no terminal)
     assert "\r" not in err and sum("[####################]" in line for line in bars) == 3
 
@@ -198,7 +212,8 @@ def test_localize_and_classviz_commands(capsys, tmp_path):
     sample = ROOT / "minicnn" / "io" / "data" / "samples" / "test00000_ankle-boot.png"
     code, out, err = run(capsys, "localize", sample, "--out", tmp_path / "loc")
     assert code == 0, err
-    assert (tmp_path / "loc" / "test00000_ankle-boot_localize.png").is_file()
+    assert (tmp_path / "loc" / "test00000_ankle-boot_localize-threshold_ankle-boot.png").is_file()
+    assert "true box (11, 35, 48, 54), IoU" in out       # samples.json knows the box
     code, out, err = run(capsys, "classviz", "--class", "Bag", "--steps", "5",
                          "--out", tmp_path / "cv")
     assert code == 0, err
@@ -226,6 +241,73 @@ def test_argument_errors_are_one_line_exit_2(capsys, argv, message):
     assert err.count("\n") == 1 and err.startswith(message) and "--help" in err
 
 
+# ----------------------------------------------------------------------------- names, trace, OOD
+
+def test_same_file_name_in_two_folders_gives_two_outputs(capsys, tmp_path, model_path,
+                                                          image_path):
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "pic.png").write_bytes(image_path.read_bytes())
+    out_dir = tmp_path / "out"
+    code, out, _ = run(capsys, "saliency", tmp_path / "a" / "pic.png", tmp_path / "b" / "pic.png",
+                       "--model", model_path, "--out", out_dir)
+    assert code == 0
+    c = predicted(model_path, image_path)
+    assert {f"a_pic_gradient_{c}.png", f"b_pic_gradient_{c}.png"} <= set(os.listdir(out_dir))
+
+
+def test_two_runs_for_other_methods_or_classes_keep_both(capsys, tmp_path, model_path,
+                                                        image_path):
+    out_dir = tmp_path / "out"
+    for argv in (["--target", "Trouser"], ["--target", "Pullover"],
+                 ["--target", "Trouser", "--method", "guided_backprop"]):
+        assert run(capsys, "saliency", image_path, "--model", model_path, "--out", out_dir,
+                   *argv)[0] == 0
+    pngs = sorted(p for p in os.listdir(out_dir) if p.endswith(".png") and "overlay" not in p)
+    assert pngs == ["pic_gradient_pullover.png", "pic_gradient_trouser.png",
+                    "pic_guided_backprop_trouser.png"]
+
+
+def test_dpi_option_sets_the_resolution(capsys, tmp_path, model_path, image_path):
+    sizes = []
+    for dpi in ("80", "160"):
+        assert run(capsys, "saliency", image_path, "--model", model_path, "--target", "0",
+                   "--out", tmp_path / dpi, "--dpi", dpi, "--cmap", "viridis")[0] == 0
+        with Image.open(tmp_path / dpi / "pic_gradient_t-shirt-top.png") as im:
+            sizes.append(im.size[0])
+    assert 1.8 < sizes[1] / sizes[0] < 2.2
+
+
+def test_trace_command_writes_one_figure(capsys, tmp_path):
+    sample = SAMPLES_DIR / "test00000_ankle-boot.png"
+    code, out, err = run(capsys, "trace", sample, "--out", tmp_path)
+    assert code == 0, err
+    assert "at 22 steps, classifier.4 back to input" in out
+    assert os.listdir(tmp_path) == ["test00000_ankle-boot_trace_ankle-boot.png"]
+
+
+def test_a_photo_gets_the_out_of_distribution_warning_a_sample_does_not(capsys, tmp_path):
+    code, out, _ = run(capsys, "saliency", "--sample", "--out", tmp_path)
+    assert code == 0 and "WARNING: this image is not of the kind this model knows" in out
+    assert "shrunk and cropped to 64x64" in out and "Real ImageNet networks" in out
+    sample = SAMPLES_DIR / "test00000_ankle-boot.png"
+    code, out, _ = run(capsys, "saliency", sample, "--out", tmp_path)
+    assert code == 0 and "WARNING" not in out and "(true class Ankle boot)" in out
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--cmap", "infernoo"], "unknown colormap 'infernoo': choose a matplotlib colormap, "
+                             "e.g. inferno, viridis, magma, hot, gray"),
+    (["--dpi", "0"], "--dpi must be >= 1, got 0"),
+])
+def test_bad_figure_options_are_one_line(capsys, tmp_path, model_path, image_path, argv,
+                                         message):
+    code, _, err = run(capsys, "saliency", image_path, "--model", model_path,
+                       "--out", tmp_path / "o", *argv)
+    assert code == 2 and err == f"minicnn: error: {message}\n"
+    assert not (tmp_path / "o").exists()
+
+
 def test_grad_cam_layer_by_name_and_a_bad_name(capsys, tmp_path, model_path, image_path):
     code, out, err = run(capsys, "saliency", image_path, "--model", model_path, "--out", tmp_path,
                          "--method", "grad_cam", "--layer", "0", "--target", "1")
@@ -233,7 +315,7 @@ def test_grad_cam_layer_by_name_and_a_bad_name(capsys, tmp_path, model_path, ima
     model = minicnn.load(model_path)
     want = saliency.grad_cam(model, to_input(read_image(image_path)), 1, layer="0",
                              upsample=True)[0]
-    np.testing.assert_allclose(np.load(tmp_path / "pic_grad_cam.npy"), want, rtol=1e-5,
+    np.testing.assert_allclose(np.load(tmp_path / "pic_grad_cam_trouser.npy"), want, rtol=1e-5,
                                atol=1e-7)
     code, out, err = run(capsys, "saliency", image_path, "--model", model_path, "--out", tmp_path,
                          "--method", "grad_cam", "--layer", "layer9")

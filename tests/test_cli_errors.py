@@ -56,6 +56,16 @@ def image_path(tmp_path):
     return tmp_path / "pic.png"
 
 
+def outputs(stem, model_path, image, method="gradient"):
+    """The three files ``saliency`` writes for an image: <stem>_<method>_<class> .npy, .png
+    and _overlay.png, the class being the one the model predicts."""
+    from minicnn.explain import slug
+    from minicnn.io.images import read_image, to_input
+    scores = minicnn.load(model_path).forward(to_input(read_image(image)))
+    base = f"{stem}_{method}_{slug(CLASSES[int(scores.argmax())])}"
+    return sorted([f"{base}.npy", f"{base}.png", f"{base}_overlay.png"])
+
+
 def run(capsys, *argv):
     code = main([str(a) for a in argv])
     out, err = capsys.readouterr()
@@ -84,7 +94,7 @@ def test_multi_frame_image_says_it_used_the_first_frame(capsys, tmp_path, model_
                          "--out", tmp_path / "o")
     assert code == 0
     assert err == f"minicnn: note: {tmp_path / 'anim.gif'}: 2 frames; the first one was used\n"
-    assert files(tmp_path / "o") == ["anim_saliency.npy", "anim_saliency.png"]
+    assert files(tmp_path / "o") == outputs("anim", model_path, tmp_path / "anim.gif")
 
 
 # ----------------------------------------------------------------------------- 2. non-finite numbers
@@ -130,7 +140,7 @@ def test_decompression_bomb_among_good_images(capsys, tmp_path, model_path, imag
                          "--model", model_path, "--out", tmp_path / "o")
     assert code == 2
     one_error(err, "bomb.png: more than 89,478,485 pixels")
-    assert files(tmp_path / "o") == ["pic_saliency.npy", "pic_saliency.png"]
+    assert files(tmp_path / "o") == outputs("pic", model_path, image_path)
 
 
 def test_evaluate_n_beyond_the_split_is_refused(capsys, tmp_path, model_path, monkeypatch):
@@ -222,11 +232,13 @@ def test_full_disk_is_one_line_and_leaves_no_orphan(tmp_path, model_path, image_
     warm = subprocess.run(argv + ["--out", str(tmp_path / "warm")], capture_output=True,
                           text=True, env=ENV, timeout=300)   # Numba's and matplotlib's caches
     assert warm.returncode == 0, warm.stderr
-    assert (tmp_path / "warm" / "pic_saliency.png").stat().st_size > 32 * 1024
+    figure = next(n for n in outputs("pic", model_path, image_path)
+                  if n.endswith(".png") and not n.endswith("_overlay.png"))
+    assert (tmp_path / "warm" / figure).stat().st_size > 32 * 1024
     full = subprocess.run(argv + ["--out", str(tmp_path / "full")], capture_output=True,
                           text=True, env=ENV, timeout=300, preexec_fn=_limited(32 * 1024))
     assert full.returncode == 1, full.stderr
-    assert full.stderr == (f"minicnn: error: cannot write {tmp_path / 'full' / 'pic_saliency.png'}"
+    assert full.stderr == (f"minicnn: error: cannot write {tmp_path / 'full' / figure}"
                            f": File too large\n")
     assert files(tmp_path / "full") == []
 
@@ -257,7 +269,7 @@ def test_a_signal_during_a_write_removes_the_temporary_files(tmp_path, model_pat
             assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()
             time.sleep(0.05)
         temps = files(tmp_path / "o")
-        assert len(temps) == 2 and all(t.startswith(".pic_saliency.") for t in temps), temps
+        assert len(temps) == 2 and all(t.startswith(".pic_gradient_") for t in temps), temps
         proc.send_signal(sig)
         out, err = proc.communicate(timeout=60)
     finally:
@@ -283,8 +295,8 @@ def test_file_name_that_is_not_utf8(tmp_path, model_path, image_path):
     err = done.stderr.decode("utf-8", "replace")
     assert done.returncode == 2 and "Traceback" not in err
     one_error(err, r"br\udcf6ken.png: not an image")
-    assert sorted(os.listdir(os.fsencode(out_dir))) == [b"caf\xe9_saliency.npy",
-                                                        b"caf\xe9_saliency.png"]
+    assert sorted(os.listdir(os.fsencode(out_dir))) == [
+        os.fsencode(n) for n in outputs(name[:-4], model_path, image_path)]
     assert b"predicted" in done.stdout
 
 
@@ -380,7 +392,7 @@ def test_demo_goes_on_past_a_bad_sample(capsys, tmp_path, model_path, image_path
     assert len(lines) == 2 and "cut.png: damaged or truncated" in lines[0]
     assert "gone.png: no such file" in lines[1]
     assert "good.png" in out and "1 sample images classified" in out.replace("0/1", "1")
-    assert files(tmp_path / "o") == ["good_saliency.npy", "good_saliency.png"]
+    assert files(tmp_path / "o") == outputs("good", model_path, image_path)
 
 
 @pytest.mark.parametrize("target, shown", [("²", "²"), ("1e3", "1e3"), ("", ""),
@@ -400,7 +412,7 @@ def test_targets_with_spaces_or_a_sign_are_read(capsys, tmp_path, model_path, im
                                                 target, name):
     code, out, err = run(capsys, "saliency", image_path, "--model", model_path,
                          "--out", tmp_path / "o", "--target", target)
-    assert code == 0 and f"saliency for {name}" in out
+    assert code == 0 and f"gradient for {name}" in out
 
 
 @pytest.mark.parametrize("argv, message", [

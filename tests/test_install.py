@@ -91,12 +91,14 @@ def test_demo_and_saliency_run_from_another_folder(installed):
     demo = _run([minicnn, "demo", "--out", "demo_out"], cwd=elsewhere, env=env)
     assert "sample images classified correctly" in demo.stdout
     written = sorted(os.listdir(elsewhere / "demo_out"))
-    assert len(written) == 40 and all(n.endswith(("_saliency.png", "_saliency.npy"))
-                                      for n in written)
+    assert len(written) == 60 and all("_gradient_" in n and n.endswith((".png", ".npy"))
+                                      for n in written)   # figure, map and overlay of 20
 
     image = elsewhere / "boot.png"
     image.write_bytes((ROOT / "minicnn" / "io" / "data" / "samples" /
                        "test00000_ankle-boot.png").read_bytes())
     one = _run([minicnn, "saliency", image.name, "--out", "one"], cwd=elsewhere, env=env)
     assert "boot.png: predicted Ankle boot" in one.stdout
-    assert sorted(os.listdir(elsewhere / "one")) == ["boot_saliency.npy", "boot_saliency.png"]
+    assert sorted(os.listdir(elsewhere / "one")) == [
+        "boot_gradient_ankle-boot.npy", "boot_gradient_ankle-boot.png",
+        "boot_gradient_ankle-boot_overlay.png"]

@@ -2,8 +2,10 @@
 
 For N test images of ``minicnn.io.datasets.make_cluttered`` (generated with the model's
 recorded dataset seed, so they are the images its test accuracy was measured on) and every
-method of the registry ``saliency.METHODS`` plus three baselines that know nothing about the
-model (``metrics.BASELINE_MAPS``: random, centred Gaussian, Sobel edges), this measures
+method of the registry ``saliency.METHODS`` plus baselines that know nothing about the
+model (``metrics.BASELINE_MAPS``: random, centred Gaussian, Sobel edges, and OpenCV's two
+static saliency detectors, spectral residual and fine-grained, when its contrib build is
+installed), this measures
 
 - the pointing game (``metrics.pointing_hit``);
 - weakly supervised localisation (Simonyan et al. 2013, §3.1) by both ways of
@@ -49,7 +51,8 @@ from minicnn.experiments.localize import GRAPHCUT_INSTALL_HINT, localize
 from minicnn.io.datasets import load_fashion_mnist, make_cluttered
 from minicnn.io.images import Preprocess, to_input
 
-__all__ = ["run_evaluation", "check_methods", "baseline_maps", "TARGETS"]
+__all__ = ["run_evaluation", "check_methods", "baseline_maps", "available_baselines",
+           "opencv_saliency_available", "TARGETS"]
 
 # Rough cost of scoring one image, in forward + backward passes, beside each method's own
 # (``Method.cost``), so that the progress bar's estimate of the time left holds although the
@@ -65,7 +68,9 @@ def baseline_maps(name: str, images, indices, seed: int = 0) -> np.ndarray:
     """A baseline map per image: images uint8 (N, H, W, 3), their dataset indices (N,).
 
     "random": uniform noise from default_rng([seed, index]) (so per image, not per batch);
-    "center_gaussian": ``metrics.center_gaussian_map``; "sobel": ``metrics.sobel_map``.
+    "center_gaussian": ``metrics.center_gaussian_map``; "sobel": ``metrics.sobel_map``;
+    "spectral_residual", "fine_grained": OpenCV's detectors (``metrics.spectral_residual_map``,
+    ``metrics.fine_grained_map``).
     """
     shape = images.shape[1:3]
     if name == "random":
@@ -74,8 +79,40 @@ def baseline_maps(name: str, images, indices, seed: int = 0) -> np.ndarray:
         return np.broadcast_to(metrics.center_gaussian_map(shape), (len(images),) + shape)
     if name == "sobel":
         return np.stack([metrics.sobel_map(im) for im in images])
+    if name == "spectral_residual":
+        return np.stack([metrics.spectral_residual_map(im) for im in images])
+    if name == "fine_grained":
+        return np.stack([metrics.fine_grained_map(im) for im in images])
     raise ValueError(f"unknown baseline map {name!r}; valid ones are "
                      f"{', '.join(metrics.BASELINE_MAPS)}")
+
+
+def opencv_saliency_available() -> bool:
+    """Whether OpenCV's static saliency detectors (its contrib build) can be imported."""
+    try:
+        import cv2
+        return hasattr(cv2, "saliency")
+    except ImportError:
+        return False
+
+
+def available_baselines(baselines=True) -> list[str]:
+    """The baseline maps to evaluate: True -> all of ``metrics.BASELINE_MAPS`` that can run
+    here (OpenCV's only with its contrib build); False -> none; a list -> those names (an
+    OpenCV one without OpenCV is an ImportError naming the install)."""
+    if baselines is True:
+        return [n for n in metrics.BASELINE_MAPS
+                if n not in metrics.OPENCV_BASELINES or opencv_saliency_available()]
+    if not baselines:
+        return []
+    names = list(baselines)
+    for name in names:
+        if name not in metrics.BASELINE_MAPS:
+            raise ValueError(f"unknown baseline map {name!r}; valid ones are "
+                             f"{', '.join(metrics.BASELINE_MAPS)}")
+        if name in metrics.OPENCV_BASELINES and not opencv_saliency_available():
+            raise ImportError(metrics.OPENCV_SALIENCY_HINT)
+    return names
 
 
 class _Tally:
@@ -139,7 +176,8 @@ def run_evaluation(model, n_images: int = 10_000, methods=None, progress: bool =
     - graphcut_limit: images for graph-cut localisation (0: skip; else needs OpenCV, and
       its absence is an ImportError before any work)
     - curve_limit: images for deletion/insertion (0: skip); curve_step pixels per point
-    - baselines: include the three baseline maps
+    - baselines: True (every baseline map; OpenCV's two only when its contrib build is
+      installed), False (none), or a list of names in ``metrics.BASELINE_MAPS``
     - random_seed: seeds the random baseline map
     Raises, before any work: DatasetNotFoundError without the Fashion-MNIST files,
     ValueError or TypeError for a bad argument (n_images beyond the split included),
@@ -172,7 +210,7 @@ def run_evaluation(model, n_images: int = 10_000, methods=None, progress: bool =
     chosen = check_methods(methods)
     fast = [name for name in chosen if not saliency.METHODS[name].slow]
     slow = [name for name in chosen if saliency.METHODS[name].slow]
-    names = chosen + (list(metrics.BASELINE_MAPS) if baselines else [])
+    names = chosen + available_baselines(baselines)
     tallies = {name: _Tally() for name in names}
     correct = 0
     started = time.perf_counter()
@@ -224,6 +262,7 @@ def run_evaluation(model, n_images: int = 10_000, methods=None, progress: bool =
                      "deletion_baseline": "0 in normalised input (the dataset mean colour)",
                      "insertion_start": "saliency.blur(x, 5.0)",
                      "batch_size": batch_size, "random_seed": random_seed,
+                     "baselines": [n for n in names if n in metrics.BASELINE_MAPS],
                      "seconds": round(seconds, 1)},
         "accuracy": correct / n_images,
         "rows": [tallies[name].summary(name) for name in names],

@@ -22,7 +22,14 @@ The area is the trapezoid rule over the fraction of pixels changed, 0 to 1.
 
 Baseline maps that know nothing about the model, to compare methods with:
 ``random_map`` (uniform noise), ``center_gaussian_map`` (objects tend to sit in the middle)
-and ``sobel_map`` (edges of the image: where anything at all happens).
+and ``sobel_map`` (edges of the image: where anything at all happens); and the saliency
+detectors that came before CNNs, as the blog post "Saliency Maps for Deep Learning" opens
+with them, from OpenCV's saliency module (its contrib build, ``pip install
+"minicnn[localize]"``): ``spectral_residual_map`` (Hou & Zhang 2007, "Saliency Detection: A
+Spectral Residual Approach": what is unexpected in the image's log spectrum) and
+``fine_grained_map`` (Montabone & Soto 2010, "Human detection using a mobile platform and
+novel features derived from a visual saliency mechanism": centre-surround contrast). They
+find whatever stands out, with no idea of a class.
 """
 from __future__ import annotations
 
@@ -44,7 +51,11 @@ __all__ = [
     "random_map",
     "center_gaussian_map",
     "sobel_map",
+    "spectral_residual_map",
+    "fine_grained_map",
     "BASELINE_MAPS",
+    "OPENCV_BASELINES",
+    "OPENCV_SALIENCY_HINT",
 ]
 
 
@@ -240,4 +251,40 @@ def sobel_map(image) -> np.ndarray:
     return np.hypot(gx, gy)
 
 
-BASELINE_MAPS = ("random", "center_gaussian", "sobel")
+OPENCV_SALIENCY_HINT = ('OpenCV\'s static saliency detectors need its contrib build: pip install '
+                        '"minicnn[localize]" (or pip install opencv-contrib-python-headless, '
+                        'not beside opencv-python-headless)')
+
+
+def _opencv_saliency(image, create: str) -> np.ndarray:
+    """Run one of OpenCV's static saliency detectors on a uint8 RGB image (H, W, 3)."""
+    image = np.asarray(image)
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ValueError(f"expected a uint8 RGB image shaped (H, W, 3), got {image.dtype} of "
+                         f"shape {image.shape}")
+    try:
+        import cv2
+        detector = getattr(cv2.saliency, create)()
+    except (ImportError, AttributeError):
+        raise ImportError(OPENCV_SALIENCY_HINT) from None
+    ok, smap = detector.computeSaliency(np.ascontiguousarray(image[..., ::-1]))  # OpenCV: BGR
+    if not ok:
+        raise RuntimeError(f"cv2.saliency.{create}: computeSaliency failed")
+    return np.asarray(smap, dtype=np.float64)                      # (H, W)
+
+
+def spectral_residual_map(image) -> np.ndarray:
+    """Hou & Zhang's spectral residual saliency of a uint8 RGB image (H, W, 3) -> (H, W)
+    float64, by ``cv2.saliency.StaticSaliencySpectralResidual`` (OpenCV works on a 64x64
+    grey copy and resizes the map back)."""
+    return _opencv_saliency(image, "StaticSaliencySpectralResidual_create")
+
+
+def fine_grained_map(image) -> np.ndarray:
+    """Montabone & Soto's fine-grained (centre-surround) saliency of a uint8 RGB image
+    (H, W, 3) -> (H, W) float64, by ``cv2.saliency.StaticSaliencyFineGrained``."""
+    return _opencv_saliency(image, "StaticSaliencyFineGrained_create")
+
+
+OPENCV_BASELINES = ("spectral_residual", "fine_grained")
+BASELINE_MAPS = ("random", "center_gaussian", "sobel") + OPENCV_BASELINES

@@ -47,7 +47,8 @@ def test_end_to_end_files_ranges_and_consistency(model, tmp_path):
         assert (tmp_path / name).stat().st_size > 0, name
     assert not list(tmp_path.glob(".*"))                          # no temporary files left
     rows = {r["method"]: r for r in result["rows"]}
-    assert list(rows) == ["gradient", "grad_cam", "random", "center_gaussian", "sobel"]
+    assert list(rows) == ["gradient", "grad_cam", "random", "center_gaussian", "sobel",
+                          "spectral_residual", "fine_grained"]
     for r in rows.values():
         assert r["n_images"] == 8 and r["n_graphcut"] == graphcut and r["n_curves"] == 2
         for key in ("pointing_game", "threshold_iou50", "threshold_precision",
@@ -130,5 +131,16 @@ def test_progress_bar_weighs_work_by_its_cost(model, capsys, monkeypatch):
     assert "] 100% " in err.splitlines()[-1]
     cost = saliency.METHODS["smoothgrad"].cost()
     # batch 1 (images 0, 1): gradient 2 + curve 11, smoothgrad 1 image (50) + curve 11,
-    # then the 3 baselines (no pass) + curve 11 each; batch 2 (image 2): gradient 1, baselines 0
-    assert steps == [2 + 11, cost + 11, 11, 11, 11, 1, 0, 0, 0]
+    # then the 5 baselines (no pass) + curve 11 each; batch 2 (image 2): gradient 1, baselines 0
+    assert steps == [2 + 11, cost + 11, 11, 11, 11, 11, 11, 1, 0, 0, 0, 0, 0]
+
+
+def test_opencv_baselines_are_left_out_without_opencv_and_named_when_asked(monkeypatch):
+    import sys
+    monkeypatch.setitem(sys.modules, "cv2", None)
+    assert evaluate.available_baselines() == ["random", "center_gaussian", "sobel"]
+    with pytest.raises(ImportError, match=r"contrib build: pip install \"minicnn\[localize\]\""):
+        evaluate.available_baselines(["sobel", "fine_grained"])
+    with pytest.raises(ValueError, match="unknown baseline map 'itti'"):
+        evaluate.available_baselines(["itti"])
+    assert evaluate.available_baselines(False) == []

@@ -117,3 +117,23 @@ def test_baseline_maps():
     r = metrics.random_map((5, 5), seed=3)
     np.testing.assert_array_equal(r, metrics.random_map((5, 5), seed=3))
     assert 0 <= r.min() and r.max() < 1
+
+
+@pytest.mark.parametrize("detector", [metrics.spectral_residual_map, metrics.fine_grained_map])
+def test_opencv_static_saliency_finds_what_stands_out(detector):
+    pytest.importorskip("cv2").saliency               # the contrib build
+    img = np.full((64, 64, 3), 90, np.uint8)
+    img[40:50, 8:18] = (250, 240, 30)                   # one bright patch on a flat field
+    m = detector(img)
+    assert m.shape == (64, 64) and m.dtype == np.float64 and np.isfinite(m).all()
+    iy, ix = np.unravel_index(np.argmax(m), m.shape)
+    assert 36 <= iy < 54 and 4 <= ix < 22               # at the patch (give or take its rim)
+    with pytest.raises(ValueError, match="expected a uint8 RGB image"):
+        detector(img.astype(np.float32))
+
+
+def test_opencv_saliency_without_opencv_names_the_install(monkeypatch):
+    import sys
+    monkeypatch.setitem(sys.modules, "cv2", None)
+    with pytest.raises(ImportError, match="contrib build"):
+        metrics.spectral_residual_map(np.zeros((8, 8, 3), np.uint8))
