@@ -95,3 +95,18 @@ def test_trace_works_on_vgg():
     assert r["steps"][-1]["gradient"].shape == (3, 32, 32)
     fig = viz.trace_figure(r, "vgg11")
     assert len(_panels(fig)) == 2 * len(r["steps"])
+
+
+def test_trace_on_a_residual_graph_equals_gradient_at():
+    """On a graph the steps run in reverse topological order through the Add nodes; each is
+    the gradient the engine summed there (both paths of a skip connection)."""
+    model = zoo.build("resnet18", num_classes=5, dtype=np.float64)
+    x = x_for((3, 32, 32), seed=2)
+    r = trace(model, x, target=3)
+    names = [s["name"] for s in r["steps"]]
+    assert names == list(reversed(model.names)) + ["input"]
+    assert "layer1.0.add" in names and "layer4.1.relu.1" in names
+    for step in r["steps"][:-1]:
+        np.testing.assert_array_equal(step["gradient"], model.gradient_at(step["name"])[0])
+    np.testing.assert_allclose(r["steps"][-1]["gradient"], saliency.gradient(model, x, 3)[0],
+                               rtol=1e-12)
