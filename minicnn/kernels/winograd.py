@@ -1,39 +1,66 @@
-"""3x3, stride-1 convolutions with 2.25x fewer multiplications: Winograd's F(2x2, 3x3).
+"""3x3, stride-1 convolutions with fewer multiplications: Winograd's minimal filtering.
 
 Lavin & Gray (2016), "Fast Algorithms for Convolutional Neural Networks". Every VGG layer is a
 3x3 convolution with stride 1, and their multiplications are most of a pass. Cut the output
-into 2x2 blocks; each block depends on one 4x4 tile d of the padded input. In one dimension,
-two outputs of a 3-tap filter g from four inputs take 4 multiplications instead of 6:
+into m x m blocks; each block depends on one (m+2) x (m+2) tile d of the padded input. In one
+dimension, m outputs of a 3-tap filter g take m + 2 multiplications instead of 3m:
 
     y = A^T [ (G g) * (B^T d) ]            (* elementwise)
 
-and in two dimensions, Y = A^T [ (G g G^T) * (B^T d B) ] A: 16 multiplications per block,
-channel and filter instead of 36. Summed over input channels, the 16 elementwise products
-become 16 matrix products, one per position (a, b) of the 4x4 transformed tile:
+and in two dimensions, Y = A^T [ (G g G^T) * (B^T d B) ] A. Summed over input channels, the
+elementwise products become (m+2)^2 matrix products, one per position (a, b) of the tile:
 
     M[ab] (F, tiles) = U[ab] (F, C) @ V[ab] (C, tiles)
 
-with U = G g G^T per (filter, channel) and V = B^T d B per (channel, tile). The transforms
-only add and subtract (and halve, in G); in float32 the error relative to the largest output
-was measured comparable to im2col's (3.4 vs 2.8 machine epsilons with 128 channels), and the
-tests compare with the reference loops.
+with U = G g G^T per (filter, channel) and V = B^T d B per (channel, tile). Two sizes:
+
+- F(2x2, 3x3), this file: 4x4 tiles, 16 products for 36 multiplications (2.25x fewer). Its
+  transforms only add, subtract and halve; float32 error comparable to im2col's.
+- F(4x4, 3x3), ``winograd4.py``: 6x6 tiles, 36 products for 144 (4x fewer), the default
+  where it applies. Its matrices hold 1/6, 1/24, 4, 5 and 8, and rounding errors grow with
+  them: in float32 its error is ~15x F(2x2)'s in max, ~6x in RMS (bounds measured and
+  tested in ``winograd4.py``). In float64 both are exact to ~1e-13 relative.
 
 The gradient with respect to the input of a stride-1 convolution is itself a stride-1
 convolution, of grad_out with the kernels flipped in space and their channel axes swapped,
-with padding 2 - p, so the backward pass runs the same code (``backward_weights``).
+with padding 2 - p, so the backward pass runs the same code with other transformed filters.
 
-- ``forward_weights(w)`` / ``backward_weights(w)``: U, (16, F, C) and (16, C, F)
-- ``conv3x3(x, U, bias, padding)``: the driver, threaded like fast.py's im2col path
-- ``conv3x3_numpy(x, w, b, padding)``: the same algorithm in a few lines of NumPy (readable
-  and slow), tested equal to the reference convolution
+Transformed filters are cached, once per weight array and direction (``cached_filters``):
+a layer passes the same array every call, and re-transforming 512x512 filters costs as much
+as the convolution at 28x28. The cache notices an array being replaced (a new object), not
+an array edited in place: after ``layer.weight[...] = ...`` call ``clear_cache()``.
+
+Which algorithm runs where (``choose``, called by fast.py) is set by the environment
+variable ``MINICNN_WINOGRAD``, read at import:
+
+    MINICNN_WINOGRAD=4    (default) F(4x4) for large layers, F(2x2) for mid-sized ones
+    MINICNN_WINOGRAD=2    F(2x2) only: ~15x less float32 error, slower
+    MINICNN_WINOGRAD=off  im2col everywhere: no Winograd at all
+
+This module also holds the driver both sizes share (``convolve``): which tiles each thread
+transforms, multiplies and transforms back.
+
+- ``conv3x3(x, w, b, padding)``: the convolution by F(2x2), threaded, cached filters
+- ``conv3x3_backward_input(grad_out, w, padding)``: its input gradient
+- ``conv3x3_numpy`` / ``conv3x3_backward_input_numpy``: the same algorithm in a few lines
+  of NumPy (readable and slow), with the same signatures, tested equal to the reference
 """
 from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import threading
+import weakref
 
 import numpy as np
 from numba import njit
 
-__all__ = ["BT", "G", "AT", "forward_weights", "backward_weights", "conv3x3", "conv3x3_numpy",
-           "supported"]
+from minicnn.kernels import allocator, threads
+
+__all__ = ["BT", "G", "AT", "ALGORITHM", "choose", "supported", "cached_filters",
+           "clear_cache", "conv3x3", "conv3x3_backward_input", "conv3x3_numpy",
+           "conv3x3_backward_input_numpy", "convolve", "convolve_numpy", "flip_kernels"]
 
 BT = np.array([[1, 0, -1, 0],
                [0, 1, 1, 0],
@@ -47,62 +74,163 @@ AT = np.array([[1, 1, 1, 0],
                [0, 1, -1, -1]], dtype=np.float64)  # (2, 4): output transform A^T
 
 
+# ----------------------------------------------------------------------------- the choice
+
+def _algorithm_from_environment() -> str:
+    value = os.environ.get("MINICNN_WINOGRAD", "4")
+    if value not in ("2", "4", "off"):
+        raise ValueError(f"MINICNN_WINOGRAD must be 2, 4 or off, got {value!r}")
+    return value
+
+
+ALGORITHM = _algorithm_from_environment()
+
+# Measured on the benchmark's shapes (2 threads, BENCHMARKS.md). Winograd needs both channel
+# counts to fill its GEMMs (an RGB first layer, C = 3, is faster through im2col).
+MIN_CHANNELS = 16
+# F(2x2) needs enough outputs to beat im2col (VGG16's 14x14 layers at batch 1 do not).
+F2_MIN_OUTPUTS = 1024  # N * OH * OW
+# F(4x4) needs its 36 GEMMs to have enough columns (tiles) next to U[ab] (F, C), four times
+# the size of w: VGG16's 28x28 layers at batch 1 (49 tiles) gain, its 14x14 ones (16) lose.
+F4_MIN_TILES = 48  # N * ceil(OH/4) * ceil(OW/4)
+
+
 def supported(kernel, stride, padding) -> bool:
-    """True if F(2x2, 3x3) applies, forward and backward: 3x3, stride 1, padding <= 2."""
+    """True if Winograd applies, forward and backward: 3x3, stride 1, padding <= 2."""
     return tuple(kernel) == (3, 3) and tuple(stride) == (1, 1) and max(padding) <= 2
 
+
+def choose(N, C, F, OH, OW, kernel, stride, padding):
+    """The module (``winograd`` or ``winograd4``) whose ``conv3x3`` and
+    ``conv3x3_backward_input`` should compute this layer, or None for im2col."""
+    if ALGORITHM == "off" or not supported(kernel, stride, padding) or min(C, F) < MIN_CHANNELS:
+        return None
+    if ALGORITHM == "4" and N * -(-OH // 4) * -(-OW // 4) >= F4_MIN_TILES:
+        from minicnn.kernels import winograd4
+        return winograd4
+    if N * OH * OW >= F2_MIN_OUTPUTS:
+        return _THIS_MODULE
+    return None
+
+
+# ----------------------------------------------------------------------------- filter cache
+
+_cache: dict = {}  # id(w) -> (weakref to w, data address, shape, dtype, {kind: U})
+_cache_lock = threading.Lock()
+
+
+def cached_filters(w, kind, transform):
+    """``transform(w)``, computed once per weight array ``w`` and ``kind`` and then reused.
+
+    An entry is found by the array's identity and checked against its data address, shape
+    and dtype; it is dropped when the array is garbage-collected. In-place edits of w are not
+    seen (see ``clear_cache``)."""
+    key = id(w)
+    address = w.__array_interface__["data"][0]
+    entry = _cache.get(key)
+    if entry is None or entry[0]() is not w or entry[1:4] != (address, w.shape, w.dtype):
+        with _cache_lock:
+            _cache.pop(key, None)
+            entry = (weakref.ref(w, lambda ref, key=key: _forget(key, ref)), address, w.shape,
+                     w.dtype, {})
+            _cache[key] = entry
+    filters = entry[4]
+    U = filters.get(kind)
+    if U is None:
+        U = filters[kind] = transform(w)  # two threads may both compute it: same result
+    return U
+
+
+def _forget(key, ref):
+    with _cache_lock:
+        if key in _cache and _cache[key][0] is ref:
+            del _cache[key]
+
+
+def clear_cache():
+    """Forget every transformed filter (frees their memory; needed after editing weights in
+    place)."""
+    with _cache_lock:
+        _cache.clear()
+
+
+# ----------------------------------------------------------------------------- F(2x2, 3x3)
 
 # (G kron G)[4a + b, 3k + l] = G[a, k] G[b, l], so that vec(G g G^T) = GG @ vec(g)
 GG = np.kron(G, G)  # (16, 9)
 
 
-def forward_weights(w):
-    """w: (F, C, 3, 3) -> U: (16, F, C), U[4a + b, f, c] = (G w[f, c] G^T)[a, b].
+def filter_transform(w, GG, flipped=False):
+    """w: (F, C, 3, 3) -> U: (T*T, F, C) with U[:, f, c] = GG @ vec(w[f, c]), T*T = len(GG);
+    flipped: U of w_back[c, f, k, l] = w[f, c, 2 - k, 2 - l] instead, as (T*T, C, F).
 
-    All F*C transforms are one matrix product, GG (16, 9) @ w as (9, F*C)."""
+    Computed in float64 (so U holds the exact transform, rounded once) and C-contiguous in
+    the layout the GEMMs read. Flipping a 3x3 kernel reverses its 9 entries, so the flipped
+    transform is GG with its columns reversed."""
     F, C = w.shape[:2]
-    w9 = np.asarray(w).reshape(F * C, 9)
-    return (GG.astype(w9.dtype) @ w9.T).reshape(16, F, C)
+    w9 = np.asarray(w, dtype=np.float64).reshape(F * C, 9)  # (F*C, 9)
+    U = ((GG[:, ::-1] if flipped else GG) @ w9.T).reshape(len(GG), F, C)  # (T*T, F, C)
+    if flipped:
+        U = U.transpose(0, 2, 1)  # (T*T, C, F)
+    return np.ascontiguousarray(U, dtype=w.dtype)
 
 
-def backward_weights(w):
-    """w: (F, C, 3, 3) -> U of the flipped, channel-swapped kernels, (16, C, F).
-
-    w_back[c, f, k, l] = w[f, c, 2 - k, 2 - l], and flipping a 3x3 kernel reverses its 9
-    entries, so U_back = GG with its columns reversed @ w; returned as a transposed view."""
-    F, C = w.shape[:2]
-    w9 = np.asarray(w).reshape(F * C, 9)
-    return (GG[:, ::-1].astype(w9.dtype) @ w9.T).reshape(16, F, C).transpose(0, 2, 1)
+def forward_filters(w):
+    """The cached U (16, F, C) of w (F, C, 3, 3)."""
+    return cached_filters(w, "F2 forward", lambda w: filter_transform(w, GG))
 
 
-def conv3x3_numpy(x, w, b, padding):
-    """The algorithm in NumPy. x: (N, C, H, W), w: (F, C, 3, 3) -> (N, F, H+2ph-2, W+2pw-2)."""
+def backward_filters(w):
+    """The cached U (16, C, F) of the flipped, channel-swapped kernels of w (F, C, 3, 3)."""
+    return cached_filters(w, "F2 backward", lambda w: filter_transform(w, GG, flipped=True))
+
+
+def convolve_numpy(x, w, b, padding, BT, G, AT):
+    """Winograd's algorithm in NumPy for any output block m = len(AT), tile T = m + 2:
+    x: (N, C, H, W), w: (F, C, 3, 3), b: (F,) or None -> (N, F, H+2ph-2, W+2pw-2)."""
     N, C, H, W = x.shape
     F = w.shape[0]
+    m, T = AT.shape
     (ph, pw) = padding
     OH, OW = H + 2 * ph - 2, W + 2 * pw - 2
-    TH, TW = -(-OH // 2), -(-OW // 2)  # tiles per column and row (the last may stick out)
-    xp = np.zeros((N, C, 2 * TH + 2, 2 * TW + 2), dtype=x.dtype)  # padded; room for the last tile
+    TH, TW = -(-OH // m), -(-OW // m)  # tiles per column and row (the last may stick out)
+    xp = np.zeros((N, C, m * TH + 2, m * TW + 2), dtype=x.dtype)  # padded; room for the last tile
     xp[:, :, ph:ph + H, pw:pw + W] = x
-    # d[n, c, r, s] is the 4x4 tile whose outputs are rows 2r, 2r+1 and columns 2s, 2s+1
-    d = np.lib.stride_tricks.sliding_window_view(xp, (4, 4), axis=(2, 3))[:, :, ::2, ::2]
-    V = np.einsum("ai,ncrsij,bj->abcnrs", BT, d, BT)  # (4, 4, C, N, TH, TW)
-    U = forward_weights(w).reshape(4, 4, F, C)
-    M = np.einsum("abfc,abcnrs->abfnrs", U, V)  # the 16 products, summed over channels
-    Y = np.einsum("ia,abfnrs,jb->nfrisj", AT, M, AT)  # (N, F, TH, 2, TW, 2)
-    out = Y.reshape(N, F, 2 * TH, 2 * TW)[:, :, :OH, :OW]
+    # d[n, c, r, s] is the T x T tile whose outputs are rows m*r.. m*r+m-1, columns likewise
+    d = np.lib.stride_tricks.sliding_window_view(xp, (T, T), axis=(2, 3))[:, :, ::m, ::m]
+    V = np.einsum("ai,ncrsij,bj->abcnrs", BT, d, BT)  # (T, T, C, N, TH, TW)
+    U = np.einsum("ak,fckl,bl->abfc", G, w, G)  # (T, T, F, C): G g G^T per filter and channel
+    M = np.einsum("abfc,abcnrs->abfnrs", U, V)  # the T*T products, summed over channels
+    Y = np.einsum("ia,abfnrs,jb->nfrisj", AT, M, AT)  # (N, F, TH, m, TW, m)
+    out = Y.reshape(N, F, m * TH, m * TW)[:, :, :OH, :OW]
     if b is not None:
         out = out + b.reshape(1, F, 1, 1)
     return np.ascontiguousarray(out, dtype=x.dtype)
 
 
-# ----------------------------------------------------------------------------- compiled loops
+def conv3x3_numpy(x, w, b, padding):
+    """F(2x2, 3x3) in NumPy. x: (N, C, H, W), w: (F, C, 3, 3), b: (F,) or None
+    -> (N, F, H+2ph-2, W+2pw-2)."""
+    return convolve_numpy(x, w, b, padding, BT, G, AT)
+
+
+def flip_kernels(w):
+    """w: (F, C, 3, 3) -> w_back: (C, F, 3, 3), w_back[c, f] = w[f, c] rotated by 180 degrees:
+    the kernels whose convolution with grad_out is the input gradient."""
+    return np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))  # (C, F, 3, 3)
+
+
+def conv3x3_backward_input_numpy(grad_out, w, padding):
+    """Input gradient of a 3x3 stride-1 convolution with padding p, in NumPy: a convolution
+    of grad_out (N, F, OH, OW) with the flipped kernels and padding 2 - p -> (N, C, H, W)."""
+    return conv3x3_numpy(grad_out, flip_kernels(w), None, (2 - padding[0], 2 - padding[1]))
+
 
 @njit(cache=True, nogil=True)
 def _pad_loops(x, xp, ph, pw, h0):
     """xp[c, i, j] = x_pad[c, h0 + i, j], x_pad being x[c] placed at (ph, pw) in zeros: the
     padded rows h0 <= h < h0 + xp.shape[1] that a band of tiles reads, without bounds checks
-    in the transform below."""
+    in the transforms."""
     C, H, W = x.shape
     for c in range(C):
         for i in range(xp.shape[1]):
@@ -113,11 +241,12 @@ def _pad_loops(x, xp, ph, pw, h0):
 
 
 @njit(cache=True, nogil=True)
-def _input_transform_loops(xp, V, col0, TW):
-    """V[4a + b, c, col0 + r*TW + s] = (B^T d B)[a, b], d = xp[c, 2r:2r+4, 2s:2s+4], for
+def _input_transform_loops(xp, V, c0, col0, TW):
+    """V[4a + b, c0 + c, col0 + r*TW + s] = (B^T d B)[a, b], d = xp[c, 2r:2r+4, 2s:2s+4], for
     every tile of a band of padded rows xp (C, 2*rows + 2, 2*TW + 2)."""
     C = xp.shape[0]
     for c in range(C):
+        cv = c0 + c
         for r in range((xp.shape[1] - 2) // 2):
             h = 2 * r
             for s in range(TW):
@@ -141,22 +270,22 @@ def _input_transform_loops(xp, V, col0, TW):
                 t32 = xp[c, h + 1, q + 2] - xp[c, h + 3, q + 2]
                 t33 = xp[c, h + 1, q + 3] - xp[c, h + 3, q + 3]
                 # V = t B, row by row
-                V[0, c, col] = t00 - t02
-                V[1, c, col] = t01 + t02
-                V[2, c, col] = t02 - t01
-                V[3, c, col] = t01 - t03
-                V[4, c, col] = t10 - t12
-                V[5, c, col] = t11 + t12
-                V[6, c, col] = t12 - t11
-                V[7, c, col] = t11 - t13
-                V[8, c, col] = t20 - t22
-                V[9, c, col] = t21 + t22
-                V[10, c, col] = t22 - t21
-                V[11, c, col] = t21 - t23
-                V[12, c, col] = t30 - t32
-                V[13, c, col] = t31 + t32
-                V[14, c, col] = t32 - t31
-                V[15, c, col] = t31 - t33
+                V[0, cv, col] = t00 - t02
+                V[1, cv, col] = t01 + t02
+                V[2, cv, col] = t02 - t01
+                V[3, cv, col] = t01 - t03
+                V[4, cv, col] = t10 - t12
+                V[5, cv, col] = t11 + t12
+                V[6, cv, col] = t12 - t11
+                V[7, cv, col] = t11 - t13
+                V[8, cv, col] = t20 - t22
+                V[9, cv, col] = t21 + t22
+                V[10, cv, col] = t22 - t21
+                V[11, cv, col] = t21 - t23
+                V[12, cv, col] = t30 - t32
+                V[13, cv, col] = t31 + t32
+                V[14, cv, col] = t32 - t31
+                V[15, cv, col] = t31 - t33
 
 
 @njit(cache=True, nogil=True)
@@ -188,52 +317,147 @@ def _output_transform_loops(M, col0, out, bias, r0, r1, TW):
                         out[f, i + 1, j + 1] = u11 - u12 - u13 + bias[f]
 
 
+def _bias(b, F, dtype):
+    return np.zeros(F, dtype=dtype) if b is None else np.ascontiguousarray(b, dtype=dtype)
+
+
+def _back_padding(padding):
+    return (2 - padding[0], 2 - padding[1])
+
+
+def conv3x3(x, w, b, padding):
+    """See conv3x3_numpy: the same convolution, with w's transform U (16, F, C) cached."""
+    x = np.ascontiguousarray(x)
+    return convolve(x, forward_filters(w), _bias(b, w.shape[0], x.dtype), padding, _F2)
+
+
+def conv3x3_backward_input(grad_out, w, padding):
+    """See conv3x3_backward_input_numpy; the flipped kernels' U (16, C, F) is cached."""
+    grad_out = np.ascontiguousarray(grad_out)
+    return convolve(grad_out, backward_filters(w), np.zeros(w.shape[1], grad_out.dtype),
+                    _back_padding(padding), _F2)
+
+
 # ----------------------------------------------------------------------------- the driver
 
-def conv3x3(x, U, bias, padding, scratch, run_tasks, band_bytes, min_pieces=1):
-    """x: (N, C, H, W), U: (16, F, C) from forward_weights/backward_weights, bias: (F,)
-    -> (N, F, H + 2ph - 2, W + 2pw - 2).
+class Tiles:
+    """What the driver needs to know about one Winograd size: output block m, its loops.
 
-    Work is cut into pieces of whole images (small images: several per piece, so that each
-    of the 16 GEMMs gets enough columns) or bands of tile rows of one image (large images).
-    Per piece: transform the input tiles, 16 GEMMs, transform back. ``scratch(name, shape,
-    dtype)`` gives per-thread buffers and ``run_tasks(tasks, work)`` spreads the pieces over
-    the threads (both from fast.py); there are at least ``min_pieces`` pieces if N allows,
-    or bands of one image.
+    ``input_transform(xp, V, c0, col0, TW)`` and ``output_transform(M, col0, out, bias, r0,
+    r1, TW)`` have the signatures of this module's loops."""
+
+    def __init__(self, m, input_transform, output_transform):
+        self.m, self.T = m, m + 2  # m x m outputs from a T x T tile
+        self.input_transform, self.output_transform = input_transform, output_transform
+
+
+_F2 = Tiles(2, _input_transform_loops, _output_transform_loops)
+_THIS_MODULE = sys.modules[__name__]
+
+# Below this many multiply-adds a convolution runs in the calling thread (as in fast.py).
+PARALLEL_MIN_MACS = 1 << 22
+# A band of tiles goes through input transform, GEMM and output transform before the next:
+# at least this many tile columns for an efficient GEMM, and more up to BAND_BYTES of V and M.
+MIN_BAND_COLUMNS = 192
+BAND_BYTES = 1 << 20
+
+
+def _planes(name, T2, rows, cols, dtype):
+    """(T2, rows, cols) scratch whose planes start 16 elements (a float32 cache line) apart
+    beyond their size: the T2 planes are written (V) or read (M) at once, tile by tile, and
+    planes a power of two bytes apart fall into the same L1 cache sets and evict each other
+    (10x slower, measured)."""
+    buffer = allocator.scratch(name, (T2, rows * cols + 16), dtype)[:, :rows * cols]
+    return buffer.reshape(T2, rows, cols)  # (T2, rows, cols), a view
+
+
+def convolve(x, U, bias, padding, tiles):
+    """x: (N, C, H, W), U: (T*T, F, C), bias: (F,) -> (N, F, H + 2ph - 2, W + 2pw - 2): the
+    Winograd convolution with output blocks of tiles.m, threaded.
+
+    Two schedules:
+    - "whole layer", when the transformed filters outweigh the tiles (F*C > (C+F)*tiles, deep
+      layers on small images): every thread transforms some input channels of every tile,
+      then multiplies and transforms back some output channels, so each thread reads only
+      its share of U, once.
+    - "bands" otherwise: pieces of >= MIN_BAND_COLUMNS tiles (bands of tile rows of one image,
+      or several whole images), each transformed, multiplied and transformed back by one
+      thread while its V and M are still in cache.
     """
     N, C, H, W = x.shape
     F = U.shape[1]
+    m, T2 = tiles.m, tiles.T * tiles.T
     ph, pw = padding
     OH, OW = H + 2 * ph - 2, W + 2 * pw - 2
-    TH, TW = -(-OH // 2), -(-OW // 2)
+    TH, TW = -(-OH // m), -(-OW // m)  # tiles per column and per row
     out = np.empty((N, F, OH, OW), dtype=x.dtype)
-    row_bytes = 16 * (C + F) * TW * x.itemsize  # V and M for one row of tiles
-    rows = max(1, min(TH, band_bytes // row_bytes))  # tile rows per piece
-    if rows == TH:  # whole images fit: group them, but leave every thread a piece
-        per_piece = max(1, min(band_bytes // (row_bytes * TH), -(-N // min_pieces)))
+    n_threads = threads.NUM_THREADS if (N * F * C * 9 * OH * OW >= PARALLEL_MIN_MACS
+                                        and threads.parallel_ok()) else 1
+    with threads.blas_single_threaded() if n_threads > 1 else contextlib.nullcontext():
+        if F * C > (C + F) * N * TH * TW:
+            _whole_layer(x, U, bias, padding, tiles, out, n_threads)
+        else:
+            _bands(x, U, bias, padding, tiles, out, n_threads)
+    return out
+
+
+def _whole_layer(x, U, bias, padding, tiles, out, n_threads):
+    N, C, H, W = x.shape
+    F = U.shape[1]
+    m, T2 = tiles.m, tiles.T * tiles.T
+    ph, pw = padding
+    TH, TW = -(-out.shape[2] // m), -(-out.shape[3] // m)
+    per_image = TH * TW
+    cols = N * per_image
+    V = _planes("winograd_in", T2, C, cols, x.dtype)  # (T2, C, cols), shared by the threads
+
+    def transform_channels(chunk):
+        c0, c1 = chunk
+        xp = allocator.scratch("winograd_padded", (c1 - c0, m * TH + 2, m * TW + 2), x.dtype)
+        for n in range(N):
+            _pad_loops(x[n, c0:c1], xp, ph, pw, 0)
+            tiles.input_transform(xp, V, c0, n * per_image, TW)
+
+    def multiply_filters(chunk):
+        f0, f1 = chunk
+        M = _planes("winograd_out", T2, f1 - f0, cols, x.dtype)  # (T2, f1-f0, cols)
+        np.matmul(U[:, f0:f1], V, out=M)  # T2 BLAS calls: (f1-f0, C) @ (C, cols)
+        for n in range(N):
+            tiles.output_transform(M, n * per_image, out[n, f0:f1], bias[f0:f1], 0, TH, TW)
+
+    threads.run_chunks(transform_channels, threads.split(C, n_threads))
+    threads.run_chunks(multiply_filters, threads.split(F, n_threads))
+
+
+def _bands(x, U, bias, padding, tiles, out, n_threads):
+    N, C, H, W = x.shape
+    F = U.shape[1]
+    m, T2 = tiles.m, tiles.T * tiles.T
+    ph, pw = padding
+    TH, TW = -(-out.shape[2] // m), -(-out.shape[3] // m)
+    column_bytes = T2 * (C + F) * x.itemsize  # V and M of one tile
+    columns = max(MIN_BAND_COLUMNS, BAND_BYTES // column_bytes)  # per piece
+    rows = min(TH, -(-columns // TW))  # tile rows per piece
+    if rows == TH:  # whole images: group them, but leave every thread a piece
+        per_piece = max(1, min(columns // (TH * TW), -(-N // n_threads)))
         tasks = [(n0, min(N, n0 + per_piece), 0, TH) for n0 in range(0, N, per_piece)]
-        if len(tasks) < min_pieces:  # fewer images than pieces wanted: cut them into bands
-            rows = -(-TH // -(-min_pieces // N))
+        if len(tasks) < n_threads:  # fewer images than threads: cut them into bands
+            rows = -(-TH // -(-n_threads // N))
     if rows < TH:
         tasks = [(n, n + 1, r0, min(TH, r0 + rows)) for n in range(N) for r0 in range(0, TH, rows)]
 
-    def work(n0, n1, r0, r1):
-        tiles = (r1 - r0) * TW  # per image
-        cols = (n1 - n0) * tiles
-        # The 16 planes are written (V) and read (M) at once, tile by tile. Planes a power of
-        # two bytes apart would fall into the same L1 cache sets and evict each other (10x
-        # slower, measured), so each plane starts 16 elements (a float32 cache line) later.
-        V = scratch("winograd_in", (16, C * cols + 16), x.dtype)[:, :C * cols]
-        V = V.reshape(16, C, cols)  # (16, C, cols), a view
-        M = scratch("winograd_out", (16, F * cols + 16), x.dtype)[:, :F * cols]
-        M = M.reshape(16, F, cols)  # (16, F, cols), a view
-        xp = scratch("winograd_padded", (C, 2 * (r1 - r0) + 2, 2 * TW + 2), x.dtype)
-        for n in range(n0, n1):
-            _pad_loops(x[n], xp, ph, pw, 2 * r0)  # the padded rows this band reads
-            _input_transform_loops(xp, V, (n - n0) * tiles, TW)
-        np.matmul(U, V, out=M)  # 16 BLAS calls: (F, C) @ (C, cols)
-        for n in range(n0, n1):
-            _output_transform_loops(M, (n - n0) * tiles, out[n], bias, r0, r1, TW)
+    def work(chunk):
+        for n0, n1, r0, r1 in tasks[chunk[0]:chunk[1]]:
+            per_image = (r1 - r0) * TW
+            cols = (n1 - n0) * per_image
+            V = _planes("winograd_in", T2, C, cols, x.dtype)  # (T2, C, cols)
+            M = _planes("winograd_out", T2, F, cols, x.dtype)  # (T2, F, cols)
+            xp = allocator.scratch("winograd_padded", (C, m * (r1 - r0) + 2, m * TW + 2), x.dtype)
+            for n in range(n0, n1):
+                _pad_loops(x[n], xp, ph, pw, m * r0)  # the padded rows this band reads
+                tiles.input_transform(xp, V, 0, (n - n0) * per_image, TW)
+            np.matmul(U, V, out=M)  # T2 BLAS calls: (F, C) @ (C, cols)
+            for n in range(n0, n1):
+                tiles.output_transform(M, (n - n0) * per_image, out[n], bias, r0, r1, TW)
 
-    run_tasks(tasks, work)
-    return out
+    threads.run_chunks(work, threads.split(len(tasks), n_threads))
