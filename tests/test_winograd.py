@@ -210,14 +210,14 @@ def test_filters_are_transformed_once_per_weight_array(monkeypatch):
     first = winograd4.conv3x3(x, w, None, (1, 1))
     np.testing.assert_array_equal(winograd4.conv3x3(x, w, None, (1, 1)), first)
     assert len(calls) == 1
-    winograd4.conv3x3_backward_input(first, w, (1, 1))
+    winograd4.conv3x3_backward_input(first, w, (1, 1))  # the backward pass shares U
     winograd4.conv3x3_backward_input(first, w, (1, 1))
     winograd.conv3x3(x, w, None, (1, 1))
-    assert len(calls) == 3  # one per direction and algorithm
+    assert len(calls) == 2  # one per algorithm
     # a replaced array is a new entry: the layer's weights changed, the output must too
     w2 = 2 * w
     np.testing.assert_allclose(winograd4.conv3x3(x, w2, None, (1, 1)), 2 * first, rtol=1e-12)
-    assert len(calls) == 4
+    assert len(calls) == 3
     key = id(w2)
     del w2  # its entry goes with it
     assert key not in winograd._cache
@@ -229,10 +229,10 @@ def test_filters_are_transformed_once_per_weight_array(monkeypatch):
 def test_cache_entry_checks_shape_and_data():
     rng = np.random.default_rng(16)
     w = rng.standard_normal((2, 3, 3, 3))
-    U = winograd4.forward_filters(w)
-    assert U.shape == (36, 2, 3) and winograd4.forward_filters(w) is U
+    U = winograd4.cached_U(w)
+    assert U.shape == (36, 2, 3) and winograd4.cached_U(w) is U
     w.shape = (3, 2, 3, 3)  # the same object and memory, another shape
-    assert winograd4.forward_filters(w).shape == (36, 3, 2)
+    assert winograd4.cached_U(w).shape == (36, 3, 2)
 
 
 # ----------------------------------------------------------------------------- the choice

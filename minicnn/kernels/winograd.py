@@ -23,12 +23,16 @@ with U = G g G^T per (filter, channel) and V = B^T d B per (channel, tile). Two 
 
 The gradient with respect to the input of a stride-1 convolution is itself a stride-1
 convolution, of grad_out with the kernels flipped in space and their channel axes swapped,
-with padding 2 - p, so the backward pass runs the same code with other transformed filters.
+with padding 2 - p. And correlating with a flipped kernel is correlating with the kernel
+itself under a half turn of the image: corr(y, rot180(g)) = rot180(corr(rot180(y), g)). So
+the backward pass rotates grad_out as it reads it, runs the forward algorithm with the SAME
+transformed filters, channel axes swapped (U[ab] transposed, (C, F)), and rotates its output
+back as it writes it. One U per layer serves both directions.
 
-Transformed filters are cached, once per weight array and direction (``cached_filters``):
-a layer passes the same array every call, and re-transforming 512x512 filters costs as much
-as the convolution at 28x28. The cache notices an array being replaced (a new object), not
-an array edited in place: after ``layer.weight[...] = ...`` call ``clear_cache()``.
+Transformed filters are cached, once per weight array (``cached_filters``): a layer passes
+the same array every call, and re-transforming 512x512 filters costs as much as the
+convolution at 28x28. The cache notices an array being replaced (a new object), not an
+array edited in place: after ``layer.weight[...] = ...`` call ``clear_cache()``.
 
 Which algorithm runs where (``choose``, called by fast.py) is set by the environment
 variable ``MINICNN_WINOGRAD``, read at import:
@@ -60,7 +64,7 @@ from minicnn.kernels import allocator, threads
 
 __all__ = ["BT", "G", "AT", "ALGORITHM", "choose", "supported", "cached_filters",
            "clear_cache", "conv3x3", "conv3x3_backward_input", "conv3x3_numpy",
-           "conv3x3_backward_input_numpy", "convolve", "convolve_numpy", "flip_kernels"]
+           "conv3x3_backward_input_numpy", "convolve", "convolve_numpy", "backward_numpy"]
 
 BT = np.array([[1, 0, -1, 0],
                [0, 1, 1, 0],
@@ -160,29 +164,18 @@ def clear_cache():
 GG = np.kron(G, G)  # (16, 9)
 
 
-def filter_transform(w, GG, flipped=False):
-    """w: (F, C, 3, 3) -> U: (T*T, F, C) with U[:, f, c] = GG @ vec(w[f, c]), T*T = len(GG);
-    flipped: U of w_back[c, f, k, l] = w[f, c, 2 - k, 2 - l] instead, as (T*T, C, F).
+def filter_transform(w, GG):
+    """w: (F, C, 3, 3) -> U: (T*T, F, C) with U[:, f, c] = GG @ vec(w[f, c]), T*T = len(GG).
 
-    Computed in float64 (so U holds the exact transform, rounded once) and C-contiguous in
-    the layout the GEMMs read. Flipping a 3x3 kernel reverses its 9 entries, so the flipped
-    transform is GG with its columns reversed."""
+    Computed in float64 (so U holds the exact transform, rounded once), stored in w's dtype."""
     F, C = w.shape[:2]
     w9 = np.asarray(w, dtype=np.float64).reshape(F * C, 9)  # (F*C, 9)
-    U = ((GG[:, ::-1] if flipped else GG) @ w9.T).reshape(len(GG), F, C)  # (T*T, F, C)
-    if flipped:
-        U = U.transpose(0, 2, 1)  # (T*T, C, F)
-    return np.ascontiguousarray(U, dtype=w.dtype)
+    return (GG @ w9.T).reshape(len(GG), F, C).astype(w.dtype)  # (T*T, F, C)
 
 
-def forward_filters(w):
+def cached_U(w):
     """The cached U (16, F, C) of w (F, C, 3, 3)."""
-    return cached_filters(w, "F2 forward", lambda w: filter_transform(w, GG))
-
-
-def backward_filters(w):
-    """The cached U (16, C, F) of the flipped, channel-swapped kernels of w (F, C, 3, 3)."""
-    return cached_filters(w, "F2 backward", lambda w: filter_transform(w, GG, flipped=True))
+    return cached_filters(w, "F2", lambda w: filter_transform(w, GG))
 
 
 def convolve_numpy(x, w, b, padding, BT, G, AT):
@@ -214,30 +207,45 @@ def conv3x3_numpy(x, w, b, padding):
     return convolve_numpy(x, w, b, padding, BT, G, AT)
 
 
-def flip_kernels(w):
-    """w: (F, C, 3, 3) -> w_back: (C, F, 3, 3), w_back[c, f] = w[f, c] rotated by 180 degrees:
-    the kernels whose convolution with grad_out is the input gradient."""
-    return np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))  # (C, F, 3, 3)
+def backward_numpy(grad_out, w, padding, conv_numpy):
+    """Input gradient of a 3x3 stride-1 convolution with padding p: grad_out (N, F, OH, OW),
+    w (F, C, 3, 3) -> (N, C, H, W).
+
+    It is the convolution of grad_out with the kernels rotated by 180 degrees, channel axes
+    swapped, padding 2 - p; a half turn of grad_out before and of the result after lets
+    ``conv_numpy`` use the kernels unrotated, so its filter transform is the forward's."""
+    w_swapped = w.transpose(1, 0, 2, 3)  # (C, F, 3, 3), a view: channels swapped, not rotated
+    turned = grad_out[:, :, ::-1, ::-1]  # (N, F, OH, OW), a half turn
+    grad_x = conv_numpy(turned, w_swapped, None, (2 - padding[0], 2 - padding[1]))
+    return np.ascontiguousarray(grad_x[:, :, ::-1, ::-1])  # (N, C, H, W), turned back
 
 
 def conv3x3_backward_input_numpy(grad_out, w, padding):
-    """Input gradient of a 3x3 stride-1 convolution with padding p, in NumPy: a convolution
-    of grad_out (N, F, OH, OW) with the flipped kernels and padding 2 - p -> (N, C, H, W)."""
-    return conv3x3_numpy(grad_out, flip_kernels(w), None, (2 - padding[0], 2 - padding[1]))
+    """F(2x2)'s input gradient in NumPy (see backward_numpy): grad_out (N, F, OH, OW),
+    w (F, C, 3, 3) -> (N, C, H, W)."""
+    return backward_numpy(grad_out, w, padding, conv3x3_numpy)
 
 
 @njit(cache=True, nogil=True)
-def _pad_loops(x, xp, ph, pw, h0):
+def _pad_loops(x, xp, ph, pw, h0, turn):
     """xp[c, i, j] = x_pad[c, h0 + i, j], x_pad being x[c] placed at (ph, pw) in zeros: the
     padded rows h0 <= h < h0 + xp.shape[1] that a band of tiles reads, without bounds checks
-    in the transforms."""
+    in the transforms. turn: read x[c] turned by 180 degrees (the backward pass)."""
     C, H, W = x.shape
     for c in range(C):
         for i in range(xp.shape[1]):
             h = h0 + i - ph  # the row of x, if any
+            if h < 0 or h >= H:
+                for j in range(xp.shape[2]):
+                    xp[c, i, j] = 0.0
+                continue
+            source = H - 1 - h if turn else h
             for j in range(xp.shape[2]):
                 w = j - pw
-                xp[c, i, j] = x[c, h, w] if 0 <= h < H and 0 <= w < W else 0.0
+                if 0 <= w < W:
+                    xp[c, i, j] = x[c, source, W - 1 - w] if turn else x[c, source, w]
+                else:
+                    xp[c, i, j] = 0.0
 
 
 @njit(cache=True, nogil=True)
@@ -289,11 +297,13 @@ def _input_transform_loops(xp, V, c0, col0, TW):
 
 
 @njit(cache=True, nogil=True)
-def _output_transform_loops(M, col0, out, bias, r0, r1, TW):
+def _output_transform_loops(M, col0, out, bias, r0, r1, TW, turn):
     """out[f, 2r + i, 2s + j] = (A^T m A)[i, j] + bias[f], m = M[:, f, col0 + tile], for tile
     rows r0 <= r < r1 of one image out (F, OH, OW); outputs past its edge (odd sizes) are
-    dropped."""
+    dropped. turn: write the image turned by 180 degrees, out[f, OH-1-h, OW-1-w] for (h, w)
+    (the backward pass)."""
     F, OH, OW = out.shape
+    step = -1 if turn else 1  # along a row of out
     for f in range(F):
         for r in range(r0, r1):
             for s in range(TW):
@@ -307,14 +317,16 @@ def _output_transform_loops(M, col0, out, bias, r0, r1, TW):
                 u11 = M[5, f, col] - M[9, f, col] - M[13, f, col]
                 u12 = M[6, f, col] - M[10, f, col] - M[14, f, col]
                 u13 = M[7, f, col] - M[11, f, col] - M[15, f, col]
-                i, j = 2 * r, 2 * s  # y = u A
-                out[f, i, j] = u00 + u01 + u02 + bias[f]
+                i, j = 2 * r, 2 * s  # y = u A, written at rows i, i+1 and columns j, j+1
+                row = OH - 1 - i if turn else i
+                q = OW - 1 - j if turn else j
+                out[f, row, q] = u00 + u01 + u02 + bias[f]
                 if j + 1 < OW:
-                    out[f, i, j + 1] = u01 - u02 - u03 + bias[f]
+                    out[f, row, q + step] = u01 - u02 - u03 + bias[f]
                 if i + 1 < OH:
-                    out[f, i + 1, j] = u10 + u11 + u12 + bias[f]
+                    out[f, row + step, q] = u10 + u11 + u12 + bias[f]
                     if j + 1 < OW:
-                        out[f, i + 1, j + 1] = u11 - u12 - u13 + bias[f]
+                        out[f, row + step, q + step] = u11 - u12 - u13 + bias[f]
 
 
 def _bias(b, F, dtype):
@@ -328,14 +340,16 @@ def _back_padding(padding):
 def conv3x3(x, w, b, padding):
     """See conv3x3_numpy: the same convolution, with w's transform U (16, F, C) cached."""
     x = np.ascontiguousarray(x)
-    return convolve(x, forward_filters(w), _bias(b, w.shape[0], x.dtype), padding, _F2)
+    return convolve(x, cached_U(w), _bias(b, w.shape[0], x.dtype), padding, _F2)
 
 
 def conv3x3_backward_input(grad_out, w, padding):
-    """See conv3x3_backward_input_numpy; the flipped kernels' U (16, C, F) is cached."""
+    """See conv3x3_backward_input_numpy: grad_out turned, the forward's cached U (16, F, C)
+    read transposed, (16, C, F), the result turned back."""
     grad_out = np.ascontiguousarray(grad_out)
-    return convolve(grad_out, backward_filters(w), np.zeros(w.shape[1], grad_out.dtype),
-                    _back_padding(padding), _F2)
+    U_swapped = cached_U(w).transpose(0, 2, 1)  # (16, C, F), a view
+    return convolve(grad_out, U_swapped, np.zeros(w.shape[1], grad_out.dtype),
+                    _back_padding(padding), _F2, turn=True)
 
 
 # ----------------------------------------------------------------------------- the driver
@@ -344,7 +358,7 @@ class Tiles:
     """What the driver needs to know about one Winograd size: output block m, its loops.
 
     ``input_transform(xp, V, c0, col0, TW)`` and ``output_transform(M, col0, out, bias, r0,
-    r1, TW)`` have the signatures of this module's loops."""
+    r1, TW, turn)`` have the signatures of this module's loops."""
 
     def __init__(self, m, input_transform, output_transform):
         self.m, self.T = m, m + 2  # m x m outputs from a T x T tile
@@ -371,9 +385,10 @@ def _planes(name, T2, rows, cols, dtype):
     return buffer.reshape(T2, rows, cols)  # (T2, rows, cols), a view
 
 
-def convolve(x, U, bias, padding, tiles):
+def convolve(x, U, bias, padding, tiles, turn=False):
     """x: (N, C, H, W), U: (T*T, F, C), bias: (F,) -> (N, F, H + 2ph - 2, W + 2pw - 2): the
-    Winograd convolution with output blocks of tiles.m, threaded.
+    Winograd convolution with output blocks of tiles.m, threaded. turn: of x turned by 180
+    degrees, and the result turned back (the backward pass).
 
     Two schedules:
     - "whole layer", when the transformed filters outweigh the tiles (F*C > (C+F)*tiles, deep
@@ -395,13 +410,13 @@ def convolve(x, U, bias, padding, tiles):
                                         and threads.parallel_ok()) else 1
     with threads.blas_single_threaded() if n_threads > 1 else contextlib.nullcontext():
         if F * C > (C + F) * N * TH * TW:
-            _whole_layer(x, U, bias, padding, tiles, out, n_threads)
+            _whole_layer(x, U, bias, padding, tiles, out, n_threads, turn)
         else:
-            _bands(x, U, bias, padding, tiles, out, n_threads)
+            _bands(x, U, bias, padding, tiles, out, n_threads, turn)
     return out
 
 
-def _whole_layer(x, U, bias, padding, tiles, out, n_threads):
+def _whole_layer(x, U, bias, padding, tiles, out, n_threads, turn):
     N, C, H, W = x.shape
     F = U.shape[1]
     m, T2 = tiles.m, tiles.T * tiles.T
@@ -415,7 +430,7 @@ def _whole_layer(x, U, bias, padding, tiles, out, n_threads):
         c0, c1 = chunk
         xp = allocator.scratch("winograd_padded", (c1 - c0, m * TH + 2, m * TW + 2), x.dtype)
         for n in range(N):
-            _pad_loops(x[n, c0:c1], xp, ph, pw, 0)
+            _pad_loops(x[n, c0:c1], xp, ph, pw, 0, turn)
             tiles.input_transform(xp, V, c0, n * per_image, TW)
 
     def multiply_filters(chunk):
@@ -423,13 +438,14 @@ def _whole_layer(x, U, bias, padding, tiles, out, n_threads):
         M = _planes("winograd_out", T2, f1 - f0, cols, x.dtype)  # (T2, f1-f0, cols)
         np.matmul(U[:, f0:f1], V, out=M)  # T2 BLAS calls: (f1-f0, C) @ (C, cols)
         for n in range(N):
-            tiles.output_transform(M, n * per_image, out[n, f0:f1], bias[f0:f1], 0, TH, TW)
+            tiles.output_transform(M, n * per_image, out[n, f0:f1], bias[f0:f1], 0, TH, TW,
+                                   turn)
 
     threads.run_chunks(transform_channels, threads.split(C, n_threads))
     threads.run_chunks(multiply_filters, threads.split(F, n_threads))
 
 
-def _bands(x, U, bias, padding, tiles, out, n_threads):
+def _bands(x, U, bias, padding, tiles, out, n_threads, turn):
     N, C, H, W = x.shape
     F = U.shape[1]
     m, T2 = tiles.m, tiles.T * tiles.T
@@ -454,10 +470,10 @@ def _bands(x, U, bias, padding, tiles, out, n_threads):
             M = _planes("winograd_out", T2, F, cols, x.dtype)  # (T2, F, cols)
             xp = allocator.scratch("winograd_padded", (C, m * (r1 - r0) + 2, m * TW + 2), x.dtype)
             for n in range(n0, n1):
-                _pad_loops(x[n], xp, ph, pw, m * r0)  # the padded rows this band reads
+                _pad_loops(x[n], xp, ph, pw, m * r0, turn)  # the padded rows this band reads
                 tiles.input_transform(xp, V, 0, (n - n0) * per_image, TW)
             np.matmul(U, V, out=M)  # T2 BLAS calls: (F, C) @ (C, cols)
             for n in range(n0, n1):
-                tiles.output_transform(M, (n - n0) * per_image, out[n], bias, r0, r1, TW)
+                tiles.output_transform(M, (n - n0) * per_image, out[n], bias, r0, r1, TW, turn)
 
     threads.run_chunks(work, threads.split(len(tasks), n_threads))

@@ -59,11 +59,9 @@ def conv3x3_numpy(x, w, b, padding):
 
 
 def conv3x3_backward_input_numpy(grad_out, w, padding):
-    """Input gradient of a 3x3 stride-1 convolution with padding p, by F(4x4) in NumPy: the
-    convolution of grad_out (N, F, OH, OW) with the flipped kernels, padding 2 - p
-    -> (N, C, H, W)."""
-    return conv3x3_numpy(grad_out, winograd.flip_kernels(w), None,
-                         (2 - padding[0], 2 - padding[1]))
+    """F(4x4)'s input gradient in NumPy (see winograd.backward_numpy): grad_out
+    (N, F, OH, OW), w (F, C, 3, 3) -> (N, C, H, W)."""
+    return winograd.backward_numpy(grad_out, w, padding, conv3x3_numpy)
 
 
 # ----------------------------------------------------------------------------- compiled loops
@@ -121,11 +119,13 @@ def _input_transform_loops(xp, V, c0, col0, TW, t):
 
 
 @njit(cache=True, nogil=True)
-def _output_transform_loops(M, col0, out, bias, r0, r1, TW, u):
+def _output_transform_loops(M, col0, out, bias, r0, r1, TW, turn, u):
     """out[f, 4r + i, 4s + j] = (A^T m A)[i, j] + bias[f], m = M[:, f, col0 + tile], for tile
     rows r0 <= r < r1 of one image out (F, OH, OW); outputs past its edge are dropped.
-    u: (4, 6, TW) scratch."""
+    turn: write the image turned by 180 degrees, out[f, OH-1-h, OW-1-w] for (h, w) (the
+    backward pass). u: (4, 6, TW) scratch."""
     F, OH, OW = out.shape
+    step = -1 if turn else 1  # along a row of out
     for f in range(F):
         for r in range(r0, r1):
             col = col0 + (r - r0) * TW
@@ -135,22 +135,23 @@ def _output_transform_loops(M, col0, out, bias, r0, r1, TW, u):
                         M[l, f, col + s], M[6 + l, f, col + s], M[12 + l, f, col + s],
                         M[18 + l, f, col + s], M[24 + l, f, col + s], M[30 + l, f, col + s])
             for i in range(min(4, OH - 4 * r)):  # y = u A: along row i of each tile
-                h = 4 * r + i
+                h = OH - 1 - (4 * r + i) if turn else 4 * r + i
                 for s in range(TW):
                     y0, y1, y2, y3 = _at6(u[i, 0, s], u[i, 1, s], u[i, 2, s], u[i, 3, s],
                                           u[i, 4, s], u[i, 5, s])
-                    q = 4 * s
-                    if q + 4 <= OW:
+                    j = 4 * s
+                    q = OW - 1 - j if turn else j  # where y0 goes; y1.. follow by step
+                    if j + 4 <= OW:
                         out[f, h, q] = y0 + bias[f]
-                        out[f, h, q + 1] = y1 + bias[f]
-                        out[f, h, q + 2] = y2 + bias[f]
-                        out[f, h, q + 3] = y3 + bias[f]
+                        out[f, h, q + step] = y1 + bias[f]
+                        out[f, h, q + 2 * step] = y2 + bias[f]
+                        out[f, h, q + 3 * step] = y3 + bias[f]
                     else:  # the last tile of a row whose width is not a multiple of 4
                         out[f, h, q] = y0 + bias[f]
-                        if q + 1 < OW:
-                            out[f, h, q + 1] = y1 + bias[f]
-                        if q + 2 < OW:
-                            out[f, h, q + 2] = y2 + bias[f]
+                        if j + 1 < OW:
+                            out[f, h, q + step] = y1 + bias[f]
+                        if j + 2 < OW:
+                            out[f, h, q + 2 * step] = y2 + bias[f]
 
 
 def _input_transform(xp, V, c0, col0, TW):
@@ -158,34 +159,30 @@ def _input_transform(xp, V, c0, col0, TW):
     _input_transform_loops(xp, V, c0, col0, TW, t)
 
 
-def _output_transform(M, col0, out, bias, r0, r1, TW):
+def _output_transform(M, col0, out, bias, r0, r1, TW, turn):
     u = allocator.scratch("winograd4_rows", (4, 6, TW), M.dtype)
-    _output_transform_loops(M, col0, out, bias, r0, r1, TW, u)
+    _output_transform_loops(M, col0, out, bias, r0, r1, TW, turn, u)
 
 
 _F4 = winograd.Tiles(4, _input_transform, _output_transform)
 
 
-def forward_filters(w):
+def cached_U(w):
     """The cached U (36, F, C) of w (F, C, 3, 3)."""
-    return winograd.cached_filters(w, "F4 forward", lambda w: winograd.filter_transform(w, GG))
-
-
-def backward_filters(w):
-    """The cached U (36, C, F) of the flipped, channel-swapped kernels of w (F, C, 3, 3)."""
-    return winograd.cached_filters(
-        w, "F4 backward", lambda w: winograd.filter_transform(w, GG, flipped=True))
+    return winograd.cached_filters(w, "F4", lambda w: winograd.filter_transform(w, GG))
 
 
 def conv3x3(x, w, b, padding):
     """See conv3x3_numpy: the same convolution, with w's transform U (36, F, C) cached."""
     x = np.ascontiguousarray(x)
     bias = np.zeros(w.shape[0], x.dtype) if b is None else np.ascontiguousarray(b, x.dtype)
-    return winograd.convolve(x, forward_filters(w), bias, padding, _F4)
+    return winograd.convolve(x, cached_U(w), bias, padding, _F4)
 
 
 def conv3x3_backward_input(grad_out, w, padding):
-    """See conv3x3_backward_input_numpy; the flipped kernels' U (36, C, F) is cached."""
+    """See conv3x3_backward_input_numpy: grad_out turned, the forward's cached U (36, F, C)
+    read transposed, (36, C, F), the result turned back."""
     grad_out = np.ascontiguousarray(grad_out)
-    return winograd.convolve(grad_out, backward_filters(w), np.zeros(w.shape[1], grad_out.dtype),
-                             (2 - padding[0], 2 - padding[1]), _F4)
+    U_swapped = cached_U(w).transpose(0, 2, 1)  # (36, C, F), a view
+    return winograd.convolve(grad_out, U_swapped, np.zeros(w.shape[1], grad_out.dtype),
+                             (2 - padding[0], 2 - padding[1]), _F4, turn=True)
