@@ -37,7 +37,7 @@ import math
 import numpy as np
 from numba import njit
 
-from minicnn.kernels import adaptive_bins, allocator, output_size, winograd
+from minicnn.kernels import adaptive_bins, allocator, numba_startup, output_size, winograd
 from minicnn.kernels.threads import NUM_THREADS, blas_single_threaded, parallel_ok, run_chunks, split
 
 __all__ = [
@@ -50,6 +50,7 @@ __all__ = [
 ]
 
 allocator.tune()  # reuse freed memory instead of page-faulting every pass in (allocator.py)
+numba_startup.hide_scipy_from_numba()  # ~0.5 s less start-up when SciPy is installed
 _scratch, release_scratch = allocator.scratch, allocator.release_scratch  # per-thread buffers
 
 # Below this many multiply-adds (conv) or touched elements (pooling) a kernel runs in the
