@@ -172,8 +172,8 @@ def float32_errors(module, C, F, size, seed):
 
 
 # The bounds the module docstrings state, in float32 epsilons (max error / max |output|).
-# Measured (BENCHMARKS.md): F(2x2) <= 6, F(4x4) 25-130 over 16-512 channels; im2col <= 6.
-BOUND_EPS = {"F2": 16, "F4": 250}
+# Measured (BENCHMARKS.md): F(2x2) <= 6, F(4x4) 10-45 over 16-512 channels; im2col <= 6.
+BOUND_EPS = {"F2": 16, "F4": 100}
 
 
 @pytest.mark.parametrize("module,name", [(winograd, "F2"), (winograd4, "F4")], ids=["F2", "F4"])

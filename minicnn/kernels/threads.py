@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 import threading
 
 __all__ = ["NUM_THREADS", "run_chunks", "split", "blas_single_threaded", "parallel_ok"]
@@ -147,22 +148,28 @@ def _run_serially(work, chunks):
 
 # ----------------------------------------------------------------------------- BLAS threads
 
-_controller = None  # threadpoolctl.ThreadpoolController, found on first use
+_controller = None  # threadpoolctl.ThreadpoolController: the BLAS libraries loaded when made
 _blas_found: bool | None = None
+_modules_seen = 0  # len(sys.modules) when _controller was made
 _depth = 0  # nesting of blas_single_threaded() across all threads
 _limit = None  # the active threadpoolctl limit, restored when _depth returns to 0
 
 
 def parallel_ok() -> bool:
-    """True if there are several threads and the BLAS library's threads can be limited."""
-    global _controller, _blas_found
+    """True if there are several threads and the BLAS library's threads can be limited.
+
+    threadpoolctl sees the libraries loaded when its controller is made, so the controller
+    is made again (~1-7 ms) whenever modules were imported since: one of them may have
+    loaded its own BLAS (SciPy does), which would otherwise keep its threads."""
+    global _controller, _blas_found, _modules_seen
     if NUM_THREADS == 1:
         return False
-    if _blas_found is None:
+    if _blas_found is None or len(sys.modules) != _modules_seen:
         with _lock:
-            if _blas_found is None:
+            if _blas_found is None or len(sys.modules) != _modules_seen:
                 try:
                     from threadpoolctl import ThreadpoolController
+                    _modules_seen = len(sys.modules)
                     _controller = ThreadpoolController()
                     _blas_found = bool(_controller.select(user_api="blas").lib_controllers)
                 except Exception:  # no threadpoolctl, or it cannot read this process

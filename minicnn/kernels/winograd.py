@@ -17,9 +17,9 @@ with U = G g G^T per (filter, channel) and V = B^T d B per (channel, tile). Two 
 - F(2x2, 3x3), this file: 4x4 tiles, 16 products for 36 multiplications (2.25x fewer). Its
   transforms only add, subtract and halve; float32 error comparable to im2col's.
 - F(4x4, 3x3), ``winograd4.py``: 6x6 tiles, 36 products for 144 (4x fewer), the default
-  where it applies. Its matrices hold 1/6, 1/24, 4, 5 and 8, and rounding errors grow with
-  them: in float32 its error is ~15x F(2x2)'s in max, ~6x in RMS (bounds measured and
-  tested in ``winograd4.py``). In float64 both are exact to ~1e-13 relative.
+  on large images. Its matrices hold larger constants (up to 8, and 1/15 in G), and
+  rounding errors grow with them: in float32 its error is 3-10x F(2x2)'s (bounds measured
+  and tested, see ``winograd4.py``). In float64 both are exact to ~1e-14 relative.
 
 The gradient with respect to the input of a stride-1 convolution is itself a stride-1
 convolution, of grad_out with the kernels flipped in space and their channel axes swapped,

@@ -1,21 +1,29 @@
 """Winograd's F(4x4, 3x3): 3x3 stride-1 convolutions with 4x fewer multiplications.
 
-Lavin & Gray (2016), "Fast Algorithms for Convolutional Neural Networks", section 4.2 and its
-F(4x4, 3x3) matrices. The idea, the driver and the filter cache are ``winograd.py``'s; here
-each 4x4 block of outputs comes from a 6x6 input tile, through 36 elementwise products per
-channel instead of the 144 multiplications of the direct convolution (F(2x2): 16 for 36).
+Lavin & Gray (2016), "Fast Algorithms for Convolutional Neural Networks", section 4. The
+idea, the driver and the filter cache are ``winograd.py``'s; here each 4x4 block of outputs
+comes from a 6x6 input tile, through 36 elementwise products per channel instead of the 144
+multiplications of the direct convolution (F(2x2): 16 for 36).
 
-The matrices interpolate at the points 0, 1, -1, 2, -2 and infinity:
+The matrices are Toom-Cook's: A^T evaluates at six points, G interpolates there (divided by
+the product of the points' differences), B^T is what makes A^T [(G g) * (B^T d)] the
+correlation. Lavin & Gray use the points 0, 1, -1, 2, -2 and infinity; here 0, 1, -1, 1/2,
+-2 and infinity, which Barabasz et al. (2020, "Error analysis and improving the accuracy of
+Winograd convolution for deep neural networks") found more accurate: measured here, a third
+of the float32 error on VGG-sized layers for a few more additions in B^T. Rows and columns
+are scaled by powers of two (exact) so that B^T and A^T hold small integers:
 
     B^T (6, 6): input tiles      G (6, 3): filters      A^T (4, 6): back to outputs
 
-What a user gives up (measured; ``tests/test_winograd4.py`` holds these bounds): the larger
-constants (4, 5, 8; 1/6, 1/24) amplify float32 rounding. On random data with 64-512 input
-channels, the largest error of a float32 layer output, relative to the largest output, is
-~1e-6 to 1e-5 (up to ~100 float32 epsilons; F(2x2) and im2col ~5); in RMS ~6x F(2x2)'s.
-That is far below what changes a saliency map, but it is not im2col's rounding:
-``MINICNN_WINOGRAD=2`` (F(2x2) only) or ``MINICNN_WINOGRAD=off`` (im2col) trade speed for
-it. In float64 the error stays ~1e-13 relative (tested against PyTorch at 1e-9).
+What a user gives up (measured; ``tests/test_winograd.py`` holds the bound): the float32
+GEMMs sum large transformed values whose rounding A^T then amplifies. On random data with
+16-512 input channels, the largest error of a float32 layer output, relative to the largest
+output, is 10-45 float32 epsilons (1e-6 to 5e-6; tested bound 100; F(2x2) and im2col <= 6),
+forward and backward alike; in RMS 5-17 epsilons (F(2x2) 1-4). That is far below what changes a saliency map, but it is not im2col's
+rounding: it can flip which of two nearly equal inputs wins a max-pool downstream, moving a
+little of the gradient to a neighbouring pixel. ``MINICNN_WINOGRAD=2`` (F(2x2) only) or
+``MINICNN_WINOGRAD=off`` (im2col) trade speed for it. In float64 the error stays ~1e-14
+relative (tested against PyTorch at 1e-9).
 
 - ``conv3x3(x, w, b, padding)``: the convolution, threaded, w's transform cached
 - ``conv3x3_backward_input(grad_out, w, padding)``: its input gradient
@@ -32,22 +40,23 @@ from minicnn.kernels import allocator, winograd
 __all__ = ["BT", "G", "AT", "conv3x3", "conv3x3_backward_input", "conv3x3_numpy",
            "conv3x3_backward_input_numpy"]
 
-BT = np.array([[4, 0, -5, 0, 1, 0],
-               [0, -4, -4, 1, 1, 0],
-               [0, 4, -4, -1, 1, 0],
+# columns of A^T and rows of G, B^T: the points 0, 1, -1, 1/2, -2, infinity
+BT = np.array([[2, -3, -4, 3, 2, 0],
+               [0, -2, 1, 5, 2, 0],
+               [0, 2, -5, 1, 2, 0],
                [0, -2, -1, 2, 1, 0],
-               [0, 2, -1, -2, 1, 0],
-               [0, 4, 0, -5, 0, 1]], dtype=np.float64)  # (6, 6): input tile transform B^T
-G = np.array([[1 / 4, 0, 0],
-              [-1 / 6, -1 / 6, -1 / 6],
+               [0, 1, -2, -1, 2, 0],
+               [0, 2, -3, -4, 3, 2]], dtype=np.float64)  # (6, 6): input tile transform B^T
+G = np.array([[1 / 2, 0, 0],
+              [1 / 6, 1 / 6, 1 / 6],
               [-1 / 6, 1 / 6, -1 / 6],
-              [1 / 24, 1 / 12, 1 / 6],
-              [1 / 24, -1 / 12, 1 / 6],
-              [0, 0, 1]], dtype=np.float64)  # (6, 3): filter transform
-AT = np.array([[1, 1, 1, 1, 1, 0],
-               [0, 1, -1, 2, -2, 0],
-               [0, 1, 1, 4, 4, 0],
-               [0, 1, -1, 8, -8, 1]], dtype=np.float64)  # (4, 6): output transform A^T
+              [-2 / 15, -1 / 15, -1 / 30],
+              [1 / 30, -1 / 15, 2 / 15],
+              [0, 0, 1 / 2]], dtype=np.float64)  # (6, 3): filter transform
+AT = np.array([[1, 1, 1, 8, 1, 0],
+               [0, 1, -1, 4, -2, 0],
+               [0, 1, 1, 2, 4, 0],
+               [0, 1, -1, 1, -8, 1]], dtype=np.float64)  # (4, 6): output transform A^T
 
 GG = np.kron(G, G)  # (36, 9): vec(G g G^T) = GG @ vec(g)
 
@@ -73,21 +82,25 @@ def conv3x3_backward_input_numpy(grad_out, w, padding):
 @njit(cache=True, nogil=True)
 def _bt6(d0, d1, d2, d3, d4, d5):
     """B^T @ (d0, ..., d5): six values of one line of an input tile -> six."""
-    four, five, two = np.float32(4), np.float32(5), np.float32(2)
-    return (four * d0 - five * d2 + d4,
-            (d3 + d4) - four * (d1 + d2),
-            (d4 - d3) + four * (d1 - d2),
-            (d4 - d2) + two * (d3 - d1),
-            (d4 - d2) - two * (d3 - d1),
-            four * d1 - five * d3 + d5)
+    two, three, four, five = np.float32(2), np.float32(3), np.float32(4), np.float32(5)
+    p, q = d3 - d1, d4 - d2
+    return (two * (d0 + d4) + three * p - four * d2,
+            two * (d4 - d1) + d2 + five * d3,
+            two * (d1 + d4) - five * d2 + d3,
+            two * p + q,
+            two * q - p,
+            two * (d1 + d5) + three * q - four * d3)
 
 
 @njit(cache=True, nogil=True)
 def _at6(m0, m1, m2, m3, m4, m5):
     """A^T @ (m0, ..., m5): six products along one line of a tile -> four outputs."""
     two, four, eight = np.float32(2), np.float32(4), np.float32(8)
-    a, b, c, d = m1 + m2, m1 - m2, m3 + m4, m3 - m4
-    return m0 + a + c, b + two * d, a + four * c, b + eight * d + m5
+    a, b = m1 + m2, m1 - m2
+    return (m0 + a + eight * m3 + m4,
+            b + four * m3 - two * m4,
+            a + two * m3 + four * m4,
+            b + m3 - eight * m4 + m5)
 
 
 @njit(cache=True, nogil=True)
