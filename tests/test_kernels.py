@@ -154,8 +154,10 @@ def test_both_dtypes_are_cached_on_disk():
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_conv_in_row_bands(monkeypatch, dtype):
-    """fast.py builds columns one band of output rows at a time; force tiny bands."""
+    """fast.py builds columns one band of output rows at a time; force tiny bands (by the
+    columns' size, and by the stride-1 lowering's wide scratch)."""
     monkeypatch.setattr(fast, "BAND_BYTES", 64)
+    monkeypatch.setattr(fast, "WIDE_BYTES", 64)
     rng = np.random.default_rng(5)
     for _ in range(15):
         shape, kernel, stride, padding = random_window(rng)

@@ -204,6 +204,10 @@ def col2im(cols, in_shape, kernel, stride, padding):
 # small enough to keep memory flat, large enough for an efficient GEMM (VGG16's first layers:
 # 31 of 224 rows per band).
 BAND_BYTES = 1 << 24
+# The stride-1 lowering's GEMM writes F x (rows*Wp) of scratch that the crop reads back: a
+# band keeps that in cache too (VGG16's conv1_1 in one 13 MB band took 1.6x as long as in
+# bands of 18 rows, measured).
+WIDE_BYTES = 1 << 20
 
 
 def _row_bands(OH, bytes_per_row, min_bands=1):
@@ -256,7 +260,10 @@ def conv2d_forward(x, w, b, stride, padding):
     w2 = np.ascontiguousarray(w).reshape(F, K)  # (F, K)
     out = np.empty((N, F, OH, OW), dtype=x.dtype)
     ints = _ints((KH, KW), stride, padding)
-    bands = _row_bands(OH, K * row_width * x.itemsize, _pieces_per_image(N, threads))
+    bands_wanted = _pieces_per_image(N, threads)
+    if shifted:  # and a band's wide scratch, F x rows*Wp, within WIDE_BYTES
+        bands_wanted = max(bands_wanted, -(-F * OH * row_width * x.itemsize // WIDE_BYTES))
+    bands = _row_bands(OH, K * row_width * x.itemsize, bands_wanted)
     tasks = [(n, i0, i1) for n in range(N) for i0, i1 in bands]
 
     def work(chunk):  # a whole chunk, not one task (_run_tasks): bands reuse the padded image
