@@ -242,14 +242,18 @@ def test_choice_follows_the_measured_rules(monkeypatch):
     assert winograd.choose(1, 64, 64, 224, 224, (3, 3), (1, 1), (1, 1)) is winograd4
     assert winograd.choose(1, 512, 512, 28, 28, (3, 3), (1, 1), (1, 1)) is winograd4
     assert winograd.choose(50, 64, 64, 32, 32, (3, 3), (1, 1), (1, 1)) is winograd4
-    assert winograd.choose(1, 512, 512, 14, 14, (3, 3), (1, 1), (1, 1)) is None  # weights dominate
+    assert winograd.choose(50, 128, 192, 8, 8, (3, 3), (1, 1), (1, 1)) is winograd4
+    assert winograd.choose(1, 128, 192, 8, 8, (3, 3), (1, 1), (1, 1)) is winograd  # few tiles
+    assert winograd.choose(4, 512, 512, 14, 14, (3, 3), (1, 1), (1, 1)) is winograd  # padding
+    assert winograd.choose(1, 192, 384, 13, 13, (3, 3), (1, 1), (1, 1)) is winograd
+    assert winograd.choose(1, 16, 16, 4, 4, (3, 3), (1, 1), (1, 1)) is winograd
     assert winograd.choose(50, 3, 32, 64, 64, (3, 3), (1, 1), (1, 1)) is None  # RGB input
     assert winograd.choose(50, 64, 64, 32, 32, (3, 3), (2, 2), (1, 1)) is None  # strided
     assert winograd.choose(50, 64, 64, 32, 32, (5, 5), (1, 1), (2, 2)) is None
     assert not winograd.supported((3, 3), (1, 1), (3, 1))  # the backward would need padding -1
     monkeypatch.setattr(winograd, "ALGORITHM", "2")
     assert winograd.choose(1, 64, 64, 224, 224, (3, 3), (1, 1), (1, 1)) is winograd
-    assert winograd.choose(1, 512, 512, 14, 14, (3, 3), (1, 1), (1, 1)) is None
+    assert winograd.choose(1, 512, 512, 14, 14, (3, 3), (1, 1), (1, 1)) is winograd
     monkeypatch.setattr(winograd, "ALGORITHM", "off")
     assert winograd.choose(1, 64, 64, 224, 224, (3, 3), (1, 1), (1, 1)) is None
 
@@ -258,8 +262,8 @@ def test_choice_follows_the_measured_rules(monkeypatch):
 def test_fast_conv_uses_the_chosen_algorithm(monkeypatch, setting):
     """Through fast.conv2d_forward/backward, each setting gives the convolution."""
     monkeypatch.setattr(winograd, "ALGORITHM", setting)
-    monkeypatch.setattr(winograd, "F2_MIN_OUTPUTS", 0)
     monkeypatch.setattr(winograd, "F4_MIN_TILES", 0)
+    monkeypatch.setattr(winograd, "F4_MAX_PADDING", 100)
     monkeypatch.setattr(winograd, "MIN_CHANNELS", 1)
     rng = np.random.default_rng(17)
     for _ in range(5):

@@ -37,7 +37,7 @@ array edited in place: after ``layer.weight[...] = ...`` call ``clear_cache()``.
 Which algorithm runs where (``choose``, called by fast.py) is set by the environment
 variable ``MINICNN_WINOGRAD``, read at import:
 
-    MINICNN_WINOGRAD=4    (default) F(4x4) for large layers, F(2x2) for mid-sized ones
+    MINICNN_WINOGRAD=4    (default) F(4x4) where its blocks fit, F(2x2) on the other layers
     MINICNN_WINOGRAD=2    F(2x2) only: ~15x less float32 error, slower
     MINICNN_WINOGRAD=off  im2col everywhere: no Winograd at all
 
@@ -89,14 +89,15 @@ def _algorithm_from_environment() -> str:
 
 ALGORITHM = _algorithm_from_environment()
 
-# Measured on the benchmark's shapes (2 threads, BENCHMARKS.md). Winograd needs both channel
-# counts to fill its GEMMs (an RGB first layer, C = 3, is faster through im2col).
+# Measured on VGG16's, AlexNet's and the small net's shapes (BENCHMARKS.md, 2026-12-02).
+# Winograd needs both channel counts to fill its GEMMs (an RGB first layer, C = 3, is faster
+# through im2col). With its filters transformed once, F(2x2) beat im2col on every 3x3 layer
+# with >= 16 channels measured, from 224x224 down to 4x4 (VGG16's 14x14 layers: 1.6x).
 MIN_CHANNELS = 16
-# F(2x2) needs enough outputs to beat im2col (VGG16's 14x14 layers at batch 1 do not).
-F2_MIN_OUTPUTS = 1024  # N * OH * OW
-# F(4x4) needs its 36 GEMMs to have enough columns (tiles) next to U[ab] (F, C), four times
-# the size of w: VGG16's 28x28 layers at batch 1 (49 tiles) gain, its 14x14 ones (16) lose.
-F4_MIN_TILES = 48  # N * ceil(OH/4) * ceil(OW/4)
+# F(4x4) needs enough tiles for its 36 GEMMs next to U[ab] (F, C), 2.25x F(2x2)'s U, and
+# blocks that fit the map: on 14x14 (or 13x13, 7x7) a third of its outputs would be padding.
+F4_MIN_TILES = 48  # N * ceil(OH/4) * ceil(OW/4): 28x28 at batch 1 (49) gains, 16x16 (16) not
+F4_MAX_PADDING = 1.15  # outputs computed / outputs wanted
 
 
 def supported(kernel, stride, padding) -> bool:
@@ -109,12 +110,12 @@ def choose(N, C, F, OH, OW, kernel, stride, padding):
     ``conv3x3_backward_input`` should compute this layer, or None for im2col."""
     if ALGORITHM == "off" or not supported(kernel, stride, padding) or min(C, F) < MIN_CHANNELS:
         return None
-    if ALGORITHM == "4" and N * -(-OH // 4) * -(-OW // 4) >= F4_MIN_TILES:
+    TH, TW = -(-OH // 4), -(-OW // 4)  # F(4x4)'s tiles
+    if (ALGORITHM == "4" and N * TH * TW >= F4_MIN_TILES
+            and 16 * TH * TW <= F4_MAX_PADDING * OH * OW):
         from minicnn.kernels import winograd4
         return winograd4
-    if N * OH * OW >= F2_MIN_OUTPUTS:
-        return _THIS_MODULE
-    return None
+    return _THIS_MODULE
 
 
 # ----------------------------------------------------------------------------- filter cache
