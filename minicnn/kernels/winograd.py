@@ -38,7 +38,7 @@ Which algorithm runs where (``choose``, called by fast.py) is set by the environ
 variable ``MINICNN_WINOGRAD``, read at import:
 
     MINICNN_WINOGRAD=4    (default) F(4x4) where its blocks fit, F(2x2) on the other layers
-    MINICNN_WINOGRAD=2    F(2x2) only: ~15x less float32 error, slower
+    MINICNN_WINOGRAD=2    F(2x2) only: 3-10x less float32 error, slower
     MINICNN_WINOGRAD=off  im2col everywhere: no Winograd at all
 
 This module also holds the driver both sizes share (``convolve``): which tiles each thread
@@ -121,7 +121,8 @@ def choose(N, C, F, OH, OW, kernel, stride, padding):
 # ----------------------------------------------------------------------------- filter cache
 
 _cache: dict = {}  # id(w) -> (weakref to w, data address, shape, dtype, {kind: U})
-_cache_lock = threading.Lock()
+# re-entrant: a garbage collection inside the locked region may run _forget in this thread
+_cache_lock = threading.RLock()
 
 
 def cached_filters(w, kind, transform):
@@ -168,10 +169,15 @@ GG = np.kron(G, G)  # (16, 9)
 def filter_transform(w, GG):
     """w: (F, C, 3, 3) -> U: (T*T, F, C) with U[:, f, c] = GG @ vec(w[f, c]), T*T = len(GG).
 
-    Computed in float64 (so U holds the exact transform, rounded once), stored in w's dtype."""
+    Computed in float64 (so U holds the exact transform, rounded once), stored in w's dtype,
+    a few filters at a time (all of VGG16's 512x512 at once would be a 75 MB temporary)."""
     F, C = w.shape[:2]
-    w9 = np.asarray(w, dtype=np.float64).reshape(F * C, 9)  # (F*C, 9)
-    return (GG @ w9.T).reshape(len(GG), F, C).astype(w.dtype)  # (T*T, F, C)
+    U = np.empty((len(GG), F, C), dtype=w.dtype)
+    step = max(1, (1 << 16) // C)  # filters per chunk: float64 temporaries of ~20 MB at most
+    for f0 in range(0, F, step):
+        w9 = np.asarray(w[f0:f0 + step], dtype=np.float64).reshape(-1, 9)  # (chunk*C, 9)
+        U[:, f0:f0 + step] = (GG @ w9.T).reshape(len(GG), -1, C)  # (T*T, chunk, C)
+    return U
 
 
 def cached_U(w):
@@ -371,9 +377,13 @@ _THIS_MODULE = sys.modules[__name__]
 
 # Below this many multiply-adds a convolution runs in the calling thread (as in fast.py).
 PARALLEL_MIN_MACS = 1 << 22
-# A band of tiles goes through input transform, GEMM and output transform before the next:
-# at least this many tile columns for an efficient GEMM, and more up to BAND_BYTES of V and M.
-MIN_BAND_COLUMNS = 192
+# A band of tiles goes through input transform, GEMM and output transform before the next,
+# its V and M ideally still in L2 (BAND_BYTES). It has at least MIN_BAND_COLUMNS tiles for an
+# efficient GEMM, and at least 2 F C / (C + F), so that reading U (T*T*F*C) once per band
+# costs at most half of the band's own V and M traffic (T*T*(C+F) per tile). Measured, one
+# thread: the small net's 64->64 at 32x32, batch 50, 67 ms with 64-tile bands, 85 with 192;
+# VGG16's 256->256 at 56x56, 35 ms with 256 tiles, 39 with 64.
+MIN_BAND_COLUMNS = 64
 BAND_BYTES = 1 << 20
 
 
@@ -396,9 +406,9 @@ def convolve(x, U, bias, padding, tiles, turn=False):
       layers on small images): every thread transforms some input channels of every tile,
       then multiplies and transforms back some output channels, so each thread reads only
       its share of U, once.
-    - "bands" otherwise: pieces of >= MIN_BAND_COLUMNS tiles (bands of tile rows of one image,
-      or several whole images), each transformed, multiplied and transformed back by one
-      thread while its V and M are still in cache.
+    - "bands" otherwise: pieces of tiles (bands of tile rows of one image, or several whole
+      images; sizes: see MIN_BAND_COLUMNS), each transformed, multiplied and transformed back
+      by one thread while its V and M are still in cache.
     """
     N, C, H, W = x.shape
     F = U.shape[1]
@@ -453,7 +463,7 @@ def _bands(x, U, bias, padding, tiles, out, n_threads, turn):
     ph, pw = padding
     TH, TW = -(-out.shape[2] // m), -(-out.shape[3] // m)
     column_bytes = T2 * (C + F) * x.itemsize  # V and M of one tile
-    columns = max(MIN_BAND_COLUMNS, BAND_BYTES // column_bytes)  # per piece
+    columns = max(MIN_BAND_COLUMNS, BAND_BYTES // column_bytes, 2 * F * C // (C + F))
     rows = min(TH, -(-columns // TW))  # tile rows per piece
     if rows == TH:  # whole images: group them, but leave every thread a piece
         per_piece = max(1, min(columns // (TH * TW), -(-N // n_threads)))
