@@ -157,7 +157,8 @@ def worker(library, case, reps, warmup):
 
 def thread_env(**extra):
     env = dict(os.environ)
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS",
+                "MINICNN_NUM_THREADS"):
         env[var] = str(THREADS)
     env["BENCH_THREADS"] = str(THREADS)
     env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")

@@ -160,7 +160,7 @@ def worker(library, warmup, reps):
 def measure(library, args):
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
-                "NUMBA_NUM_THREADS"):
+                "NUMBA_NUM_THREADS", "MINICNN_NUM_THREADS"):
         env[var] = str(args.threads)
     out = subprocess.run([sys.executable, __file__, "--worker", library, "--reps",
                           str(args.reps), "--warmup", str(args.warmup)],
