@@ -6,13 +6,16 @@ once in minicnn and once in torch.nn, and each library runs in ITS OWN subproces
 threads: thread pools of two libraries in one process distort both timings, and each process
 reports its own peak RSS.
 One timed repetition = forward, one-hot on the predicted class, backward to the input.
-After warm-up the median of several repetitions is reported.
+After warm-up the median of several repetitions is reported. On a shared machine the load
+changes from minute to minute, so each case runs in several rounds (``--rounds``), each a
+minicnn process then a PyTorch process: the table gives the median over rounds of each
+library's median, their ratio, and the range of the per-round ratios.
 
 Also measured: the reference (readable) kernels on the small net, and start-up time of a
 fresh process that imports minicnn and computes one gradient (Numba cache warm, and cold
 with an empty cache directory).
 
-Usage:  python examples/bench.py [--reps 7] [--threads 2] [--no-vgg]
+Usage:  python examples/bench.py [--reps 7] [--rounds 3] [--threads 2] [--no-vgg] [--cases ...]
 On a loaded machine 2-thread BLAS waits for descheduled threads at every GEMM; compare with
 --threads 1 to see how much of a difference is load rather than code.
 Prints a Markdown table. Numbers depend on the machine and on its load: rerun on a quiet one.
@@ -154,7 +157,8 @@ def worker(library, case, reps, warmup):
 
 def thread_env(**extra):
     env = dict(os.environ)
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS",
+                "MINICNN_NUM_THREADS"):
         env[var] = str(THREADS)
     env["BENCH_THREADS"] = str(THREADS)
     env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
@@ -168,6 +172,12 @@ def run_worker(library, case, reps, warmup):
     if result.returncode != 0:
         raise RuntimeError(f"{library} {case} failed:\n{result.stderr}")
     return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def median(values):
+    values = sorted(values)
+    mid = len(values) // 2
+    return values[mid] if len(values) % 2 else 0.5 * (values[mid - 1] + values[mid])
 
 
 def startup_seconds(**env):
@@ -184,6 +194,9 @@ def main():
     global THREADS
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--reps", type=int, default=7)
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="alternating minicnn / PyTorch processes per case (default 3)")
+    parser.add_argument("--cases", nargs="+", choices=list(CASES), default=list(CASES))
     parser.add_argument("--no-vgg", action="store_true",
                         help="skip the ImageNet networks, VGG16 and AlexNet (slow to build)")
     parser.add_argument("--threads", type=int, default=THREADS,
@@ -196,30 +209,40 @@ def main():
         return worker(library, case, int(reps), int(warmup))
 
     print(f"# minicnn vs PyTorch: forward + input gradient, {THREADS} threads, median of "
-          f"{args.reps} (separate processes)\n")
-    print("| case | input | minicnn ms | PyTorch ms | ratio | minicnn peak RSS MB | PyTorch peak RSS MB |")
-    print("|---|---|---|---|---|---|---|")
-    for case, (arch, shape) in CASES.items():
+          f"{args.reps} per process, {args.rounds} rounds (separate processes); load average "
+          f"{os.getloadavg()[0]:.1f} at the start\n")
+    print("| case | input | minicnn ms | PyTorch ms | ratio | ratio per round | "
+          "minicnn peak RSS MB | PyTorch peak RSS MB |")
+    print("|---|---|---|---|---|---|---|---|")
+    for case in args.cases:
+        arch, shape = CASES[case]
         if args.no_vgg and arch in ("vgg16", "alexnet"):
             continue
         reps = max(3, args.reps // 2) if arch == "vgg16" else args.reps
-        ours = run_worker("fast", case, reps, warmup=2)
-        theirs = run_worker("torch", case, reps, warmup=2)
-        print(f"| {case} | {'x'.join(map(str, shape))} | {ours['ms']:.1f} | {theirs['ms']:.1f} | "
-              f"{ours['ms'] / theirs['ms']:.2f} | {ours['rss_mb']:.0f} | {theirs['rss_mb']:.0f} |",
-              flush=True)
+        rounds = [(run_worker("fast", case, reps, warmup=2), run_worker("torch", case, reps, warmup=2))
+                  for _ in range(args.rounds)]
+        ours = median([a["ms"] for a, _ in rounds])
+        theirs = median([b["ms"] for _, b in rounds])
+        ratios = sorted(a["ms"] / b["ms"] for a, b in rounds)
+        print(f"| {case} | {'x'.join(map(str, shape))} | {ours:.1f} | {theirs:.1f} | "
+              f"{ours / theirs:.2f} | {ratios[0]:.2f}-{ratios[-1]:.2f} | "
+              f"{max(a['rss_mb'] for a, _ in rounds):.0f} | "
+              f"{max(b['rss_mb'] for _, b in rounds):.0f} |", flush=True)
 
     fast = run_worker("fast", "small", args.reps, warmup=2)
     ref = run_worker("reference", "small", 2, warmup=1)
     print(f"\nReference kernels, small net, batch 1: {ref['ms']:.0f} ms; fast {fast['ms']:.1f} ms; "
           f"reference / fast = {ref['ms'] / fast['ms']:.0f}x")
 
-    warm = startup_seconds()
-    with tempfile.TemporaryDirectory() as cache:
-        cold = startup_seconds(NUMBA_CACHE_DIR=cache)
-    warm = min(warm, startup_seconds())
+    warm = [startup_seconds()]
+    cold = []
+    for _ in range(2):
+        with tempfile.TemporaryDirectory() as cache:
+            cold.append(startup_seconds(NUMBA_CACHE_DIR=cache))
+        warm.append(startup_seconds())
     print(f"Start-up (new process: import, build small net, one gradient): warm cache "
-          f"{warm:.2f} s, cold compile {cold:.2f} s")
+          f"{median(warm):.2f} s (of {', '.join(f'{t:.2f}' for t in warm)}), cold compile "
+          f"{median(cold):.2f} s (of {', '.join(f'{t:.2f}' for t in cold)})")
     print(f"Load average during the run: {os.getloadavg()[0]:.1f} (other processes distort timings)")
 
 

@@ -252,7 +252,7 @@ class ReLU(Layer):
             raise ValueError(f"{self.describe()}: unknown backward rule {rule!r}; "
                              f"valid rules are {RELU_RULES}")
         grad_out = self._check_grad(grad_out)
-        # the three rules, one line each: minicnn/kernels/reference.py, relu_backward
+        # the three rules, one line each: minicnn/engine/kernels/reference.py, relu_backward
         return kernels.active().relu_backward(grad_out, self._x, rule)
 
 

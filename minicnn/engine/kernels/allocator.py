@@ -16,14 +16,22 @@ with the settings below, ~0 faults and 260 ms.
 
 These are process-wide malloc settings: the process's resident memory stays near its peak
 after a large pass instead of shrinking. Set ``MINICNN_TUNE_MALLOC=0`` to leave malloc alone.
+
+The kernels' own temporaries (im2col columns, Winograd tiles) are not allocated per call at
+all: ``scratch(name, shape, dtype)`` hands each thread its own buffer by name, grown when a
+larger one is asked for and reused otherwise; ``release_scratch()`` frees them all.
 """
 from __future__ import annotations
 
 import ctypes
+import math
 import os
 import platform
+import threading
 
-__all__ = ["tune", "tuned"]
+import numpy as np
+
+__all__ = ["tune", "tuned", "scratch", "release_scratch"]
 
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # from glibc's malloc.h
 MMAP_THRESHOLD = 32 << 20
@@ -47,3 +55,33 @@ def tune() -> bool:
         return False
     tuned = ok
     return tuned
+
+
+# ----------------------------------------------------------------------------- scratch buffers
+
+_local = threading.local()  # each thread's own scratch buffers, by name
+_every_thread_buffers = []  # the same dicts, so that release_scratch reaches all threads
+
+
+def scratch(name, shape, dtype):
+    """An uninitialised C-contiguous array of ``shape`` in this thread's buffer ``name``.
+
+    The same name in the same thread gives the same memory again, so two arrays in use at
+    once need two names."""
+    dtype = np.dtype(dtype)
+    nbytes = math.prod(shape) * dtype.itemsize
+    buffers = getattr(_local, "buffers", None)
+    if buffers is None:
+        _local.buffers = buffers = {}
+        _every_thread_buffers.append(buffers)
+    buffer = buffers.get(name)
+    if buffer is None or buffer.nbytes < nbytes:
+        buffers[name] = None  # drop the old buffer before allocating
+        buffers[name] = buffer = np.empty(nbytes, dtype=np.uint8)
+    return buffer[:nbytes].view(dtype).reshape(shape)
+
+
+def release_scratch():
+    """Free every thread's scratch buffers. Call it while no kernel is running."""
+    for buffers in _every_thread_buffers:
+        buffers.clear()

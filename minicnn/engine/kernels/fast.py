@@ -13,8 +13,9 @@ Strategy (measured on a 2-core machine, see BENCHMARKS.md and examples/bench.py)
   and calls a single-threaded GEMM on them, so the loops use every core too, and only one
   thread pool is ever busy (Numba's parallel loops next to OpenBLAS's threads fought for the
   cores: ~8 ms lost per call here).
-- Large 3x3 stride-1 layers (most of VGG) go through Winograd's F(2x2, 3x3) instead, with
-  2.25x fewer multiplications (``winograd.py``; when it is used: ``_use_winograd``).
+- Large 3x3 stride-1 layers (most of VGG) go through Winograd's F(4x4, 3x3) or F(2x2, 3x3)
+  instead, with 4x or 2.25x fewer multiplications (``winograd.py``, which also decides where:
+  ``winograd_for``, and ``MINICNN_WINOGRAD=2|4|off``).
 - Columns are built a band at a time (at most ``BAND_BYTES``, 16 MB) into a scratch buffer
   that each thread reuses, so memory stays flat. For strides other than 1 the GEMM writes
   straight into the NCHW output; the stride-1 lowering writes a wider scratch row and crops.
@@ -32,12 +33,12 @@ from __future__ import annotations
 
 import contextlib
 import math
-import threading
 
 import numpy as np
 from numba import njit
 
-from minicnn.engine.kernels import adaptive_bins, allocator, output_size, winograd
+from minicnn.engine.kernels import (adaptive_bins, allocator, numba_startup, output_size, winograd,
+                                    winograd4)
 from minicnn.engine.kernels.threads import NUM_THREADS, blas_single_threaded, parallel_ok, run_chunks, split
 
 __all__ = [
@@ -50,6 +51,8 @@ __all__ = [
 ]
 
 allocator.tune()  # reuse freed memory instead of page-faulting every pass in (allocator.py)
+numba_startup.hide_scipy_from_numba()  # ~0.5 s less start-up when SciPy is installed
+_scratch, release_scratch = allocator.scratch, allocator.release_scratch  # per-thread buffers
 
 # Below this many multiply-adds (conv) or touched elements (pooling) a kernel runs in the
 # calling thread: handing work to the pool costs ~30 us, more than such a layer takes.
@@ -57,37 +60,23 @@ PARALLEL_MIN_MACS = 1 << 22
 PARALLEL_MIN_ELEMENTS = 1 << 18
 
 
+def winograd_for(N, C, F, OH, OW, kernel, stride, padding):
+    """The module (``winograd``: F(2x2, 3x3), or ``winograd4``: F(4x4, 3x3)) whose
+    ``conv3x3`` and ``conv3x3_backward_input`` should compute this layer, or None for
+    im2col; ``MINICNN_WINOGRAD`` and the thresholds are in winograd.py."""
+    if (winograd.ALGORITHM == "off" or not winograd.supported(kernel, stride, padding)
+            or min(C, F) < winograd.MIN_CHANNELS):
+        return None
+    TH, TW = -(-OH // 4), -(-OW // 4)  # F(4x4)'s tiles
+    if (winograd.ALGORITHM == "4" and N * TH * TW >= winograd.F4_MIN_TILES
+            and 16 * TH * TW <= winograd.F4_MAX_PADDING * OH * OW):
+        return winograd4
+    return winograd
+
+
 def _n_threads(work: int, minimum: int) -> int:
     """How many threads a kernel with ``work`` units should use."""
     return NUM_THREADS if work >= minimum and parallel_ok() else 1
-
-
-# ----------------------------------------------------------------------------- scratch buffers
-
-_local = threading.local()  # each thread's own scratch buffers, by name
-_every_thread_buffers = []  # the same dicts, so that release_scratch reaches all threads
-
-
-def _scratch(name, shape, dtype):
-    """An uninitialised C-contiguous array of ``shape`` in this thread's buffer ``name``."""
-    dtype = np.dtype(dtype)
-    nbytes = math.prod(shape) * dtype.itemsize
-    buffers = getattr(_local, "buffers", None)
-    if buffers is None:
-        _local.buffers = buffers = {}
-        _every_thread_buffers.append(buffers)
-    buffer = buffers.get(name)
-    if buffer is None or buffer.nbytes < nbytes:
-        buffers[name] = None  # drop the old buffer before allocating
-        buffers[name] = buffer = np.empty(nbytes, dtype=np.uint8)
-    return buffer[:nbytes].view(dtype).reshape(shape)
-
-
-def release_scratch():
-    """Free every thread's scratch buffers (each a few times BAND_BYTES at most). Call it
-    while no kernel is running."""
-    for buffers in _every_thread_buffers:
-        buffers.clear()
 
 
 # ----------------------------------------------------------------------------- convolution
@@ -230,6 +219,10 @@ def col2im(cols, in_shape, kernel, stride, padding):
 # small enough to keep memory flat, large enough for an efficient GEMM (VGG16's first layers:
 # 31 of 224 rows per band).
 BAND_BYTES = 1 << 24
+# The stride-1 lowering's GEMM writes F x (rows*Wp) of scratch that the crop reads back: a
+# band keeps that in cache too (VGG16's conv1_1 in one 13 MB band took 1.6x as long as in
+# bands of 18 rows, measured).
+WIDE_BYTES = 1 << 20
 
 
 def _row_bands(OH, bytes_per_row, min_bands=1):
@@ -259,34 +252,11 @@ def _run_tasks(tasks, work, threads):
         run_chunks(chunk, split(len(tasks), threads))
 
 
-# Winograd's F(2x2, 3x3) pays off when both channel counts fill its 16 small GEMMs (the first
-# layer of an RGB network, C = 3, is faster through im2col) and there are enough outputs to
-# repay transforming the weights, whose 16 (F, C) matrices are 1.8x the size of w (VGG16's
-# 28x28 and 14x14 layers at batch 1 are faster through im2col). Measured on the benchmark's
-# shapes (2 threads): the crossover lies near 1,000 output positions.
-WINOGRAD_MIN_CHANNELS = 16
-WINOGRAD_MIN_OUTPUTS = 1024  # N * OH * OW
-# its transformed tiles are written, multiplied and read back in turn: keep them in L2
-WINOGRAD_BAND_BYTES = 1 << 20
-
-
-def _use_winograd(N, C, F, OH, OW, kernel, stride, padding):
-    return (winograd.supported(kernel, stride, padding) and min(C, F) >= WINOGRAD_MIN_CHANNELS
-            and N * OH * OW >= WINOGRAD_MIN_OUTPUTS)
-
-
-def _winograd(x, U, bias, padding, threads):
-    """winograd.conv3x3 on this module's thread pool and scratch buffers."""
-    return winograd.conv3x3(x, U, bias, padding, _scratch,
-                            lambda tasks, work: _run_tasks(tasks, work, threads),
-                            WINOGRAD_BAND_BYTES, threads)
-
-
 def conv2d_forward(x, w, b, stride, padding):
     """See reference.conv2d_forward. x: (N, C, H, W), w: (F, C, KH, KW) -> (N, F, OH, OW).
 
     Per image and band of output rows: cols = im2col(band), out[n, :, band] = W @ cols.
-    Large 3x3 stride-1 layers go to winograd.conv3x3 instead (``_use_winograd``).
+    Large 3x3 stride-1 layers go to a Winograd conv3x3 instead (``winograd_for``).
     """
     x = np.ascontiguousarray(x)
     N, C, H, W = x.shape
@@ -299,14 +269,18 @@ def conv2d_forward(x, w, b, stride, padding):
     shifted = (sh, sw) == (1, 1)  # the stride-1 lowering: rows of Wp columns, junk cropped
     row_width = Wp if shifted else OW
     threads = _n_threads(N * F * K * OH * OW, PARALLEL_MIN_MACS)
-    if _use_winograd(N, C, F, OH, OW, (KH, KW), stride, padding):
-        return _winograd(x, winograd.forward_weights(w), bias, padding, threads)
+    algorithm = winograd_for(N, C, F, OH, OW, (KH, KW), stride, padding)
+    if algorithm is not None:  # winograd or winograd4
+        return algorithm.conv3x3(x, w, b, padding)
     if (KH, KW) == (1, 1) and tuple(padding) == (0, 0):
         return _pointwise_forward(x, w, bias, stride, threads)
     w2 = np.ascontiguousarray(w).reshape(F, K)  # (F, K)
     out = np.empty((N, F, OH, OW), dtype=x.dtype)
     ints = _ints((KH, KW), stride, padding)
-    bands = _row_bands(OH, K * row_width * x.itemsize, _pieces_per_image(N, threads))
+    bands_wanted = _pieces_per_image(N, threads)
+    if shifted:  # and a band's wide scratch, F x rows*Wp, within WIDE_BYTES
+        bands_wanted = max(bands_wanted, -(-F * OH * row_width * x.itemsize // WIDE_BYTES))
+    bands = _row_bands(OH, K * row_width * x.itemsize, bands_wanted)
     tasks = [(n, i0, i1) for n in range(N) for i0, i1 in bands]
 
     def work(chunk):  # a whole chunk, not one task (_run_tasks): bands reuse the padded image
@@ -393,13 +367,11 @@ def conv2d_backward_input(grad_out, w, stride, padding, in_shape):
     _, _, OH, OW = grad_out.shape
     KK = KH * KW  # rows of W^T per input channel
     threads = _n_threads(N * F * C * KK * OH * OW, PARALLEL_MIN_MACS)
+    algorithm = winograd_for(N, C, F, OH, OW, (KH, KW), stride, padding)
+    if algorithm is not None:  # the input gradient of a stride-1 convolution is a convolution
+        return algorithm.conv3x3_backward_input(grad_out, w, padding)
     if (KH, KW) == (1, 1) and tuple(padding) == (0, 0):
         return _pointwise_backward(grad_out, w, stride, in_shape, threads)
-    if _use_winograd(N, C, F, OH, OW, (KH, KW), stride, padding):
-        # the input gradient of a stride-1 convolution is a convolution (see winograd.py)
-        back_padding = (2 - padding[0], 2 - padding[1])
-        return _winograd(grad_out, winograd.backward_weights(w), np.zeros(C, grad_out.dtype),
-                         back_padding, threads)
     w2t = np.asarray(w).reshape(F, C * KK).T  # (C*KH*KW, F), a transposed view: BLAS reads it as is
     grad_x = np.zeros((N, C, H, W), dtype=grad_out.dtype)
     ints = _ints((KH, KW), stride, padding)

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from minicnn.engine import kernels
-from minicnn.engine.kernels import adaptive_bins, fast, output_size, reference, winograd
+from minicnn.engine.kernels import adaptive_bins, allocator, fast, output_size, reference, winograd, winograd4
 
 EXACT = {np.float64: 1e-12, np.float32: 1e-5}  # relative to the largest magnitude
 
@@ -130,7 +130,8 @@ def test_both_dtypes_are_cached_on_disk():
              fast._adaptive_backward_loops, fast._pad_flat_loops, fast._shift_cols_loops,
              fast._crop_bias_loops, fast._relu_forward_loops, fast._relu_backward_loops,
              fast._maxpool2x2_forward_loops, winograd._pad_loops, winograd._input_transform_loops,
-             winograd._output_transform_loops]
+             winograd._output_transform_loops, winograd4._input_transform_loops,
+             winograd4._output_transform_loops]  # (their helpers _bt6, _at6 are compiled into them)
     for dtype in (np.float32, np.float64):
         x = np.ones((1, 1, 4, 4), dtype)
         w = np.ones((1, 1, 2, 2), dtype)
@@ -141,9 +142,9 @@ def test_both_dtypes_are_cached_on_disk():
         fast.avgpool2d_backward(fast.avgpool2d_forward(x, (2, 2), (2, 2), (0, 0)), (2, 2), (2, 2), (0, 0), x.shape)
         fast.adaptive_avgpool2d_backward(fast.adaptive_avgpool2d_forward(x, (3, 3)), x.shape)
         fast.relu_backward(fast.relu_forward(x), x, "guided")
-        x16 = np.ones((1, 2, 4, 4), dtype)
-        fast._winograd(x16, winograd.forward_weights(np.ones((2, 2, 3, 3), dtype)),
-                       np.zeros(2, dtype), (1, 1), 1)
+        x16, w16 = np.ones((1, 2, 4, 4), dtype), np.ones((2, 2, 3, 3), dtype)
+        winograd.conv3x3(x16, w16, None, (1, 1))
+        winograd4.conv3x3(x16, w16, None, (1, 1))
     for loop in loops:
         assert loop._cache.__class__.__name__ == "FunctionCache"
         dtypes = {sig[0].dtype.name for sig in loop.signatures}
@@ -153,8 +154,10 @@ def test_both_dtypes_are_cached_on_disk():
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_conv_in_row_bands(monkeypatch, dtype):
-    """fast.py builds columns one band of output rows at a time; force tiny bands."""
+    """fast.py builds columns one band of output rows at a time; force tiny bands (by the
+    columns' size, and by the stride-1 lowering's wide scratch)."""
     monkeypatch.setattr(fast, "BAND_BYTES", 64)
+    monkeypatch.setattr(fast, "WIDE_BYTES", 64)
     rng = np.random.default_rng(5)
     for _ in range(15):
         shape, kernel, stride, padding = random_window(rng)
@@ -205,6 +208,7 @@ def every_kernel_threaded(monkeypatch):
     monkeypatch.setattr(fast, "NUM_THREADS", 3)
     monkeypatch.setattr(fast, "PARALLEL_MIN_MACS", 0)
     monkeypatch.setattr(fast, "PARALLEL_MIN_ELEMENTS", 0)
+    monkeypatch.setattr(winograd, "PARALLEL_MIN_MACS", 0)
     assert fast._n_threads(1, 0) == 3
 
 
@@ -247,65 +251,6 @@ def test_threaded_kernels_match_reference(every_kernel_threaded, dtype):
     close(fast.linear_backward_input(g2, w2), reference.linear_backward_input(g2, w2), dtype)
 
 
-def random_3x3(rng, dtype):
-    """A random 3x3 stride-1 case that Winograd's F(2x2, 3x3) handles (padding 0-2)."""
-    padding = tuple(int(p) for p in rng.integers(0, 3, 2))
-    H, W = (int(rng.integers(max(1, 3 - 2 * p), 12)) for p in padding)
-    N, C, F = int(rng.choice([1, 2, 5])), int(rng.integers(1, 6)), int(rng.integers(1, 6))
-    x = rng.standard_normal((N, C, H, W)).astype(dtype)
-    w = rng.standard_normal((F, C, 3, 3)).astype(dtype)
-    b = rng.standard_normal(F).astype(dtype)
-    return x, w, b, padding
-
-
-@pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_winograd_numpy_twin_is_a_convolution(dtype):
-    rng = np.random.default_rng(8)
-    for _ in range(20):
-        x, w, b, padding = random_3x3(rng, dtype)
-        close(winograd.conv3x3_numpy(x, w, b, padding),
-              reference.conv2d_forward(x, w, b, (1, 1), padding), dtype)
-
-
-def test_winograd_matrices_reproduce_one_dimensional_f23():
-    """F(2, 3) in one dimension: A^T [(G g) * (B^T d)] equals the two outputs of g over d."""
-    rng = np.random.default_rng(9)
-    d, g = rng.standard_normal(4), rng.standard_normal(3)
-    direct = np.array([d[0:3] @ g, d[1:4] @ g])
-    np.testing.assert_allclose(winograd.AT @ ((winograd.G @ g) * (winograd.BT @ d)), direct,
-                               rtol=1e-12)
-
-
-@pytest.mark.parametrize("threaded", [False, True])
-@pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_winograd_path_matches_reference(monkeypatch, request, dtype, threaded):
-    """fast.py sends large 3x3 stride-1 layers to winograd.py; force it for small ones."""
-    if threaded:
-        request.getfixturevalue("every_kernel_threaded")
-    monkeypatch.setattr(fast, "WINOGRAD_MIN_OUTPUTS", 0)
-    monkeypatch.setattr(fast, "WINOGRAD_MIN_CHANNELS", 1)
-    monkeypatch.setattr(fast, "WINOGRAD_BAND_BYTES", 4096)  # many bands and image groups
-    rng = np.random.default_rng(10)
-    for _ in range(25):
-        x, w, b, padding = random_3x3(rng, dtype)
-        assert fast._use_winograd(len(x), x.shape[1], len(w), 1, 1, (3, 3), (1, 1), padding)
-        out = reference.conv2d_forward(x, w, b, (1, 1), padding)
-        close(fast.conv2d_forward(x, w, b, (1, 1), padding), out, dtype)
-        g = rng.standard_normal(out.shape).astype(dtype)
-        close(fast.conv2d_backward_input(g, w, (1, 1), padding, x.shape),
-              reference.conv2d_backward_input(g, w, (1, 1), padding, x.shape), dtype)
-
-
-def test_winograd_is_used_only_where_it_pays():
-    assert fast._use_winograd(50, 64, 64, 32, 32, (3, 3), (1, 1), (1, 1))
-    assert fast._use_winograd(1, 64, 64, 224, 224, (3, 3), (1, 1), (1, 1))
-    assert not fast._use_winograd(1, 512, 512, 14, 14, (3, 3), (1, 1), (1, 1))  # weights dominate
-    assert not fast._use_winograd(50, 3, 32, 64, 64, (3, 3), (1, 1), (1, 1))  # RGB input
-    assert not fast._use_winograd(50, 64, 64, 32, 32, (3, 3), (2, 2), (1, 1))  # strided
-    assert not fast._use_winograd(50, 64, 64, 32, 32, (5, 5), (1, 1), (2, 2))
-    assert not winograd.supported((3, 3), (1, 1), (3, 1))  # the backward would need padding -1
-
-
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_maxpool_2x2_fast_path_keeps_ties_and_nans(dtype):
     """fast.py has a separate loop for 2x2 windows with stride 2 (VGG's pooling)."""
@@ -322,9 +267,9 @@ def test_maxpool_2x2_fast_path_keeps_ties_and_nans(dtype):
 def test_release_scratch_frees_every_threads_buffers(every_kernel_threaded):
     x = np.ones((3, 2, 9, 9))
     fast.conv2d_forward(x, np.ones((2, 2, 3, 3)), None, (1, 1), (1, 1))
-    assert sum(len(b) for b in fast._every_thread_buffers) >= 2  # the caller's and a worker's
+    assert sum(len(b) for b in allocator._every_thread_buffers) >= 2  # the caller's and a worker's
     fast.release_scratch()
-    assert all(len(b) == 0 for b in fast._every_thread_buffers)
+    assert all(len(b) == 0 for b in allocator._every_thread_buffers)
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])

@@ -53,6 +53,22 @@ def test_blas_limit_is_reentrant_and_restored():
     assert blas_threads() == before
 
 
+def test_blas_loaded_later_is_limited_too():
+    """A library imported after the first limit may bring its own BLAS (SciPy does): the
+    limit must reach it as well."""
+    code = ("import numpy; from minicnn.engine.kernels import threads; threads.NUM_THREADS = 2\n"
+            "with threads.blas_single_threaded(): pass\n"
+            "import scipy.linalg\n"
+            "from threadpoolctl import threadpool_info\n"
+            "with threads.blas_single_threaded():\n"
+            "    print(sorted({lib['num_threads'] for lib in threadpool_info()"
+            " if lib['user_api'] == 'blas'}))")
+    pytest.importorskip("scipy")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env=dict(os.environ, OPENBLAS_NUM_THREADS="2"), check=True)
+    assert run.stdout.strip() == "[1]"
+
+
 def test_bad_thread_count_is_refused():
     code = "import minicnn.engine.kernels.threads"
     env = dict(os.environ, MINICNN_NUM_THREADS="two")
