@@ -26,7 +26,8 @@ Adding a layer, the checklist:
    ``config()`` returning its constructor arguments, and ``_params`` naming its weights;
 2. its entry in ``LAYER_TYPES`` (so weights files and ``from_config`` know it);
 3. if it has a loop: the kernel in ``kernels/reference.py`` (readable) and the same
-   signature in ``kernels/fast.py`` (Numba), tested equal both ways;
+   signature in ``kernels/fast.py`` (Numba; conv and pool loops live in fast_conv.py and
+   fast_pool.py), tested equal both ways;
 4. its import in ``minicnn.io.torch_import`` (from the torch module) and in the tests'
    torch twin, and tests in ``tests/engine/test_layers.py``: forward and input gradient
    against torch.nn.functional + autograd and against central finite differences in

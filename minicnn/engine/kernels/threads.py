@@ -29,7 +29,8 @@ import os
 import sys
 import threading
 
-__all__ = ["NUM_THREADS", "run_chunks", "split", "blas_single_threaded", "parallel_ok"]
+__all__ = ["NUM_THREADS", "run_chunks", "run_tasks", "split", "n_threads", "parallel",
+           "blas_single_threaded", "parallel_ok", "PARALLEL_MIN_MACS", "PARALLEL_MIN_ELEMENTS"]
 
 
 def _num_threads() -> int:
@@ -200,3 +201,32 @@ def blas_single_threaded():
             if _depth == 0:
                 _limit.restore_original_limits()
                 _limit = None
+
+
+# ----------------------------------------------------------------------------- for the kernels
+
+# Below this many multiply-adds (conv, Winograd) or touched elements (pooling, ReLU) a kernel
+# runs in the calling thread: handing work to the pool costs tens of microseconds, more than
+# such a layer takes.
+PARALLEL_MIN_MACS = 1 << 22
+PARALLEL_MIN_ELEMENTS = 1 << 18
+
+
+def n_threads(work: int, minimum: int) -> int:
+    """How many threads a kernel with ``work`` units should use: all of them from
+    ``minimum`` units on (if BLAS can be kept to one thread meanwhile), else one."""
+    return NUM_THREADS if work >= minimum and parallel_ok() else 1
+
+
+def parallel(count: int):
+    """The context a kernel runs its chunks in: BLAS single-threaded if it uses several."""
+    return blas_single_threaded() if count > 1 else contextlib.nullcontext()
+
+
+def run_tasks(tasks, work, count: int) -> None:
+    """work(*task) for every task, the list cut into one contiguous chunk per thread."""
+    def chunk(bounds):
+        for task in tasks[bounds[0]:bounds[1]]:
+            work(*task)
+    with parallel(count):
+        run_chunks(chunk, split(len(tasks), count))

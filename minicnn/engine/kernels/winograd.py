@@ -34,7 +34,7 @@ the same array every call, and re-transforming 512x512 filters costs as much as 
 convolution at 28x28. The cache notices an array being replaced (a new object), not an
 array edited in place: after ``layer.weight[...] = ...`` call ``clear_cache()``.
 
-Which algorithm runs where (``fast.winograd_for``, with the thresholds below) is set by the
+Which algorithm runs where (``fast_conv.winograd_for``, with the thresholds below) is set by the
 environment variable ``MINICNN_WINOGRAD``, read at import:
 
     MINICNN_WINOGRAD=4    (default) F(4x4) where its blocks fit, F(2x2) on the other layers
@@ -51,7 +51,6 @@ transforms, multiplies and transforms back.
 """
 from __future__ import annotations
 
-import contextlib
 import os
 import threading
 import weakref
@@ -360,8 +359,6 @@ class Tiles:
 
 _F2 = Tiles(2, _input_transform_loops, _output_transform_loops)
 
-# Below this many multiply-adds a convolution runs in the calling thread (as in fast.py).
-PARALLEL_MIN_MACS = 1 << 22
 # A band of tiles goes through input transform, GEMM and output transform before the next,
 # its V and M ideally still in L2 (BAND_BYTES). It has at least MIN_BAND_COLUMNS tiles for an
 # efficient GEMM, and at least 2 F C / (C + F), so that reading U (T*T*F*C) once per band
@@ -402,9 +399,8 @@ def convolve(x, U, bias, padding, tiles, turn=False):
     OH, OW = H + 2 * ph - 2, W + 2 * pw - 2
     TH, TW = -(-OH // m), -(-OW // m)  # tiles per column and per row
     out = np.empty((N, F, OH, OW), dtype=x.dtype)
-    n_threads = threads.NUM_THREADS if (N * F * C * 9 * OH * OW >= PARALLEL_MIN_MACS
-                                        and threads.parallel_ok()) else 1
-    with threads.blas_single_threaded() if n_threads > 1 else contextlib.nullcontext():
+    n_threads = threads.n_threads(N * F * C * 9 * OH * OW, threads.PARALLEL_MIN_MACS)
+    with threads.parallel(n_threads):
         if F * C > (C + F) * N * TH * TW:
             _whole_layer(x, U, bias, padding, tiles, out, n_threads, turn)
         else:

@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 
 from minicnn.engine import kernels
-from minicnn.engine.kernels import adaptive_bins, allocator, fast, output_size, reference, winograd, winograd4
+from minicnn.engine.kernels import (adaptive_bins, allocator, fast, fast_conv, fast_pool,
+                                    output_size, reference, winograd, winograd4)
 
 EXACT = {np.float64: 1e-12, np.float32: 1e-5}  # relative to the largest magnitude
 
@@ -88,8 +89,11 @@ def test_adaptive_bins_follow_pytorch():
     assert adaptive_bins(14, 7) == [(2 * i, 2 * i + 2) for i in range(7)]
 
 
-def test_signatures_are_identical():
+def test_signatures_are_identical_both_ways():
+    """Every reference kernel has a fast twin and every fast kernel a reference twin, with the
+    same signature."""
     import inspect
+    assert sorted(fast.__all__) == sorted(reference.__all__)
     for name in reference.__all__:
         assert inspect.signature(getattr(fast, name)) == inspect.signature(getattr(reference, name)), name
 
@@ -124,12 +128,12 @@ def test_switch():
 
 def test_both_dtypes_are_cached_on_disk():
     """cache=True: after a call in each dtype, every jitted loop has machine code for both."""
-    loops = [fast._im2col_loops, fast._col2im_loops, fast._maxpool_forward_loops,
-             fast._maxpool_backward_loops, fast._avgpool_forward_loops,
-             fast._avgpool_backward_loops, fast._adaptive_forward_loops,
-             fast._adaptive_backward_loops, fast._pad_flat_loops, fast._shift_cols_loops,
-             fast._crop_bias_loops, fast._relu_forward_loops, fast._relu_backward_loops,
-             fast._maxpool2x2_forward_loops, winograd._pad_loops, winograd._input_transform_loops,
+    loops = [fast_conv._im2col_loops, fast_conv._col2im_loops, fast_pool._maxpool_forward_loops,
+             fast_pool._maxpool_backward_loops, fast_pool._avgpool_forward_loops,
+             fast_pool._avgpool_backward_loops, fast_pool._adaptive_forward_loops,
+             fast_pool._adaptive_backward_loops, fast_conv._pad_flat_loops, fast_conv._shift_cols_loops,
+             fast_conv._crop_bias_loops, fast._relu_forward_loops, fast._relu_backward_loops,
+             fast_pool._maxpool2x2_forward_loops, winograd._pad_loops, winograd._input_transform_loops,
              winograd._output_transform_loops, winograd4._input_transform_loops,
              winograd4._output_transform_loops]  # (their helpers _bt6, _at6 are compiled into them)
     for dtype in (np.float32, np.float64):
@@ -156,8 +160,8 @@ def test_both_dtypes_are_cached_on_disk():
 def test_conv_in_row_bands(monkeypatch, dtype):
     """fast.py builds columns one band of output rows at a time; force tiny bands (by the
     columns' size, and by the stride-1 lowering's wide scratch)."""
-    monkeypatch.setattr(fast, "BAND_BYTES", 64)
-    monkeypatch.setattr(fast, "WIDE_BYTES", 64)
+    monkeypatch.setattr(fast_conv, "BAND_BYTES", 64)
+    monkeypatch.setattr(fast_conv, "WIDE_BYTES", 64)
     rng = np.random.default_rng(5)
     for _ in range(15):
         shape, kernel, stride, padding = random_window(rng)
@@ -205,11 +209,9 @@ def every_kernel_threaded(monkeypatch):
         pytest.skip("the BLAS library's threads cannot be limited here")
     monkeypatch.setattr(threads, "NUM_THREADS", 3)
     monkeypatch.setattr(threads, "_blas_found", None)
-    monkeypatch.setattr(fast, "NUM_THREADS", 3)
-    monkeypatch.setattr(fast, "PARALLEL_MIN_MACS", 0)
-    monkeypatch.setattr(fast, "PARALLEL_MIN_ELEMENTS", 0)
-    monkeypatch.setattr(winograd, "PARALLEL_MIN_MACS", 0)
-    assert fast._n_threads(1, 0) == 3
+    monkeypatch.setattr(threads, "PARALLEL_MIN_MACS", 0)
+    monkeypatch.setattr(threads, "PARALLEL_MIN_ELEMENTS", 0)
+    assert threads.n_threads(1, 0) == 3
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
@@ -268,7 +270,7 @@ def test_release_scratch_frees_every_threads_buffers(every_kernel_threaded):
     x = np.ones((3, 2, 9, 9))
     fast.conv2d_forward(x, np.ones((2, 2, 3, 3)), None, (1, 1), (1, 1))
     assert sum(len(b) for b in allocator._every_thread_buffers) >= 2  # the caller's and a worker's
-    fast.release_scratch()
+    allocator.release_scratch()
     assert all(len(b) == 0 for b in allocator._every_thread_buffers)
 
 

@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from minicnn.engine.kernels import fast, reference, threads, winograd, winograd4
+from minicnn.engine.kernels import fast, fast_conv, reference, threads, winograd, winograd4
 
 ALGORITHMS = [winograd, winograd4]
 EPS32 = float(np.finfo(np.float32).eps)
@@ -88,7 +88,7 @@ def three_threads(monkeypatch):
         pytest.skip("the BLAS library's threads cannot be limited here")
     monkeypatch.setattr(threads, "NUM_THREADS", 3)
     monkeypatch.setattr(threads, "_blas_found", None)
-    monkeypatch.setattr(winograd, "PARALLEL_MIN_MACS", 0)
+    monkeypatch.setattr(threads, "PARALLEL_MIN_MACS", 0)
 
 
 def check_against_twin(module, rng, dtype, cases=20, **sizes):
@@ -239,23 +239,23 @@ def test_cache_entry_checks_shape_and_data():
 
 def test_choice_follows_the_measured_rules(monkeypatch):
     monkeypatch.setattr(winograd, "ALGORITHM", "4")
-    assert fast.winograd_for(1, 64, 64, 224, 224, (3, 3), (1, 1), (1, 1)) is winograd4
-    assert fast.winograd_for(1, 512, 512, 28, 28, (3, 3), (1, 1), (1, 1)) is winograd4
-    assert fast.winograd_for(50, 64, 64, 32, 32, (3, 3), (1, 1), (1, 1)) is winograd4
-    assert fast.winograd_for(50, 128, 192, 8, 8, (3, 3), (1, 1), (1, 1)) is winograd4
-    assert fast.winograd_for(1, 128, 192, 8, 8, (3, 3), (1, 1), (1, 1)) is winograd  # few tiles
-    assert fast.winograd_for(4, 512, 512, 14, 14, (3, 3), (1, 1), (1, 1)) is winograd  # padding
-    assert fast.winograd_for(1, 192, 384, 13, 13, (3, 3), (1, 1), (1, 1)) is winograd
-    assert fast.winograd_for(1, 16, 16, 4, 4, (3, 3), (1, 1), (1, 1)) is winograd
-    assert fast.winograd_for(50, 3, 32, 64, 64, (3, 3), (1, 1), (1, 1)) is None  # RGB input
-    assert fast.winograd_for(50, 64, 64, 32, 32, (3, 3), (2, 2), (1, 1)) is None  # strided
-    assert fast.winograd_for(50, 64, 64, 32, 32, (5, 5), (1, 1), (2, 2)) is None
+    assert fast_conv.winograd_for(1, 64, 64, 224, 224, (3, 3), (1, 1), (1, 1)) is winograd4
+    assert fast_conv.winograd_for(1, 512, 512, 28, 28, (3, 3), (1, 1), (1, 1)) is winograd4
+    assert fast_conv.winograd_for(50, 64, 64, 32, 32, (3, 3), (1, 1), (1, 1)) is winograd4
+    assert fast_conv.winograd_for(50, 128, 192, 8, 8, (3, 3), (1, 1), (1, 1)) is winograd4
+    assert fast_conv.winograd_for(1, 128, 192, 8, 8, (3, 3), (1, 1), (1, 1)) is winograd  # few tiles
+    assert fast_conv.winograd_for(4, 512, 512, 14, 14, (3, 3), (1, 1), (1, 1)) is winograd  # padding
+    assert fast_conv.winograd_for(1, 192, 384, 13, 13, (3, 3), (1, 1), (1, 1)) is winograd
+    assert fast_conv.winograd_for(1, 16, 16, 4, 4, (3, 3), (1, 1), (1, 1)) is winograd
+    assert fast_conv.winograd_for(50, 3, 32, 64, 64, (3, 3), (1, 1), (1, 1)) is None  # RGB input
+    assert fast_conv.winograd_for(50, 64, 64, 32, 32, (3, 3), (2, 2), (1, 1)) is None  # strided
+    assert fast_conv.winograd_for(50, 64, 64, 32, 32, (5, 5), (1, 1), (2, 2)) is None
     assert not winograd.supported((3, 3), (1, 1), (3, 1))  # the backward would need padding -1
     monkeypatch.setattr(winograd, "ALGORITHM", "2")
-    assert fast.winograd_for(1, 64, 64, 224, 224, (3, 3), (1, 1), (1, 1)) is winograd
-    assert fast.winograd_for(1, 512, 512, 14, 14, (3, 3), (1, 1), (1, 1)) is winograd
+    assert fast_conv.winograd_for(1, 64, 64, 224, 224, (3, 3), (1, 1), (1, 1)) is winograd
+    assert fast_conv.winograd_for(1, 512, 512, 14, 14, (3, 3), (1, 1), (1, 1)) is winograd
     monkeypatch.setattr(winograd, "ALGORITHM", "off")
-    assert fast.winograd_for(1, 64, 64, 224, 224, (3, 3), (1, 1), (1, 1)) is None
+    assert fast_conv.winograd_for(1, 64, 64, 224, 224, (3, 3), (1, 1), (1, 1)) is None
 
 
 @pytest.mark.parametrize("setting", ["2", "4", "off"])

@@ -1,0 +1,346 @@
+"""Fast convolutions: ``conv2d_forward``, ``conv2d_backward_input``, ``im2col`` and
+``col2im`` of ``reference.py`` with identical signatures, as compiled loops and BLAS calls.
+
+Which algorithm a layer gets, decided per call from its shape (``conv2d_forward``):
+
+- Winograd's F(4x4, 3x3) or F(2x2, 3x3) for 3x3 stride-1 layers with >= 16 channels in and
+  out (``winograd_for``; the algorithms in ``winograd4.py`` and ``winograd.py``, switched by
+  ``MINICNN_WINOGRAD=2|4|off``), with 4x or 2.25x fewer multiplications;
+- a 1x1 convolution without padding is one matrix product per image, no im2col
+  (``_pointwise_forward``): ResNet's bottlenecks and shortcuts, SqueezeNet's squeezes;
+- everything else: im2col + a matrix product through NumPy's BLAS, the classic lowering of
+  Chellapilla, Puri & Simard (2006), a band of output rows at a time. For stride 1 the
+  columns are contiguous slices of the padded image (``_shift_cols_loops``).
+The backward pass to the input needs no columns from the forward: dcols = W^T @ dY, then
+col2im adds each column back onto its window.
+
+Work is cut into chunks for minicnn's thread pool (``threads.py``): the forward pass by
+(image, band of rows), the backward pass by image or groups of input channels (col2im of two
+row bands would write the same input rows, two channel groups never do).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+from minicnn.engine.kernels import allocator, output_size, winograd, winograd4
+from minicnn.engine.kernels import threads as thread_pool  # (its settings, read per call)
+from minicnn.engine.kernels.threads import (n_threads, parallel, run_chunks, run_tasks, split)
+
+__all__ = ["conv2d_forward", "conv2d_backward_input", "im2col", "col2im", "winograd_for"]
+
+_scratch = allocator.scratch  # per-thread buffers, reused call after call
+
+
+def winograd_for(N, C, F, OH, OW, kernel, stride, padding):
+    """The module (``winograd``: F(2x2, 3x3), or ``winograd4``: F(4x4, 3x3)) whose
+    ``conv3x3`` and ``conv3x3_backward_input`` should compute this layer, or None for
+    im2col; ``MINICNN_WINOGRAD`` and the thresholds are in winograd.py."""
+    if (winograd.ALGORITHM == "off" or not winograd.supported(kernel, stride, padding)
+            or min(C, F) < winograd.MIN_CHANNELS):
+        return None
+    TH, TW = -(-OH // 4), -(-OW // 4)  # F(4x4)'s tiles
+    if (winograd.ALGORITHM == "4" and N * TH * TW >= winograd.F4_MIN_TILES
+            and 16 * TH * TW <= winograd.F4_MAX_PADDING * OH * OW):
+        return winograd4
+    return winograd
+
+
+
+# ----------------------------------------------------------------------------- convolution
+
+@njit(cache=True, nogil=True)
+def _im2col_loops(x, cols, col0, KH, KW, sh, sw, ph, pw, i0, i1, OW):
+    """Columns of ONE image x (C, H, W) for output rows i0 <= i < i1, written to
+    cols[:, col0 : col0 + (i1-i0)*OW]."""
+    C, H, W = x.shape
+    for c in range(C):
+        for kh in range(KH):
+            for kw in range(KW):
+                row = (c * KH + kh) * KW + kw
+                # output columns j whose input column j*sw - pw + kw is inside the image
+                j_lo = min(OW, max(0, -((kw - pw) // sw)))
+                j_hi = max(j_lo, min(OW, (W - 1 + pw - kw) // sw + 1))
+                for i in range(i0, i1):
+                    ih = i * sh - ph + kh
+                    start = col0 + (i - i0) * OW
+                    if ih < 0 or ih >= H:  # the whole row of windows lies in the padding
+                        for j in range(OW):
+                            cols[row, start + j] = 0.0
+                        continue
+                    for j in range(j_lo):
+                        cols[row, start + j] = 0.0
+                    if sw == 1:  # the common case, a contiguous copy the compiler vectorises
+                        shift = kw - pw
+                        for j in range(j_lo, j_hi):
+                            cols[row, start + j] = x[c, ih, j + shift]
+                    else:
+                        for j in range(j_lo, j_hi):
+                            cols[row, start + j] = x[c, ih, j * sw - pw + kw]
+                    for j in range(j_hi, OW):
+                        cols[row, start + j] = 0.0
+
+
+@njit(cache=True, nogil=True)
+def _col2im_loops(cols, col0, x, KH, KW, sh, sw, ph, pw, i0, i1, OW):
+    """The adjoint of _im2col_loops: ADD the columns back into one image x (C, H, W)."""
+    C, H, W = x.shape
+    for c in range(C):
+        for kh in range(KH):
+            for kw in range(KW):
+                row = (c * KH + kh) * KW + kw
+                j_lo = min(OW, max(0, -((kw - pw) // sw)))
+                j_hi = max(j_lo, min(OW, (W - 1 + pw - kw) // sw + 1))
+                for i in range(i0, i1):
+                    ih = i * sh - ph + kh
+                    if ih < 0 or ih >= H:
+                        continue  # padding: nothing to add to
+                    start = col0 + (i - i0) * OW
+                    if sw == 1:
+                        shift = kw - pw
+                        for j in range(j_lo, j_hi):
+                            x[c, ih, j + shift] += cols[row, start + j]
+                    else:
+                        for j in range(j_lo, j_hi):
+                            x[c, ih, j * sw - pw + kw] += cols[row, start + j]
+
+
+# Stride 1 (every VGG layer) has a faster lowering. Pad the image once and flatten each channel
+# to one row of Hp*Wp values. If the output is given Wp columns per row instead of OW (the last
+# KW-1 of each row are junk, cropped afterwards), then the im2col row for kernel offset
+# (kh, kw) is ONE contiguous slice of the flattened channel, starting at kh*Wp + kw: a plain
+# copy, instead of a short copy per output row. The junk costs (Wp - OW) / OW more GEMM work.
+
+@njit(cache=True, nogil=True)
+def _pad_flat_loops(x, xp, ph, pw, Wp):
+    """x (C, H, W) -> xp (C, L): channel c padded with zeros to (Hp, Wp) and flattened;
+    the entries past Hp*Wp (slack for the last slices) are zero too."""
+    C, H, W = x.shape
+    for c in range(C):
+        for t in range(xp.shape[1]):
+            xp[c, t] = 0.0
+        for h in range(H):
+            base = (h + ph) * Wp + pw
+            for w in range(W):
+                xp[c, base + w] = x[c, h, w]
+
+
+@njit(cache=True, nogil=True)
+def _shift_cols_loops(xp, cols, KH, KW, Wp, t0):
+    """cols[(c*KH + kh)*KW + kw, t] = xp[c, t0 + kh*Wp + kw + t]: the columns of a band."""
+    C = xp.shape[0]
+    length = cols.shape[1]
+    for c in range(C):
+        for kh in range(KH):
+            for kw in range(KW):
+                row = (c * KH + kh) * KW + kw
+                start = t0 + kh * Wp + kw
+                for t in range(length):
+                    cols[row, t] = xp[c, start + t]
+
+
+@njit(cache=True, nogil=True)
+def _crop_bias_loops(wide, out, bias, i0, Wp):
+    """out[f, i0 + r, j] = wide[f, r*Wp + j] + bias[f] for j < OW: drop the junk columns and
+    add the bias in one pass. wide: (F, rows*Wp), out: (F, OH, OW) of one image."""
+    F, OW = out.shape[0], out.shape[2]
+    rows = wide.shape[1] // Wp
+    for f in range(F):
+        for r in range(rows):
+            for j in range(OW):
+                out[f, i0 + r, j] = wide[f, r * Wp + j] + bias[f]
+
+
+def _ints(kernel, stride, padding):
+    return tuple(int(v) for v in (*kernel, *stride, *padding))  # KH, KW, sh, sw, ph, pw
+
+
+def im2col(x, kernel, stride, padding, out=None):
+    """See reference.im2col. x: (N, C, H, W) -> cols: (C*KH*KW, N*OH*OW)."""
+    x = np.ascontiguousarray(x)
+    N, C, H, W = x.shape
+    (KH, KW), (sh, sw), (ph, pw) = kernel, stride, padding
+    OH, OW = output_size(H, KH, sh, ph), output_size(W, KW, sw, pw)
+    shape = (C * KH * KW, N * OH * OW)
+    if out is None:
+        out = np.empty(shape, dtype=x.dtype)
+    assert out.shape == shape and out.dtype == x.dtype and out.flags.c_contiguous
+    for n in range(N):
+        _im2col_loops(x[n], out, n * OH * OW, *_ints(kernel, stride, padding), 0, OH, OW)
+    return out
+
+
+def col2im(cols, in_shape, kernel, stride, padding):
+    """See reference.col2im. cols: (C*KH*KW, N*OH*OW) -> x: (N, C, H, W)."""
+    N, C, H, W = in_shape
+    (KH, KW), (sh, sw), (ph, pw) = kernel, stride, padding
+    OH, OW = output_size(H, KH, sh, ph), output_size(W, KW, sw, pw)
+    cols = np.ascontiguousarray(cols)
+    assert cols.shape == (C * KH * KW, N * OH * OW)
+    x = np.zeros((N, C, H, W), dtype=cols.dtype)
+    for n in range(N):
+        _col2im_loops(cols, n * OH * OW, x[n], *_ints(kernel, stride, padding), 0, OH, OW)
+    return x
+
+
+# Columns are made for one image and a band of output rows at a time, at most this many bytes:
+# small enough to keep memory flat, large enough for an efficient GEMM (VGG16's first layers:
+# 31 of 224 rows per band).
+BAND_BYTES = 1 << 24
+# The stride-1 lowering's GEMM writes F x (rows*Wp) of scratch that the crop reads back: a
+# band keeps that in cache too (VGG16's conv1_1 in one 13 MB band took 1.6x as long as in
+# bands of 18 rows, measured).
+WIDE_BYTES = 1 << 20
+
+
+def _row_bands(OH, bytes_per_row, min_bands=1):
+    """[i0, i1) ranges of output rows: at least ``min_bands`` of them, each <= BAND_BYTES."""
+    rows = max(1, min(OH, BAND_BYTES // bytes_per_row, -(-OH // min_bands)))
+    return [(i0, min(OH, i0 + rows)) for i0 in range(0, OH, rows)]
+
+
+def _pieces_per_image(N, threads):
+    """Cut each image into this many pieces so that every thread gets the same share."""
+    if threads == 1 or N >= 8 * threads:
+        return 1  # enough images: at most one image of imbalance
+    return threads // math.gcd(N, threads)
+
+
+def conv2d_forward(x, w, b, stride, padding):
+    """See reference.conv2d_forward. x: (N, C, H, W), w: (F, C, KH, KW) -> (N, F, OH, OW).
+
+    Per image and band of output rows: cols = im2col(band), out[n, :, band] = W @ cols.
+    Large 3x3 stride-1 layers go to a Winograd conv3x3 instead (``winograd_for``).
+    """
+    x = np.ascontiguousarray(x)
+    N, C, H, W = x.shape
+    F, _, KH, KW = w.shape
+    (sh, sw), (ph, pw) = stride, padding
+    OH, OW = output_size(H, KH, sh, ph), output_size(W, KW, sw, pw)
+    Hp, Wp = H + 2 * ph, W + 2 * pw
+    K = C * KH * KW
+    bias = np.zeros(F, dtype=x.dtype) if b is None else np.ascontiguousarray(b, dtype=x.dtype)
+    shifted = (sh, sw) == (1, 1)  # the stride-1 lowering: rows of Wp columns, junk cropped
+    row_width = Wp if shifted else OW
+    threads = n_threads(N * F * K * OH * OW, thread_pool.PARALLEL_MIN_MACS)
+    algorithm = winograd_for(N, C, F, OH, OW, (KH, KW), stride, padding)
+    if algorithm is not None:  # winograd or winograd4
+        return algorithm.conv3x3(x, w, b, padding)
+    if (KH, KW) == (1, 1) and tuple(padding) == (0, 0):
+        return _pointwise_forward(x, w, bias, stride, threads)
+    w2 = np.ascontiguousarray(w).reshape(F, K)  # (F, K)
+    out = np.empty((N, F, OH, OW), dtype=x.dtype)
+    ints = _ints((KH, KW), stride, padding)
+    bands_wanted = _pieces_per_image(N, threads)
+    if shifted:  # and a band's wide scratch, F x rows*Wp, within WIDE_BYTES
+        bands_wanted = max(bands_wanted, -(-F * OH * row_width * x.itemsize // WIDE_BYTES))
+    bands = _row_bands(OH, K * row_width * x.itemsize, bands_wanted)
+    tasks = [(n, i0, i1) for n in range(N) for i0, i1 in bands]
+
+    def work(chunk):  # a whole chunk, not one task (_run_tasks): bands reuse the padded image
+        padded = -1  # the image whose padded copy is in this thread's "padded" buffer
+        for n, i0, i1 in tasks[chunk[0]:chunk[1]]:
+            cols = _scratch("cols", (K, (i1 - i0) * row_width), x.dtype)  # (K, rows*width)
+            if not shifted:
+                _im2col_loops(x[n], cols, 0, *ints, i0, i1, OW)
+                out_band = out[n].reshape(F, OH * OW)[:, i0 * OW:i1 * OW]  # (F, rows*OW), a view
+                np.matmul(w2, cols, out=out_band)  # the BLAS call
+                out_band += bias[:, None]
+                continue
+            xp = _scratch("padded", (C, Hp * Wp + KW - 1), x.dtype)  # (C, L)
+            if padded != n:
+                _pad_flat_loops(x[n], xp, ph, pw, Wp)
+                padded = n
+            _shift_cols_loops(xp, cols, KH, KW, Wp, i0 * Wp)
+            wide = _scratch("wide", (F, (i1 - i0) * Wp), x.dtype)  # (F, rows*Wp)
+            np.matmul(w2, cols, out=wide)  # the BLAS call
+            _crop_bias_loops(wide, out[n], bias, i0, Wp)
+
+    with parallel(threads):
+        run_chunks(work, split(len(tasks), threads))
+    return out
+
+
+# A 1x1 convolution (ResNet's bottlenecks and shortcuts, SqueezeNet's squeeze and expand
+# layers) needs no im2col: its columns are the image itself, each pixel's C channels, so the
+# convolution is one matrix product per image, W (F, C) @ x (C, H*W). With stride s it reads
+# every s-th pixel: a strided copy first.
+
+def _pointwise_forward(x, w, bias, stride, threads):
+    """x: (N, C, H, W), w: (F, C, 1, 1), no padding -> (N, F, OH, OW)."""
+    if tuple(stride) != (1, 1):
+        x = np.ascontiguousarray(x[:, :, ::stride[0], ::stride[1]])   # (N, C, OH, OW)
+    N, C, OH, OW = x.shape
+    F = w.shape[0]
+    w2 = np.ascontiguousarray(w).reshape(F, C)                        # (F, C)
+    xs = x.reshape(N, C, OH * OW)                                     # (N, C, OH*OW), a view
+    out = np.empty((N, F, OH * OW), dtype=x.dtype)
+    pieces = split(OH * OW, _pieces_per_image(N, threads))             # column bands per image
+
+    def work(n, j0, j1):
+        np.matmul(w2, xs[n, :, j0:j1], out=out[n, :, j0:j1])         # the BLAS call
+        out[n, :, j0:j1] += bias[:, None]
+
+    run_tasks([(n, j0, j1) for n in range(N) for j0, j1 in pieces], work, threads)
+    return out.reshape(N, F, OH, OW)                                  # (N, F, OH, OW)
+
+
+def _pointwise_backward(grad_out, w, stride, in_shape, threads):
+    """grad_out: (N, F, OH, OW), w: (F, C, 1, 1) -> (N, C, H, W): W^T @ grad_out, placed at
+    the pixels the forward read (the others get no gradient)."""
+    N, C, H, W = in_shape
+    _, F, OH, OW = grad_out.shape
+    w2t = np.asarray(w).reshape(F, C).T                               # (C, F), a transposed view
+    g = grad_out.reshape(N, F, OH * OW)                               # (N, F, OH*OW)
+    dense = np.empty((N, C, OH * OW), dtype=grad_out.dtype)
+    pieces = split(OH * OW, _pieces_per_image(N, threads))
+
+    def work(n, j0, j1):
+        np.matmul(w2t, g[n, :, j0:j1], out=dense[n, :, j0:j1])       # the BLAS call
+
+    run_tasks([(n, j0, j1) for n in range(N) for j0, j1 in pieces], work, threads)
+    dense = dense.reshape(N, C, OH, OW)                               # (N, C, OH, OW)
+    if tuple(stride) == (1, 1):
+        return dense
+    grad_x = np.zeros((N, C, H, W), dtype=grad_out.dtype)
+    grad_x[:, :, ::stride[0], ::stride[1]] = dense
+    return grad_x
+
+
+def conv2d_backward_input(grad_out, w, stride, padding, in_shape):
+    """See reference.conv2d_backward_input. grad_out: (N, F, OH, OW) -> (N, C, H, W).
+
+    Per image, group of input channels and band of rows:
+    dcols = W[:, group]^T @ grad_out[n, :, band], then col2im adds them back into those
+    channels of the image. Large 3x3 stride-1 layers: a Winograd convolution with the flipped
+    kernels (see winograd.py).
+    """
+    N, C, H, W = in_shape
+    F, _, KH, KW = w.shape
+    grad_out = np.ascontiguousarray(grad_out)
+    _, _, OH, OW = grad_out.shape
+    KK = KH * KW  # rows of W^T per input channel
+    threads = n_threads(N * F * C * KK * OH * OW, thread_pool.PARALLEL_MIN_MACS)
+    algorithm = winograd_for(N, C, F, OH, OW, (KH, KW), stride, padding)
+    if algorithm is not None:  # the input gradient of a stride-1 convolution is a convolution
+        return algorithm.conv3x3_backward_input(grad_out, w, padding)
+    if (KH, KW) == (1, 1) and tuple(padding) == (0, 0):
+        return _pointwise_backward(grad_out, w, stride, in_shape, threads)
+    w2t = np.asarray(w).reshape(F, C * KK).T  # (C*KH*KW, F), a transposed view: BLAS reads it as is
+    grad_x = np.zeros((N, C, H, W), dtype=grad_out.dtype)
+    ints = _ints((KH, KW), stride, padding)
+    bands = _row_bands(OH, C * KK * OW * grad_out.itemsize)
+    tasks = [(n, c0, c1) for n in range(N) for c0, c1 in split(C, _pieces_per_image(N, threads))]
+
+    def work(n, c0, c1):
+        g_n = grad_out[n].reshape(F, OH * OW)  # (F, OH*OW), a view
+        w_group = w2t[c0 * KK:c1 * KK]  # (group*KH*KW, F), still a view
+        for i0, i1 in bands:
+            dcols = _scratch("cols", ((c1 - c0) * KK, (i1 - i0) * OW), grad_out.dtype)
+            np.matmul(w_group, g_n[:, i0 * OW:i1 * OW], out=dcols)  # the BLAS call
+            _col2im_loops(dcols, 0, grad_x[n, c0:c1], *ints, i0, i1, OW)
+
+    run_tasks(tasks, work, threads)
+    return grad_x

@@ -1,0 +1,261 @@
+"""Fast pooling: the max, average and adaptive average pools of ``reference.py`` with
+identical signatures, as compiled loops.
+
+The loops see the input as P = N*C independent planes (P, H, W), a free reshape of NCHW, and
+the wrappers hand out contiguous groups of planes to minicnn's threads (``threads.py``).
+Max-pooling's ties go to the first maximum in row-major order, as in PyTorch's CPU kernel
+and ``reference.maxpool2d_forward``; 2x2 windows with stride 2 have their own loop.
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from minicnn.engine.kernels import adaptive_bins, output_size
+from minicnn.engine.kernels.fast_conv import _ints
+from minicnn.engine.kernels import threads as thread_pool  # (its settings, read per call)
+from minicnn.engine.kernels.threads import n_threads, run_chunks, split
+
+__all__ = ["maxpool2d_forward", "maxpool2d_backward", "avgpool2d_forward",
+           "avgpool2d_backward", "adaptive_avgpool2d_forward", "adaptive_avgpool2d_backward"]
+
+
+def _over_planes(P, work_per_plane, loop):
+    """Run ``loop(p0, p1)`` over groups of the P planes, in parallel if the work is large."""
+    threads = n_threads(P * work_per_plane, thread_pool.PARALLEL_MIN_ELEMENTS)
+    run_chunks(lambda chunk: loop(*chunk), split(P, threads))
+
+
+@njit(cache=True, nogil=True)
+def _maxpool_forward_loops(x, out, argmax, KH, KW, sh, sw, ph, pw):
+    P, H, W = x.shape
+    OH, OW = out.shape[1], out.shape[2]
+    for p in range(P):
+        for i in range(OH):
+            h0 = max(i * sh - ph, 0)
+            h1 = min(i * sh - ph + KH, H)
+            for j in range(OW):
+                w0 = max(j * sw - pw, 0)
+                w1 = min(j * sw - pw + KW, W)
+                best = x[p, h0, w0]  # the first valid element (padding is -inf)
+                best_index = h0 * W + w0
+                for ih in range(h0, h1):
+                    for iw in range(w0, w1):
+                        v = x[p, ih, iw]
+                        # strict '>': ties keep the FIRST maximum in row-major order;
+                        # a NaN (v != v) always wins, as in PyTorch's CPU kernel
+                        if v > best or v != v:
+                            best = v
+                            best_index = ih * W + iw
+                out[p, i, j] = best
+                argmax[p, i, j] = best_index
+
+
+@njit(cache=True, nogil=True)
+def _maxpool2x2_forward_loops(x, out, argmax):
+    """_maxpool_forward_loops for the commonest case, 2x2 windows with stride 2 and no
+    padding, written out: 12x faster than the general loops (measured), whose window bounds
+    change at every step."""
+    P, W = x.shape[0], x.shape[2]
+    OH, OW = out.shape[1], out.shape[2]
+    for p in range(P):
+        for i in range(OH):
+            h = 2 * i
+            for j in range(OW):
+                w = 2 * j
+                best, best_index = x[p, h, w], h * W + w  # then the other three, row-major
+                v = x[p, h, w + 1]
+                if v > best or v != v:
+                    best, best_index = v, h * W + w + 1
+                v = x[p, h + 1, w]
+                if v > best or v != v:
+                    best, best_index = v, (h + 1) * W + w
+                v = x[p, h + 1, w + 1]
+                if v > best or v != v:
+                    best, best_index = v, (h + 1) * W + w + 1
+                out[p, i, j] = best
+                argmax[p, i, j] = best_index
+
+
+@njit(cache=True, nogil=True)
+def _maxpool_backward_loops(grad_out, argmax, grad_x):
+    P, OH, OW = grad_out.shape
+    for p in range(P):
+        for i in range(OH):
+            for j in range(OW):
+                grad_x[p, argmax[p, i, j]] += grad_out[p, i, j]
+
+
+def maxpool2d_forward(x, kernel, stride, padding, ceil_mode=False):
+    """See reference.maxpool2d_forward. x: (N, C, H, W) -> (out, argmax), both (N, C, OH, OW).
+
+    The loops clip every window to the image, so a partial last window (ceil_mode) needs no
+    padding; the 2x2 loop assumes whole windows and serves only when every window is whole."""
+    x = np.ascontiguousarray(x)
+    N, C, H, W = x.shape
+    (KH, KW), (sh, sw), (ph, pw) = kernel, stride, padding
+    OH, OW = output_size(H, KH, sh, ph, ceil_mode), output_size(W, KW, sw, pw, ceil_mode)
+    # every window must hold at least one real element (PyTorch: padding <= kernel / 2)
+    assert 2 * ph <= KH and 2 * pw <= KW and OH >= 1 and OW >= 1
+    planes = x.reshape(N * C, H, W)
+    out = np.empty((N * C, OH, OW), dtype=x.dtype)
+    argmax = np.empty((N * C, OH, OW), dtype=np.int64)
+    if ((tuple(kernel), tuple(stride), tuple(padding)) == ((2, 2), (2, 2), (0, 0))
+            and 2 * OH <= H and 2 * OW <= W):
+        _over_planes(N * C, H * W, lambda p0, p1: _maxpool2x2_forward_loops(
+            planes[p0:p1], out[p0:p1], argmax[p0:p1]))
+    else:
+        ints = _ints(kernel, stride, padding)
+        _over_planes(N * C, H * W, lambda p0, p1: _maxpool_forward_loops(
+            planes[p0:p1], out[p0:p1], argmax[p0:p1], *ints))
+    return out.reshape(N, C, OH, OW), argmax.reshape(N, C, OH, OW)
+
+
+def maxpool2d_backward(grad_out, argmax, in_shape):
+    """See reference.maxpool2d_backward. grad_out, argmax: (N, C, OH, OW) -> (N, C, H, W)."""
+    N, C, H, W = in_shape
+    grad_out = np.ascontiguousarray(grad_out)
+    argmax = np.ascontiguousarray(argmax, dtype=np.int64)
+    assert argmax.shape == grad_out.shape and grad_out.shape[:2] == (N, C)
+    if argmax.size and (argmax.min() < 0 or argmax.max() >= H * W):  # would write out of bounds
+        raise ValueError(f"maxpool2d_backward: argmax values must lie in [0, {H * W}), "
+                         f"got [{argmax.min()}, {argmax.max()}]")
+    OH, OW = grad_out.shape[2:]
+    g, a = grad_out.reshape(N * C, OH, OW), argmax.reshape(N * C, OH, OW)
+    grad_x = np.zeros((N * C, H * W), dtype=grad_out.dtype)
+    _over_planes(N * C, H * W, lambda p0, p1: _maxpool_backward_loops(
+        g[p0:p1], a[p0:p1], grad_x[p0:p1]))
+    return grad_x.reshape(N, C, H, W)  # (N, C, H, W)
+
+
+@njit(cache=True, nogil=True)
+def _avgpool_forward_loops(x, out, KH, KW, sh, sw, ph, pw):
+    P, H, W = x.shape
+    OH, OW = out.shape[1], out.shape[2]
+    count = KH * KW  # count_include_pad=True: padding zeros count too
+    for p in range(P):
+        for i in range(OH):
+            h0 = max(i * sh - ph, 0)
+            h1 = min(i * sh - ph + KH, H)
+            for j in range(OW):
+                w0 = max(j * sw - pw, 0)
+                w1 = min(j * sw - pw + KW, W)
+                total = 0.0
+                for ih in range(h0, h1):
+                    for iw in range(w0, w1):
+                        total += x[p, ih, iw]
+                out[p, i, j] = total / count
+
+
+@njit(cache=True, nogil=True)
+def _avgpool_backward_loops(grad_out, grad_x, KH, KW, sh, sw, ph, pw):
+    P, H, W = grad_x.shape
+    OH, OW = grad_out.shape[1], grad_out.shape[2]
+    count = KH * KW
+    for p in range(P):
+        for i in range(OH):
+            h0 = max(i * sh - ph, 0)
+            h1 = min(i * sh - ph + KH, H)
+            for j in range(OW):
+                w0 = max(j * sw - pw, 0)
+                w1 = min(j * sw - pw + KW, W)
+                share = grad_out[p, i, j] / count
+                for ih in range(h0, h1):
+                    for iw in range(w0, w1):
+                        grad_x[p, ih, iw] += share
+
+
+def avgpool2d_forward(x, kernel, stride, padding):
+    """See reference.avgpool2d_forward. x: (N, C, H, W) -> (N, C, OH, OW)."""
+    x = np.ascontiguousarray(x)
+    N, C, H, W = x.shape
+    (KH, KW), (sh, sw), (ph, pw) = kernel, stride, padding
+    OH, OW = output_size(H, KH, sh, ph), output_size(W, KW, sw, pw)
+    assert OH >= 1 and OW >= 1
+    planes = x.reshape(N * C, H, W)
+    out = np.empty((N * C, OH, OW), dtype=x.dtype)
+    ints = _ints(kernel, stride, padding)
+    _over_planes(N * C, H * W, lambda p0, p1: _avgpool_forward_loops(
+        planes[p0:p1], out[p0:p1], *ints))
+    return out.reshape(N, C, OH, OW)
+
+
+def avgpool2d_backward(grad_out, kernel, stride, padding, in_shape):
+    """See reference.avgpool2d_backward. grad_out: (N, C, OH, OW) -> (N, C, H, W)."""
+    N, C, H, W = in_shape
+    (KH, KW), (sh, sw), (ph, pw) = kernel, stride, padding
+    grad_out = np.ascontiguousarray(grad_out)
+    OH, OW = output_size(H, KH, sh, ph), output_size(W, KW, sw, pw)
+    assert grad_out.shape == (N, C, OH, OW)
+    g = grad_out.reshape(N * C, OH, OW)
+    grad_x = np.zeros((N * C, H, W), dtype=grad_out.dtype)
+    ints = _ints(kernel, stride, padding)
+    _over_planes(N * C, H * W, lambda p0, p1: _avgpool_backward_loops(
+        g[p0:p1], grad_x[p0:p1], *ints))
+    return grad_x.reshape(N, C, H, W)
+
+
+@njit(cache=True, nogil=True)
+def _adaptive_forward_loops(x, out, h_bins, w_bins):
+    P = x.shape[0]
+    OH, OW = out.shape[1], out.shape[2]
+    for p in range(P):
+        for i in range(OH):
+            for j in range(OW):
+                total = 0.0
+                for ih in range(h_bins[i, 0], h_bins[i, 1]):
+                    for iw in range(w_bins[j, 0], w_bins[j, 1]):
+                        total += x[p, ih, iw]
+                count = (h_bins[i, 1] - h_bins[i, 0]) * (w_bins[j, 1] - w_bins[j, 0])
+                out[p, i, j] = total / count
+
+
+@njit(cache=True, nogil=True)
+def _adaptive_backward_loops(grad_out, grad_x, h_bins, w_bins):
+    P = grad_x.shape[0]
+    OH, OW = grad_out.shape[1], grad_out.shape[2]
+    for p in range(P):
+        for i in range(OH):
+            for j in range(OW):
+                count = (h_bins[i, 1] - h_bins[i, 0]) * (w_bins[j, 1] - w_bins[j, 0])
+                share = grad_out[p, i, j] / count
+                for ih in range(h_bins[i, 0], h_bins[i, 1]):
+                    for iw in range(w_bins[j, 0], w_bins[j, 1]):
+                        grad_x[p, ih, iw] += share
+
+
+def adaptive_avgpool2d_forward(x, output_size):
+    """See reference.adaptive_avgpool2d_forward. x: (N, C, H, W) -> (N, C, OH, OW).
+
+    output_size (1, 1), the global average pool of ResNet and SqueezeNet, is one mean over
+    each plane."""
+    x = np.ascontiguousarray(x)
+    N, C, H, W = x.shape
+    OH, OW = output_size
+    if (OH, OW) == (1, 1):
+        return x.mean(axis=(2, 3), keepdims=True, dtype=np.float64).astype(x.dtype)  # (N, C, 1, 1)
+    h_bins = np.array(adaptive_bins(H, OH), dtype=np.int64).reshape(OH, 2)  # (OH, 2): [start, end)
+    w_bins = np.array(adaptive_bins(W, OW), dtype=np.int64).reshape(OW, 2)  # (OW, 2)
+    planes = x.reshape(N * C, H, W)
+    out = np.empty((N * C, OH, OW), dtype=x.dtype)
+    _over_planes(N * C, H * W, lambda p0, p1: _adaptive_forward_loops(
+        planes[p0:p1], out[p0:p1], h_bins, w_bins))
+    return out.reshape(N, C, OH, OW)
+
+
+def adaptive_avgpool2d_backward(grad_out, in_shape):
+    """See reference.adaptive_avgpool2d_backward. grad_out: (N, C, OH, OW) -> (N, C, H, W)."""
+    N, C, H, W = in_shape
+    grad_out = np.ascontiguousarray(grad_out)
+    _, _, OH, OW = grad_out.shape
+    assert grad_out.shape[:2] == (N, C)
+    if (OH, OW) == (1, 1):  # the global average pool: each pixel gets 1 / (H * W) of it
+        share = grad_out / grad_out.dtype.type(H * W)                  # (N, C, 1, 1)
+        return np.ascontiguousarray(np.broadcast_to(share, (N, C, H, W)))
+    h_bins = np.array(adaptive_bins(H, OH), dtype=np.int64).reshape(OH, 2)  # (OH, 2)
+    w_bins = np.array(adaptive_bins(W, OW), dtype=np.int64).reshape(OW, 2)  # (OW, 2)
+    g = grad_out.reshape(N * C, OH, OW)
+    grad_x = np.zeros((N * C, H, W), dtype=grad_out.dtype)
+    _over_planes(N * C, H * W, lambda p0, p1: _adaptive_backward_loops(
+        g[p0:p1], grad_x[p0:p1], h_bins, w_bins))
+    return grad_x.reshape(N, C, H, W)
