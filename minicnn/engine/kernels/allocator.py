@@ -78,7 +78,7 @@ def scratch(name, shape, dtype):
     if buffer is None or buffer.nbytes < nbytes:
         buffers[name] = None  # drop the old buffer before allocating
         buffers[name] = buffer = np.empty(nbytes, dtype=np.uint8)
-    return buffer[:nbytes].view(dtype).reshape(shape)
+    return buffer[:nbytes].view(dtype).reshape(shape)  # (shape), a view of the buffer
 
 
 def release_scratch():

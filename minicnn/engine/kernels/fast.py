@@ -81,7 +81,7 @@ def relu_forward(x):
     """See reference.relu_forward. x: any shape -> same shape."""
     x = np.ascontiguousarray(x)
     out = np.empty_like(x)
-    flat_x, flat_out = x.reshape(-1), out.reshape(-1)
+    flat_x, flat_out = x.reshape(-1), out.reshape(-1)  # (size,) views
     _over_elements(x.size, lambda i0, i1: _relu_forward_loops(flat_x[i0:i1], flat_out[i0:i1]))
     return out
 
@@ -93,7 +93,7 @@ def relu_backward(grad_out, x, rule):
     assert grad_out.shape == x.shape
     code = RELU_RULE_CODES[rule]
     grad_x = np.empty_like(grad_out)
-    g, xf, gx = grad_out.reshape(-1), x.reshape(-1), grad_x.reshape(-1)
+    g, xf, gx = grad_out.reshape(-1), x.reshape(-1), grad_x.reshape(-1)  # (size,) views
     _over_elements(g.size, lambda i0, i1: _relu_backward_loops(g[i0:i1], xf[i0:i1],
                                                                gx[i0:i1], code))
     return grad_x
@@ -110,7 +110,7 @@ def linear_forward(x, w, b):
     threads = n_threads(N * w.size, thread_pool.PARALLEL_MIN_MACS)
 
     def block(o0, o1):
-        out[:, o0:o1] = x @ w[o0:o1].T  # the BLAS call
+        out[:, o0:o1] = x @ w[o0:o1].T  # the BLAS call: (N, I) @ (I, o1-o0)
         if b is not None:
             out[:, o0:o1] += b[o0:o1]
 

@@ -97,7 +97,7 @@ def maxpool2d_forward(x, kernel, stride, padding, ceil_mode=False):
     OH, OW = output_size(H, KH, sh, ph, ceil_mode), output_size(W, KW, sw, pw, ceil_mode)
     # every window must hold at least one real element (PyTorch: padding <= kernel / 2)
     assert 2 * ph <= KH and 2 * pw <= KW and OH >= 1 and OW >= 1
-    planes = x.reshape(N * C, H, W)
+    planes = x.reshape(N * C, H, W)  # (P, H, W), a view
     out = np.empty((N * C, OH, OW), dtype=x.dtype)
     argmax = np.empty((N * C, OH, OW), dtype=np.int64)
     if ((tuple(kernel), tuple(stride), tuple(padding)) == ((2, 2), (2, 2), (0, 0))
@@ -108,7 +108,7 @@ def maxpool2d_forward(x, kernel, stride, padding, ceil_mode=False):
         ints = _ints(kernel, stride, padding)
         _over_planes(N * C, H * W, lambda p0, p1: _maxpool_forward_loops(
             planes[p0:p1], out[p0:p1], argmax[p0:p1], *ints))
-    return out.reshape(N, C, OH, OW), argmax.reshape(N, C, OH, OW)
+    return out.reshape(N, C, OH, OW), argmax.reshape(N, C, OH, OW)  # (N, C, OH, OW) each
 
 
 def maxpool2d_backward(grad_out, argmax, in_shape):
@@ -121,7 +121,7 @@ def maxpool2d_backward(grad_out, argmax, in_shape):
         raise ValueError(f"maxpool2d_backward: argmax values must lie in [0, {H * W}), "
                          f"got [{argmax.min()}, {argmax.max()}]")
     OH, OW = grad_out.shape[2:]
-    g, a = grad_out.reshape(N * C, OH, OW), argmax.reshape(N * C, OH, OW)
+    g, a = grad_out.reshape(N * C, OH, OW), argmax.reshape(N * C, OH, OW)  # (P, OH, OW) each
     grad_x = np.zeros((N * C, H * W), dtype=grad_out.dtype)
     _over_planes(N * C, H * W, lambda p0, p1: _maxpool_backward_loops(
         g[p0:p1], a[p0:p1], grad_x[p0:p1]))
@@ -172,12 +172,12 @@ def avgpool2d_forward(x, kernel, stride, padding):
     (KH, KW), (sh, sw), (ph, pw) = kernel, stride, padding
     OH, OW = output_size(H, KH, sh, ph), output_size(W, KW, sw, pw)
     assert OH >= 1 and OW >= 1
-    planes = x.reshape(N * C, H, W)
+    planes = x.reshape(N * C, H, W)  # (P, H, W), a view
     out = np.empty((N * C, OH, OW), dtype=x.dtype)
     ints = _ints(kernel, stride, padding)
     _over_planes(N * C, H * W, lambda p0, p1: _avgpool_forward_loops(
         planes[p0:p1], out[p0:p1], *ints))
-    return out.reshape(N, C, OH, OW)
+    return out.reshape(N, C, OH, OW)  # (N, C, OH, OW)
 
 
 def avgpool2d_backward(grad_out, kernel, stride, padding, in_shape):
@@ -187,12 +187,12 @@ def avgpool2d_backward(grad_out, kernel, stride, padding, in_shape):
     grad_out = np.ascontiguousarray(grad_out)
     OH, OW = output_size(H, KH, sh, ph), output_size(W, KW, sw, pw)
     assert grad_out.shape == (N, C, OH, OW)
-    g = grad_out.reshape(N * C, OH, OW)
+    g = grad_out.reshape(N * C, OH, OW)  # (P, OH, OW), a view
     grad_x = np.zeros((N * C, H, W), dtype=grad_out.dtype)
     ints = _ints(kernel, stride, padding)
     _over_planes(N * C, H * W, lambda p0, p1: _avgpool_backward_loops(
         g[p0:p1], grad_x[p0:p1], *ints))
-    return grad_x.reshape(N, C, H, W)
+    return grad_x.reshape(N, C, H, W)  # (N, C, H, W)
 
 
 @njit(cache=True, nogil=True)
@@ -236,11 +236,11 @@ def adaptive_avgpool2d_forward(x, output_size):
         return x.mean(axis=(2, 3), keepdims=True, dtype=np.float64).astype(x.dtype)  # (N, C, 1, 1)
     h_bins = np.array(adaptive_bins(H, OH), dtype=np.int64).reshape(OH, 2)  # (OH, 2): [start, end)
     w_bins = np.array(adaptive_bins(W, OW), dtype=np.int64).reshape(OW, 2)  # (OW, 2)
-    planes = x.reshape(N * C, H, W)
+    planes = x.reshape(N * C, H, W)  # (P, H, W), a view
     out = np.empty((N * C, OH, OW), dtype=x.dtype)
     _over_planes(N * C, H * W, lambda p0, p1: _adaptive_forward_loops(
         planes[p0:p1], out[p0:p1], h_bins, w_bins))
-    return out.reshape(N, C, OH, OW)
+    return out.reshape(N, C, OH, OW)  # (N, C, OH, OW)
 
 
 def adaptive_avgpool2d_backward(grad_out, in_shape):
@@ -254,8 +254,8 @@ def adaptive_avgpool2d_backward(grad_out, in_shape):
         return np.ascontiguousarray(np.broadcast_to(share, (N, C, H, W)))
     h_bins = np.array(adaptive_bins(H, OH), dtype=np.int64).reshape(OH, 2)  # (OH, 2)
     w_bins = np.array(adaptive_bins(W, OW), dtype=np.int64).reshape(OW, 2)  # (OW, 2)
-    g = grad_out.reshape(N * C, OH, OW)
+    g = grad_out.reshape(N * C, OH, OW)  # (P, OH, OW), a view
     grad_x = np.zeros((N * C, H, W), dtype=grad_out.dtype)
     _over_planes(N * C, H * W, lambda p0, p1: _adaptive_backward_loops(
         g[p0:p1], grad_x[p0:p1], h_bins, w_bins))
-    return grad_x.reshape(N, C, H, W)
+    return grad_x.reshape(N, C, H, W)  # (N, C, H, W)

@@ -187,9 +187,9 @@ def convolve_numpy(x, w, b, padding, BT, G, AT):
     U = np.einsum("ak,fckl,bl->abfc", G, w, G)  # (T, T, F, C): G g G^T per filter and channel
     M = np.einsum("abfc,abcnrs->abfnrs", U, V)  # the T*T products, summed over channels
     Y = np.einsum("ia,abfnrs,jb->nfrisj", AT, M, AT)  # (N, F, TH, m, TW, m)
-    out = Y.reshape(N, F, m * TH, m * TW)[:, :, :OH, :OW]
+    out = Y.reshape(N, F, m * TH, m * TW)[:, :, :OH, :OW]  # (N, F, OH, OW)
     if b is not None:
-        out = out + b.reshape(1, F, 1, 1)
+        out = out + b.reshape(1, F, 1, 1)  # (1, F, 1, 1) broadcast
     return np.ascontiguousarray(out, dtype=x.dtype)
 
 
