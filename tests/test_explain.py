@@ -103,3 +103,32 @@ def test_localize_and_compare_and_trace_files_know_the_truth(model, tmp_path):
     assert cmp["true_name"] == "Shirt" and cmp["warning"] is None
     tr = ex.trace_file(model, SAMPLE, out_dir=tmp_path, dpi=60)
     assert tr["layers"][0] == "classifier.4" and tr["layers"][-1] == "input"
+
+
+def test_demo_in_forked_processes_writes_what_one_process_writes(model, tmp_path):
+    """run_demo shares the figures out over forked copies of the process; the rows, their
+    order and the files are those of a run in one process."""
+    import json
+    import os
+    index = json.loads((SAMPLES_DIR / "samples.json").read_text())["images"]
+    names = list(index)[:5]
+    folder = tmp_path / "samples"
+    folder.mkdir()
+    for name in names:
+        (folder / name).write_bytes((SAMPLES_DIR / name).read_bytes())
+    (folder / "gone.png").write_bytes(b"not an image")       # a bad sample in the middle
+    chosen = {**{n: index[n] for n in names[:2]}, "gone.png": index[names[0]],
+              **{n: index[n] for n in names[2:]}}
+    (folder / "samples.json").write_text(json.dumps({"images": chosen}))
+    one = ex.run_demo(model, folder, tmp_path / "one", jobs=1, dpi=40)
+    two = ex.run_demo(model, folder, tmp_path / "two", jobs=2, dpi=40)
+    assert [r["name"] for r in two] == [r["name"] for r in one] == list(chosen)
+    for a, b in zip(one, two):
+        assert a.keys() == b.keys()
+        if "error" in a:
+            assert a["error"] == b["error"]
+            continue
+        assert (a["predicted"], a["peak"], a["inside"]) == (b["predicted"], b["peak"], b["inside"])
+        np.testing.assert_array_equal(np.load(a["map"]), np.load(b["map"]))
+    assert sorted(os.listdir(tmp_path / "one")) == sorted(os.listdir(tmp_path / "two"))
+    assert len(os.listdir(tmp_path / "two")) == 3 * len(names)
