@@ -1,8 +1,11 @@
 """Benchmark: forward + gradient to the input (the saliency computation), minicnn vs PyTorch CPU.
 
 For each case the network is built twice with the same architecture and random weights
-(VGG16 and AlexNet by hand in torchvision's layout, since torchvision does not import here),
-once in minicnn and once in torch.nn, and each library runs in ITS OWN subprocess with 2
+(VGG16 and AlexNet by hand in torchvision's layout, since torchvision does not import here;
+ResNet and SqueezeNet from minicnn.io.zoo and from tests/helpers/torchvision_like.py),
+once in minicnn and once in torch.nn. PyTorch runs ResNet's BatchNorm as a layer in eval mode,
+minicnn has it folded into the convolutions, as ``from_torch`` does by default: each library
+the way a user runs it; and each library runs in ITS OWN subprocess with 2
 threads: thread pools of two libraries in one process distort both timings, and each process
 reports its own peak RSS.
 One timed repetition = forward, one-hot on the predicted class, backward to the input.
@@ -44,7 +47,11 @@ CASES = {  # name: (architecture, input shape)
     "alexnet": ("alexnet", (1, 3, 224, 224)),
     "small": ("small", (1, 3, 64, 64)),
     "small-b50": ("small", (50, 3, 64, 64)),
+    "resnet18": ("resnet18", (1, 3, 224, 224)),
+    "resnet50": ("resnet50", (1, 3, 224, 224)),
+    "squeezenet1_1": ("squeezenet1_1", (1, 3, 224, 224)),
 }
+GRAPHS = ("resnet18", "resnet50", "squeezenet1_1")  # skip connections and branches: the zoo
 
 
 # ----------------------------------------------------------------------------- architectures
@@ -94,6 +101,9 @@ def layer_specs(arch):
 
 def build_minicnn(arch):
     import minicnn as mc
+    if arch in GRAPHS:  # BatchNorm folded into the convolutions, as from_torch does by default
+        from minicnn.io import zoo
+        return zoo.build(arch)
     make = {"conv": lambda c_in, c_out, k, s, p: mc.Conv2d(c_in, c_out, k, s, p, rng=0),
             "relu": mc.ReLU, "maxpool": mc.MaxPool2d, "adaptive": mc.AdaptiveAvgPool2d,
             "flatten": mc.Flatten, "linear": lambda i, o: mc.Linear(i, o, rng=0),
@@ -103,6 +113,9 @@ def build_minicnn(arch):
 
 def build_torch(arch):
     import torch.nn as nn
+    if arch in GRAPHS:  # torchvision's layout (tests/helpers), eval mode: BatchNorm as a layer
+        from tests.helpers.torchvision_like import build
+        return build(arch)
     make = {"conv": lambda c_in, c_out, k, s, p: nn.Conv2d(c_in, c_out, k, s, p),
             "relu": lambda: nn.ReLU(inplace=True), "maxpool": nn.MaxPool2d,
             "adaptive": nn.AdaptiveAvgPool2d, "flatten": nn.Flatten, "linear": nn.Linear,
@@ -198,7 +211,7 @@ def main():
                         help="alternating minicnn / PyTorch processes per case (default 3)")
     parser.add_argument("--cases", nargs="+", choices=list(CASES), default=list(CASES))
     parser.add_argument("--no-vgg", action="store_true",
-                        help="skip the ImageNet networks, VGG16 and AlexNet (slow to build)")
+                        help="skip the ImageNet networks (VGG16, AlexNet, ResNet, SqueezeNet)")
     parser.add_argument("--threads", type=int, default=THREADS,
                         help="threads for BLAS and torch in every worker (default 2)")
     parser.add_argument("--worker", nargs=4, help=argparse.SUPPRESS)
@@ -216,7 +229,7 @@ def main():
     print("|---|---|---|---|---|---|---|---|")
     for case in args.cases:
         arch, shape = CASES[case]
-        if args.no_vgg and arch in ("vgg16", "alexnet"):
+        if args.no_vgg and arch in ("vgg16", "alexnet") + GRAPHS:
             continue
         reps = max(3, args.reps // 2) if arch == "vgg16" else args.reps
         rounds = [(run_worker("fast", case, reps, warmup=2), run_worker("torch", case, reps, warmup=2))
