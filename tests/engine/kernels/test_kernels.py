@@ -133,7 +133,8 @@ def test_both_dtypes_are_cached_on_disk():
              fast_pool._avgpool_backward_loops, fast_pool._adaptive_forward_loops,
              fast_pool._adaptive_backward_loops, fast_conv._pad_flat_loops, fast_conv._shift_cols_loops,
              fast_conv._crop_bias_loops, fast._relu_forward_loops, fast._relu_backward_loops,
-             fast_pool._maxpool2x2_forward_loops, winograd._pad_loops, winograd._input_transform_loops,
+             fast_pool._maxpool2x2_forward_loops, fast_pool._maxpool3x3s2_forward_loops,
+             winograd._pad_loops, winograd._input_transform_loops,
              winograd._output_transform_loops, winograd4._input_transform_loops,
              winograd4._output_transform_loops]  # (their helpers _bt6, _at6 are compiled into them)
     for dtype in (np.float32, np.float64):
@@ -143,6 +144,7 @@ def test_both_dtypes_are_cached_on_disk():
         out, argmax = fast.maxpool2d_forward(x, (2, 2), (2, 2), (0, 0))
         fast.maxpool2d_backward(out, argmax, x.shape)
         fast.maxpool2d_forward(x, (3, 3), (1, 1), (1, 1))
+        fast.maxpool2d_forward(x, (3, 3), (2, 2), (1, 1))
         fast.avgpool2d_backward(fast.avgpool2d_forward(x, (2, 2), (2, 2), (0, 0)), (2, 2), (2, 2), (0, 0), x.shape)
         fast.adaptive_avgpool2d_backward(fast.adaptive_avgpool2d_forward(x, (3, 3)), x.shape)
         fast.relu_backward(fast.relu_forward(x), x, "guided")
@@ -265,6 +267,23 @@ def test_maxpool_2x2_fast_path_keeps_ties_and_nans(dtype):
         np.testing.assert_array_equal(out_f, out)  # (NaN == NaN for assert_array_equal)
         np.testing.assert_array_equal(argmax_f, argmax)
 
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_maxpool_3x3_stride_2_fast_path_keeps_ties_and_nans(dtype):
+    """fast_pool.py has a separate loop for 3x3 windows with stride 2 (AlexNet's, ResNet's
+    with padding 1 and SqueezeNet's with ceil_mode): whole windows, clipped border windows,
+    ties and NaNs must all come out as in the reference."""
+    rng = np.random.default_rng(12)
+    for shape in [(2, 3, 9, 9), (1, 2, 8, 11), (3, 1, 3, 3), (1, 2, 14, 7)]:
+        for padding in [(0, 0), (1, 1), (1, 0)]:
+            for ceil_mode in (False, True):
+                x = rng.integers(0, 3, shape).astype(dtype)  # ties everywhere
+                x.flat[rng.integers(0, x.size, 3)] = np.nan
+                out, argmax = reference.maxpool2d_forward(x, (3, 3), (2, 2), padding, ceil_mode)
+                out_f, argmax_f = fast.maxpool2d_forward(x, (3, 3), (2, 2), padding, ceil_mode)
+                np.testing.assert_array_equal(out_f, out)
+                np.testing.assert_array_equal(argmax_f, argmax)
 
 def test_release_scratch_frees_every_threads_buffers(every_kernel_threaded):
     x = np.ones((3, 2, 9, 9))
