@@ -284,6 +284,11 @@ def test_maxpool_3x3_stride_2_fast_path_keeps_ties_and_nans(dtype):
                 out_f, argmax_f = fast.maxpool2d_forward(x, (3, 3), (2, 2), padding, ceil_mode)
                 np.testing.assert_array_equal(out_f, out)
                 np.testing.assert_array_equal(argmax_f, argmax)
+                z = rng.choice(np.array([0.0, -0.0, -1.0], dtype), shape)  # 0.0 == -0.0 ties
+                out, argmax = reference.maxpool2d_forward(z, (3, 3), (2, 2), padding, ceil_mode)
+                out_f, argmax_f = fast.maxpool2d_forward(z, (3, 3), (2, 2), padding, ceil_mode)
+                np.testing.assert_array_equal(argmax_f, argmax)
+                np.testing.assert_array_equal(np.signbit(out_f), np.signbit(out))
 
 def test_release_scratch_frees_every_threads_buffers(every_kernel_threaded):
     x = np.ones((3, 2, 9, 9))
