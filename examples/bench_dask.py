@@ -64,7 +64,8 @@ def write_images(folder: Path, n: int) -> str:
 def single_process(folder: str, work: str, chunk: int) -> float:
     """(a): the job's tasks called in this process, one after another -> seconds."""
     from minicnn.cluster import store
-    from minicnn.cluster.attribute import ChunkTask, attribute_chunk, write_predictions
+    from minicnn.cluster.attribute import (ChunkTask, attribute_chunk, predictions_path,
+                                           write_predictions)
     from minicnn.cluster.sources import folder_source
     from minicnn.cluster.workers import file_sha256
     from minicnn.io.images import Preprocess
@@ -84,7 +85,7 @@ def single_process(folder: str, work: str, chunk: int) -> float:
         for k, (a, b) in enumerate(store.chunk_bounds(len(names), chunk)):
             attribute_chunk(ChunkTask(k, a, b, tuple(names[a:b]), src, str(out), None, sha,
                                       ("gradient",)))
-        write_predictions(group, Path(out) / "predictions.csv")
+        write_predictions(group, predictions_path(out))
         return time.perf_counter() - start
 
     job(Path(work) / "warm.zarr", limit=chunk)                          # untimed warm-up

@@ -9,7 +9,8 @@ takes the model from its cache (loaded once per worker thread, ``workers.model_f
 runs ``saliency.attribute`` (one forward pass shared by the one-pass methods) on the
 predicted class, and writes its chunk of every array, then the chunk's completion mark.
 The driver only counts finished chunks for the progress bar: the maps never pass through
-it. At the end it writes ``predictions.csv`` from the store's small arrays.
+it. At the end it writes the predictions as a CSV file beside the store
+(``predictions_path``: ``maps.zarr`` -> ``maps_predictions.csv``) from the store's small arrays.
 
 A worker that dies in the middle is replaced and its tasks run again elsewhere (Dask
 does that); a chunk is written whole before it is marked, so nothing is lost or counted
@@ -36,7 +37,8 @@ from minicnn.cluster.client import connect
 from minicnn.cluster.sources import Source, SourceError, folder_source, read_pixels, split_source
 from minicnn.cluster.workers import file_sha256, model_for
 
-__all__ = ["attribute_dataset", "ChunkTask", "attribute_chunk", "DEFAULT_CHUNK"]
+__all__ = ["attribute_dataset", "ChunkTask", "attribute_chunk", "write_predictions",
+           "predictions_path", "DEFAULT_CHUNK"]
 
 DEFAULT_CHUNK = 64   # images per task; see the chunk-size rule in the benchmarks
 
@@ -104,11 +106,11 @@ def attribute_dataset(source=None, methods=("gradient",), out="maps.zarr", *, sp
     Raises, before any work: SourceError (no folder, no image, -n too large),
     DatasetNotFoundError, WeightsFileError, StoreError, OutputPathError, SchedulerError,
     ValueError / TypeError for bad arguments.
-    Returns {"store", "csv", "n_images", "chunks", "computed" (indices of the chunks
+    Returns {"store", "csv" (the predictions, beside the store), "n_images", "chunks", "computed" (indices of the chunks
     computed by this call), "skipped" (chunks already complete), "unreadable" [(image,
     reason)], "seconds"}.
     """
-    from minicnn.io.atomic import check_output_dir
+    from minicnn.io.atomic import check_output_dir, check_output_file
     from minicnn.io.images import Preprocess
     from minicnn.io.weights import default_weights_path, load
     from minicnn.saliency import get_method
@@ -126,6 +128,7 @@ def attribute_dataset(source=None, methods=("gradient",), out="maps.zarr", *, sp
     if path.is_file():
         raise store.StoreError(f"{path}: is a file, not a Zarr store (a folder)")
     check_output_dir(path)
+    check_output_file(predictions_path(path), ".csv")
     weights = Path(default_weights_path() if model is None else model).resolve()
     loaded = load(weights)
     prep = Preprocess.from_meta(loaded.meta)
@@ -157,7 +160,7 @@ def attribute_dataset(source=None, methods=("gradient",), out="maps.zarr", *, sp
             with connect(workers, scheduler) as new:
                 _run(new, tasks, progress)
     seconds = time.perf_counter() - started
-    csv_path, unreadable = write_predictions(group, path / "predictions.csv")
+    csv_path, unreadable = write_predictions(group, predictions_path(path))
     return {"store": path, "csv": csv_path, "n_images": len(names), "chunks": len(bounds),
             "computed": todo, "skipped": len(bounds) - len(todo), "unreadable": unreadable,
             "seconds": seconds}
@@ -179,8 +182,15 @@ def _run(client, tasks, progress: bool) -> None:
             client.cancel([f for f in futures if not f.done()])
 
 
+def predictions_path(store_path) -> Path:
+    """Where the predictions CSV of a store goes: beside it, not inside (Zarr would warn
+    about a file it does not know): maps.zarr -> maps_predictions.csv."""
+    store_path = Path(store_path)
+    return store_path.parent / f"{store_path.stem}_predictions.csv"
+
+
 def write_predictions(group, path) -> tuple[Path, list]:
-    """predictions.csv from the store (written whole or not at all) -> (path, [(image,
+    """The predictions CSV from the store (written whole or not at all) -> (path, [(image,
     reason) of each unreadable image])."""
     from minicnn.io.atomic import atomic_write
     names = group["class"][:], group["score"][:], group["probability"][:]

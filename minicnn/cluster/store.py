@@ -15,7 +15,9 @@ chunk size K:
     image          str (N,): the image list (paths relative to the folder, or test-split
                    indices)
     done           bool (ceil(N / K),), one chunk each: chunk k is complete
-    predictions.csv  the predictions as a table (written last, by the driver)
+
+and beside the store, ``<name>_predictions.csv`` (``attribute.predictions_path``): the
+predictions as a table, written last, by the driver.
 
 Every array has chunks of K images along its first axis, named "image" (dimension names,
 which xarray reads); ``done`` has one per chunk. The group's attributes say what made it:

@@ -3,6 +3,7 @@ process computes for the same images, the workers run on one thread with the mod
 once, an unreadable image is recorded, a store of another job is refused."""
 import csv
 import shutil
+import warnings
 
 import numpy as np
 import pytest
@@ -57,6 +58,11 @@ def test_store_holds_the_single_process_maps_and_predictions(cluster_client, mod
     assert [t["image"] for t in table] == names
     assert [int(t["class"]) for t in table] == classes.tolist()
     assert {t["class_name"] for t in table} <= set(CLASSES)
+    assert r["csv"] == tmp_path / "maps_predictions.csv"        # beside the store, not in it
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")                # Zarr warns of anything it does not know
+        assert sorted(name for name, _ in g.members()) == sorted(
+            METHODS + ["class", "score", "probability", "ok", "error", "image", "done"])
     # dask.array opens the arrays directly, chunk for chunk
     da = pytest.importorskip("dask.array")
     grad = da.from_zarr(str(out), component="gradient")

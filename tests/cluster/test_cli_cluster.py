@@ -41,7 +41,7 @@ def test_attribute_on_an_existing_cluster_then_resumed(capsys, address, model_pa
     assert "attribute [" in err                                  # the progress bar
     g = zarr.open_group(str(out), mode="r")
     assert g["gradient"].shape == (40, 32, 32) and g["done"][:].all()
-    assert (out / "predictions.csv").read_text().count("\n") == 41
+    assert (tmp_path / "maps_predictions.csv").read_text().count("\n") == 41
     code, stdout, err = run(capsys, *argv)                      # again: nothing to do
     assert code == 0 and "0 chunk(s) computed, 5 already complete and skipped" in stdout
 
@@ -72,7 +72,7 @@ def test_an_unreadable_image_is_one_line_at_the_end_and_the_job_goes_on(capsys, 
     assert last.startswith("minicnn: error: 1 of 9 images could not be read, listed in ")
     assert str(folder / names[4]) in last
     assert "9 images, gradient: 3 chunk(s) computed" in stdout
-    csv_text = (tmp_path / "s.zarr" / "predictions.csv").read_text()
+    csv_text = (tmp_path / "s_predictions.csv").read_text()
     assert f"{names[4]},False,-1" in csv_text
     assert np.isfinite(zarr.open_group(str(tmp_path / "s.zarr"), mode="r")["gradient"][5]).all()
 
