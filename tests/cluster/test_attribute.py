@@ -140,3 +140,26 @@ def test_a_store_of_another_model_or_method_set_is_refused_unless_overwrite(
                           client=cluster_client)
     assert (other / "keep.txt").read_text() == "mine"
     shutil.rmtree(other)
+
+
+def test_the_test_split_as_source(cluster_client, tmp_path):
+    """--split test -n N: the generated images, by index, with the shipped model."""
+    from minicnn.io.datasets import DatasetNotFoundError, make_cluttered
+    try:
+        batch = make_cluttered(range(20), "test", 0)
+    except DatasetNotFoundError:
+        pytest.skip("Fashion-MNIST files not installed")
+    model = minicnn.load()
+    seed = int(model.meta.get("dataset", {}).get("seed", 0))
+    batch = make_cluttered(range(20), "test", seed)
+    r = attribute_dataset(split="test", n=20, methods=["gradient"], out=tmp_path / "t.zarr",
+                          chunk=8, client=cluster_client)
+    assert r["n_images"] == 20 and r["computed"] == [0, 1, 2]
+    g = zarr.open_group(str(tmp_path / "t.zarr"), mode="r")
+    assert list(g["image"][:]) == [str(i) for i in range(20)]
+    assert g.attrs["source"] == {"kind": "test split", "seed": seed}
+    x = to_input(batch.images, Preprocess.from_meta(model.meta))
+    _, targets, results = saliency.attribute(model, x, ["gradient"])
+    np.testing.assert_array_equal(g["class"][:], targets)
+    np.testing.assert_allclose(g["gradient"][:], saliency.to_map(results["gradient"], (64, 64)),
+                               rtol=1e-4, atol=1e-6)
