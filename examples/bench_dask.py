@@ -215,9 +215,10 @@ def main(argv=None):
     for machines in (10, 100):
         workers = 2 * machines
         compute = workers * per_worker                       # if the scheduler keeps up
-        scheduler_limit = args.chunk / per_task              # images/s the scheduler can hand out
+        scheduler_limit = args.chunk / per_task              # images/s the scheduler hands out
         smallest = workers * per_task * per_worker           # chunk where the two are equal
-        print(f"{machines} machines x 2 cores ({workers} workers): {min(compute, scheduler_limit):,.0f}"
+        expected = min(compute, scheduler_limit)
+        print(f"{machines} machines x 2 cores ({workers} workers): {expected:,.0f}"
               f" images/s expected (workers {compute:,.0f}, scheduler at chunk {args.chunk} "
               f"{scheduler_limit:,.0f}); chunk >= {10 * smallest:,.0f} images keeps the "
               f"scheduler under 10% busy")

@@ -421,8 +421,8 @@ def cmd_attribute(args) -> int:
     done = f"{len(r['computed'])} chunk(s) computed"
     if r["skipped"]:
         done += f", {r['skipped']} already complete and skipped"
-    print(f"{r['n_images']} images, {', '.join(methods)}: {done} -> {Path(r['store']).resolve()}"
-          f" ; predictions in {r['csv']}")
+    print(f"{r['n_images']} images, {', '.join(methods)}: {done} -> "
+          f"{Path(r['store']).resolve()} ; predictions in {r['csv']}")
     if r["unreadable"]:
         image, reason = r["unreadable"][0]
         more = f" (and {len(r['unreadable']) - 1} more)" if len(r["unreadable"]) > 1 else ""

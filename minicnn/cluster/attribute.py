@@ -34,7 +34,7 @@ from minicnn._checks import check_int
 from minicnn._progress import progress_bar
 from minicnn.cluster import store
 from minicnn.cluster.client import connect
-from minicnn.cluster.sources import Source, SourceError, folder_source, read_pixels, split_source
+from minicnn.cluster.sources import Source, folder_source, read_pixels, split_source
 from minicnn.cluster.workers import file_sha256, model_for
 
 __all__ = ["attribute_dataset", "ChunkTask", "attribute_chunk", "write_predictions",
@@ -106,9 +106,9 @@ def attribute_dataset(source=None, methods=("gradient",), out="maps.zarr", *, sp
     Raises, before any work: SourceError (no folder, no image, -n too large),
     DatasetNotFoundError, WeightsFileError, StoreError, OutputPathError, SchedulerError,
     ValueError / TypeError for bad arguments.
-    Returns {"store", "csv" (the predictions, beside the store), "n_images", "chunks", "computed" (indices of the chunks
-    computed by this call), "skipped" (chunks already complete), "unreadable" [(image,
-    reason)], "seconds"}.
+    Returns {"store", "csv" (the predictions, beside the store), "n_images", "chunks",
+    "computed" (indices of the chunks computed by this call), "skipped" (chunks already
+    complete), "unreadable" [(image, reason)], "seconds"}.
     """
     from minicnn.io.atomic import check_output_dir, check_output_file
     from minicnn.io.images import Preprocess

@@ -9,14 +9,16 @@ import numpy as np
 import pytest
 
 import minicnn
+
+pytest.importorskip("distributed")
+zarr = pytest.importorskip("zarr")
+
 from minicnn import saliency
 from minicnn.cluster import store
 from minicnn.cluster.attribute import attribute_dataset
 from minicnn.cluster.workers import file_sha256, model_for, worker_threads
 from minicnn.io.images import Preprocess, read_image, to_input
 from tests.cluster.conftest import CLASSES, write_images
-
-zarr = pytest.importorskip("zarr")
 METHODS = ["gradient", "grad_cam"]
 
 

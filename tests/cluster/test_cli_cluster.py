@@ -12,9 +12,13 @@ from minicnn.cli import main
 from minicnn.cluster import client as cluster_client_module
 from tests.cluster.conftest import ROOT, write_images
 
-zarr = pytest.importorskip("zarr")
 ENV = dict(os.environ, PYTHONPATH=os.pathsep.join(
     [str(ROOT)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
+
+
+def open_group(path):
+    zarr = pytest.importorskip("zarr")
+    return zarr.open_group(str(path), mode="r")
 
 
 def run(capsys, *argv):
@@ -39,14 +43,14 @@ def test_attribute_on_an_existing_cluster_then_resumed(capsys, address, model_pa
     assert code == 0, err
     assert "40 images, gradient, grad_cam: 5 chunk(s) computed" in stdout
     assert "attribute [" in err                                  # the progress bar
-    g = zarr.open_group(str(out), mode="r")
+    g = open_group(out)
     assert g["gradient"].shape == (40, 32, 32) and g["done"][:].all()
     assert (tmp_path / "maps_predictions.csv").read_text().count("\n") == 41
     code, stdout, err = run(capsys, *argv)                      # again: nothing to do
     assert code == 0 and "0 chunk(s) computed, 5 already complete and skipped" in stdout
 
 
-def test_attribute_on_local_worker_processes_by_default(model_path, tmp_path):
+def test_attribute_on_local_worker_processes_by_default(dask_extra, model_path, tmp_path):
     """The laptop run: no address, a LocalCluster of --workers processes, in a subprocess
     as a user runs it."""
     folder = tmp_path / "imgs"
@@ -57,7 +61,7 @@ def test_attribute_on_local_worker_processes_by_default(model_path, tmp_path):
                           env=ENV, timeout=300)
     assert done.returncode == 0, done.stderr
     assert "12 images, gradient: 3 chunk(s) computed" in done.stdout
-    assert zarr.open_group(str(tmp_path / "s.zarr"), mode="r")["ok"][:].all()
+    assert open_group(tmp_path / "s.zarr")["ok"][:].all()
 
 
 def test_an_unreadable_image_is_one_line_at_the_end_and_the_job_goes_on(capsys, address,
@@ -74,7 +78,7 @@ def test_an_unreadable_image_is_one_line_at_the_end_and_the_job_goes_on(capsys, 
     assert "9 images, gradient: 3 chunk(s) computed" in stdout
     csv_text = (tmp_path / "s_predictions.csv").read_text()
     assert f"{names[4]},False,-1" in csv_text
-    assert np.isfinite(zarr.open_group(str(tmp_path / "s.zarr"), mode="r")["gradient"][5]).all()
+    assert np.isfinite(open_group(tmp_path / "s.zarr")["gradient"][5]).all()
 
 
 @pytest.mark.parametrize("case, expected", [
@@ -86,8 +90,8 @@ def test_an_unreadable_image_is_one_line_at_the_end_and_the_job_goes_on(capsys, 
     ("out is a file", "taken.zarr: is a file, not a Zarr store (a folder)"),
     ("split without n", "--split test needs -n N"),
 ])
-def test_bad_input_is_one_line_and_exit_2_before_any_work(capsys, model_path, images,
-                                                          tmp_path, case, expected):
+def test_bad_input_is_one_line_and_exit_2_before_any_work(dask_extra, capsys, model_path,
+                                                          images, tmp_path, case, expected):
     folder, _ = images
     (tmp_path / "empty").mkdir()
     (tmp_path / "taken.zarr").write_text("a file")
@@ -123,8 +127,8 @@ def test_a_store_of_another_method_set_is_refused_unless_overwrite(capsys, addre
     assert code == 0 and "1 chunk(s) computed" in stdout
 
 
-def test_an_unreachable_scheduler_is_one_line_and_exit_2(capsys, model_path, images,
-                                                        tmp_path, monkeypatch):
+def test_an_unreachable_scheduler_is_one_line_and_exit_2(dask_extra, capsys, model_path,
+                                                        images, tmp_path, monkeypatch):
     monkeypatch.setattr(cluster_client_module, "CONNECT_TIMEOUT", 2)
     folder, _ = images
     code, _, err = run(capsys, "attribute", folder, "--out", tmp_path / "s.zarr",
@@ -167,7 +171,8 @@ def test_minicnn_never_imports_dask_zarr_or_torch_by_itself():
 
 def test_evaluate_on_the_cluster_writes_the_same_results(capsys, address, tmp_path):
     """The same results.json, bit for bit, as one process on one minicnn thread and one BLAS
-    thread (as each worker runs; see tests/cluster/test_evaluate.py for why the thread count matters)."""
+    thread (as each worker runs; tests/cluster/test_evaluate.py says why the thread count
+    matters)."""
     from minicnn.io.datasets import DatasetNotFoundError, make_cluttered
     try:
         make_cluttered([0], "test", 0)

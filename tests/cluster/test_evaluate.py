@@ -10,6 +10,10 @@ import json
 
 import pytest
 
+
+pytest.importorskip("distributed")
+zarr = pytest.importorskip("zarr")
+
 from minicnn.engine.kernels import threads
 
 from minicnn.cluster.evaluate import evaluate_on_cluster

@@ -8,9 +8,11 @@ import signal
 import numpy as np
 import pytest
 
-from minicnn.cluster.attribute import attribute_dataset
 
+pytest.importorskip("distributed")
 zarr = pytest.importorskip("zarr")
+
+from minicnn.cluster.attribute import attribute_dataset
 ARRAYS = ("gradient", "grad_cam", "class", "score", "probability", "ok", "error", "image",
           "done")
 
