@@ -8,6 +8,7 @@ function, and prints what it returned.
     minicnn localize IMAGE [IMAGE ...]   a box from the saliency map (paper section 3.1)
     minicnn classviz                     class model images (paper section 2)
     minicnn evaluate                     localisation and deletion/insertion on the test split
+    minicnn attribute FOLDER --out STORE maps for a whole dataset on Dask, into a Zarr store
     minicnn convert CHECKPOINT.pth       a torchvision checkpoint -> a minicnn .npz
 
 ``minicnn COMMAND --help`` lists every option with its default.
@@ -336,10 +337,32 @@ def cmd_classviz(args) -> int:
     return 0
 
 
+def _cluster():
+    """minicnn.cluster, once dask.distributed and zarr are known to import (else one line
+    naming the install)."""
+    from .cluster import MissingExtraError, require
+    try:
+        require()
+    except MissingExtraError as e:
+        raise UsageError(str(e)) from None
+    from . import cluster
+    return cluster
+
+
+def _cluster_errors() -> tuple:
+    from .cluster.client import SchedulerError
+    from .cluster.sources import SourceError
+    from .cluster.store import StoreError
+    return (SchedulerError, SourceError, StoreError)
+
+
 def cmd_evaluate(args) -> int:
     from .experiments.evaluate import check_methods, run_evaluation
     from .io.datasets import DatasetNotFoundError, load_fashion_mnist
     from .viz.report import markdown_table, write_evaluation
+    on_dask = args.workers is not None or args.scheduler is not None
+    if on_dask:
+        _cluster()
     _out_dir(args.out)
     try:
         load_fashion_mnist("test", args.data_dir)       # the files are there, before any work
@@ -349,15 +372,63 @@ def cmd_evaluate(args) -> int:
     except ValueError as e:
         raise UsageError(str(e)) from None
     model = _load_model(args.model)
+    options = dict(n_images=args.n, methods=args.methods, graphcut_limit=args.graphcut_limit,
+                   curve_limit=args.curve_limit, slow_limit=args.slow_limit,
+                   data_dir=args.data_dir)
     try:
-        result = run_evaluation(model, n_images=args.n, methods=args.methods, progress=True,
-                                graphcut_limit=args.graphcut_limit, curve_limit=args.curve_limit,
-                                slow_limit=args.slow_limit, data_dir=args.data_dir)
+        if on_dask:
+            from .cluster.evaluate import evaluate_on_cluster
+            try:
+                result = evaluate_on_cluster(args.model, workers=args.workers,
+                                             scheduler=args.scheduler, progress=True,
+                                             **options)
+            except _cluster_errors() as e:
+                raise UsageError(str(e)) from None
+        else:
+            result = run_evaluation(model, progress=True, **options)
     except (ValueError, TypeError, ImportError) as e:
         raise UsageError(str(e)) from None
     write_evaluation(result, args.out)
     print(markdown_table(result))
     print(f"tables and plots written to {Path(args.out).resolve()}/")
+    return 0
+
+
+def cmd_attribute(args) -> int:
+    from .io.datasets import DatasetNotFoundError
+    _cluster()
+    from .cluster.attribute import attribute_dataset
+    if args.source is not None and args.split is not None:
+        raise UsageError("attribute: give a SOURCE folder or --split test, not both")
+    if args.source is None and args.split is None:
+        raise UsageError("attribute: give a SOURCE folder of images, or --split test -n N")
+    if args.split is not None and args.n is None:
+        raise UsageError("--split test needs -n N, the number of test images")
+    methods = [check_method(m.strip()) for m in args.methods.split(",") if m.strip()]
+    if not methods:
+        raise UsageError("--methods: give at least one method name")
+    try:
+        r = attribute_dataset(args.source, methods, args.out, split=args.split, n=args.n,
+                              model=args.model, workers=args.workers,
+                              scheduler=args.scheduler, chunk=args.chunk,
+                              overwrite=args.overwrite, progress=True, data_dir=args.data_dir)
+    except DatasetNotFoundError as e:
+        raise e.for_option("--data-dir DIR") from None
+    except _cluster_errors() as e:
+        raise UsageError(str(e)) from None
+    except (ValueError, TypeError) as e:
+        raise UsageError(str(e)) from None
+    done = f"{len(r['computed'])} chunk(s) computed"
+    if r["skipped"]:
+        done += f", {r['skipped']} already complete and skipped"
+    print(f"{r['n_images']} images, {', '.join(methods)}: {done} -> "
+          f"{Path(r['store']).resolve()} ; predictions in {r['csv']}")
+    if r["unreadable"]:
+        image, reason = r["unreadable"][0]
+        more = f" (and {len(r['unreadable']) - 1} more)" if len(r["unreadable"]) > 1 else ""
+        _fail(f"{len(r['unreadable'])} of {r['n_images']} images could not be read, listed "
+              f"in {r['csv']}: {reason}{more}")
+        return EXIT_BAD_INPUT
     return 0
 
 
@@ -407,6 +478,14 @@ def build_parser() -> argparse.ArgumentParser:
             c.add_argument("--out", default=out, metavar="DIR", help="output folder")
         c.set_defaults(func=func)
         return c
+
+    def dask_options(parser, default):
+        where = parser.add_mutually_exclusive_group()
+        where.add_argument("--workers", type=_count(1), default=None, metavar="N",
+                           help=f"run on a local Dask cluster of N worker processes, one "
+                                f"thread each; {default}")
+        where.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                           help="run on an existing Dask cluster, e.g. tcp://10.0.0.5:8786")
 
     # the flags several commands share, defined once
     model = _Parser(add_help=False)
@@ -482,6 +561,28 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--data-dir", default=None, metavar="DIR",
                    help="the Fashion-MNIST *-ubyte.gz files (default: $MINICNN_FASHION_MNIST, "
                         "else /usr/share/datasets/fashion-mnist)")
+    dask_options(e, "without this or --scheduler: one process, no Dask")
+
+    a = command("attribute", cmd_attribute, "saliency maps for a whole folder of images (or "
+                "the test split) on Dask workers, into a Zarr store", model)
+    a.add_argument("source", nargs="?", default=None, metavar="SOURCE",
+                   help="a folder of images, searched recursively (any format Pillow reads)")
+    a.add_argument("--split", default=None, choices=["test"],
+                   help="the generated cluttered test split instead of a folder (with -n)")
+    a.add_argument("-n", type=_count(1), default=None,
+                   help="with --split test: the first N images")
+    a.add_argument("--methods", default="gradient", metavar="A,B",
+                   help=f"comma-separated, of {', '.join(METHODS)}")
+    a.add_argument("--out", required=True, metavar="STORE",
+                   help="the Zarr store (a folder) to write; an interrupted job run again "
+                        "resumes it")
+    a.add_argument("--chunk", type=_count(1), default=64,
+                   help="images per task and per Zarr chunk")
+    a.add_argument("--overwrite", action="store_true",
+                   help="replace a store written for another model, method set or image list")
+    a.add_argument("--data-dir", default=None, metavar="DIR",
+                   help="with --split test: the Fashion-MNIST files")
+    dask_options(a, "without this or --scheduler: one worker per CPU")
 
     v = command("convert", cmd_convert,
                 "torchvision VGG/AlexNet checkpoint -> minicnn .npz (needs torch)")

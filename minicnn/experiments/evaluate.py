@@ -40,6 +40,7 @@ left holds).
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -51,7 +52,8 @@ from minicnn.experiments.localize import GRAPHCUT_INSTALL_HINT, localize
 from minicnn.io.datasets import load_fashion_mnist, make_cluttered
 from minicnn.io.images import Preprocess, to_input
 
-__all__ = ["run_evaluation", "check_methods", "baseline_maps", "available_baselines",
+__all__ = ["run_evaluation", "plan_evaluation", "evaluate_range", "finish_evaluation",
+           "EvaluationPlan", "check_methods", "baseline_maps", "available_baselines",
            "opencv_saliency_available", "TARGETS"]
 
 # Rough cost of scoring one image, in forward + backward passes, beside each method's own
@@ -123,6 +125,15 @@ class _Tally:
                                        "g_rec", "deletion", "insertion")}
         self.del_curves, self.ins_curves = [], []
 
+    def extend(self, other: "_Tally") -> None:
+        """Append another tally's images after this one's (the next range of images)."""
+        for key, values in other.values.items():
+            self.values[key].extend(values)
+        self.del_curves.extend(other.del_curves)
+        self.ins_curves.extend(other.ins_curves)
+        if hasattr(other, "fractions"):
+            self.fractions = other.fractions
+
     def summary(self, name: str) -> dict:
         v = {k: np.asarray(x, dtype=np.float64) for k, x in self.values.items()}
 
@@ -156,6 +167,86 @@ def check_methods(methods) -> list[str]:
     return [name for name in methods if name in saliency.METHODS]
 
 
+@dataclass(frozen=True)
+class EvaluationPlan:
+    """What an evaluation will do, checked and resolved before any work: which images, which
+    methods, which limits. ``run_evaluation`` makes one and runs it over all the images;
+    ``minicnn.cluster`` runs it over ranges of them on several processes."""
+
+    n_images: int
+    seed: int                 # the dataset seed
+    prep: Preprocess
+    target: str               # "true" or "predicted"
+    batch_size: int
+    fast: tuple               # one-pass methods, computed together by saliency.attribute
+    slow: tuple               # Method.slow ones, on the first slow_limit images
+    names: tuple              # every method and baseline, in the order of the result's rows
+    slow_limit: int
+    graphcut_limit: int
+    curve_limit: int
+    curve_step: int
+    random_seed: int
+    data_dir: object = None
+
+    def cost(self, name: str, indices) -> float:
+        """Of scoring these images with this method, in passes (for the progress bar)."""
+        indices = np.asarray(indices)
+        passes = saliency.METHODS[name].cost() if name in saliency.METHODS else 0.0
+        return (len(indices) * passes + CURVE_COST * int((indices < self.curve_limit).sum())
+                + GRAPHCUT_COST * int((indices < self.graphcut_limit).sum()))
+
+    def work(self, start: int = 0, stop: int | None = None) -> float:
+        """The cost of images start..stop-1 with every method."""
+        stop = self.n_images if stop is None else stop
+        return sum(self.cost(name, np.arange(start, min(stop, self.slow_limit)
+                                             if name in self.slow else stop))
+                   for name in self.names)
+
+    def ranges(self, batches: int = 1) -> list[tuple[int, int]]:
+        """[start, stop) ranges of ``batches`` whole batches each, covering the images in
+        order. A range starts on a batch boundary, so that it forms exactly the batches of
+        the single-process run and every number comes out bit for bit the same."""
+        step = check_int(batches, "batches", 1) * self.batch_size
+        return [(a, min(a + step, self.n_images)) for a in range(0, self.n_images, step)]
+
+
+def plan_evaluation(model, n_images: int = 10_000, methods=None, seed=None,
+                    target: str = "true", batch_size: int = 100, slow_limit: int = 100,
+                    graphcut_limit: int = 1000, curve_limit: int = 100, curve_step: int = 256,
+                    baselines=True, random_seed: int = 0, data_dir=None) -> EvaluationPlan:
+    """Check the arguments of ``run_evaluation`` (which documents them) and resolve them
+    against the model's metadata -> an EvaluationPlan. Raises what run_evaluation raises
+    before any work."""
+    check_choice(target, TARGETS, "target")
+    n_images = check_int(n_images, "n_images", 1)
+    batch_size = check_int(batch_size, "batch_size", 1)
+    for name, value in (("slow_limit", slow_limit), ("graphcut_limit", graphcut_limit),
+                        ("curve_limit", curve_limit)):
+        check_int(value, name, 0)
+    if graphcut_limit > 0:
+        try:
+            import cv2  # noqa: F401  (fail now, not after an hour of maps)
+        except ImportError:
+            raise ImportError(f"{GRAPHCUT_INSTALL_HINT}; or pass graphcut_limit=0 to skip "
+                              f"graph-cut localisation") from None
+    items = len(load_fashion_mnist("test", data_dir)[1])           # the files must be there
+    if n_images > items:
+        raise ValueError(f"n_images is {n_images:,}, but the test split has {items:,} images; "
+                         f"ask for at most {items:,}")
+    meta = model.meta
+    if seed is None:
+        seed = int(meta.get("dataset", {}).get("seed", 0))
+    chosen = check_methods(methods)
+    return EvaluationPlan(
+        n_images=n_images, seed=seed, prep=Preprocess.from_meta(meta), target=target,
+        batch_size=batch_size,
+        fast=tuple(name for name in chosen if not saliency.METHODS[name].slow),
+        slow=tuple(name for name in chosen if saliency.METHODS[name].slow),
+        names=tuple(chosen + available_baselines(baselines)),
+        slow_limit=slow_limit, graphcut_limit=graphcut_limit, curve_limit=curve_limit,
+        curve_step=curve_step, random_seed=random_seed, data_dir=data_dir)
+
+
 def run_evaluation(model, n_images: int = 10_000, methods=None, progress: bool = True,
                    seed=None, target: str = "true", batch_size: int = 100,
                    slow_limit: int = 100, graphcut_limit: int = 1000, curve_limit: int = 100,
@@ -186,89 +277,82 @@ def run_evaluation(model, n_images: int = 10_000, methods=None, progress: bool =
     Returns {"settings": {...}, "accuracy": float, "rows": [summary per method, in
     ``viz.report.COLUMNS``], "curves": {method: {"fractions", "deletion", "insertion"}}};
     ``minicnn.viz.report.write_evaluation`` writes it to a folder.
+
+    The work is three steps, which ``minicnn.cluster`` runs on several processes:
+    ``plan_evaluation`` (the checks), ``evaluate_range`` (the images of a range) and
+    ``finish_evaluation`` (the tallies of the ranges, in order -> this dict).
     """
-    check_choice(target, TARGETS, "target")
-    n_images = check_int(n_images, "n_images", 1)
-    batch_size = check_int(batch_size, "batch_size", 1)
-    for name, value in (("slow_limit", slow_limit), ("graphcut_limit", graphcut_limit),
-                        ("curve_limit", curve_limit)):
-        check_int(value, name, 0)
-    if graphcut_limit > 0:
-        try:
-            import cv2  # noqa: F401  (fail now, not after an hour of maps)
-        except ImportError:
-            raise ImportError(f"{GRAPHCUT_INSTALL_HINT}; or pass graphcut_limit=0 to skip "
-                              f"graph-cut localisation") from None
-    items = len(load_fashion_mnist("test", data_dir)[1])           # the files must be there
-    if n_images > items:
-        raise ValueError(f"n_images is {n_images:,}, but the test split has {items:,} images; "
-                         f"ask for at most {items:,}")
-    meta = model.meta
-    if seed is None:
-        seed = int(meta.get("dataset", {}).get("seed", 0))
-    prep = Preprocess.from_meta(meta)
-    chosen = check_methods(methods)
-    fast = [name for name in chosen if not saliency.METHODS[name].slow]
-    slow = [name for name in chosen if saliency.METHODS[name].slow]
-    names = chosen + available_baselines(baselines)
-    tallies = {name: _Tally() for name in names}
-    correct = 0
+    plan = plan_evaluation(model, n_images, methods, seed, target, batch_size, slow_limit,
+                           graphcut_limit, curve_limit, curve_step, baselines, random_seed,
+                           data_dir)
     started = time.perf_counter()
+    with progress_bar(plan.work(), "evaluate", progress, percent=True) as bar:
+        part = evaluate_range(model, plan, 0, plan.n_images, bar)
+    return finish_evaluation(plan, [part], time.perf_counter() - started)
 
-    def passes(name):
-        return saliency.METHODS[name].cost() if name in saliency.METHODS else 0.0
 
-    def cost(name, indices):  # of scoring these images with this method
-        return (len(indices) * passes(name) + CURVE_COST * int((indices < curve_limit).sum())
-                + GRAPHCUT_COST * int((indices < graphcut_limit).sum()))
+def evaluate_range(model, plan: EvaluationPlan, start: int, stop: int, bar=None) -> tuple:
+    """Test images start..stop-1 in batches of plan.batch_size from ``start`` -> (correct
+    predictions, {method: _Tally}). ``bar`` (a progress bar) is updated by the cost done."""
+    tallies = {name: _Tally() for name in plan.names}
+    correct = 0
+    for first in range(start, stop, plan.batch_size):
+        indices = np.arange(first, min(first + plan.batch_size, stop))
+        batch = make_cluttered(indices, "test", plan.seed, plan.data_dir)
+        x = to_input(batch.images, plan.prep)                      # (B, 3, H, W) float32
+        # one forward pass: the predictions, and every one-pass method's maps
+        scores, targets, results = saliency.attribute(
+            model, x, list(plan.fast), batch.labels if plan.target == "true" else None)
+        if not np.isfinite(scores).all():
+            raise ValueError(f"the model's scores for test images {indices[0]}.."
+                             f"{indices[-1]} hold NaN or inf (an overflow in the model?)")
+        correct += int((scores.argmax(axis=1) == batch.labels).sum())
+        for name in plan.names:
+            rows = indices < (plan.slow_limit if name in plan.slow else plan.n_images)
+            if not rows.any():
+                continue
+            if name in results:
+                maps = saliency.to_map(results[name], x.shape[2:])
+            elif name in plan.slow:
+                maps = saliency.to_map(saliency.METHODS[name](model, x[rows], targets[rows]),
+                                       x.shape[2:])
+            else:
+                maps = baseline_maps(name, batch.images[rows], indices[rows], plan.random_seed)
+            _score_maps(tallies[name], model, x[rows], targets[rows], maps,
+                        _subset(batch, rows), indices[rows], plan.graphcut_limit,
+                        plan.curve_limit, plan.curve_step)
+            if bar is not None:
+                bar.update(plan.cost(name, indices[rows]))
+    return correct, tallies
 
-    work = sum(cost(name, np.arange(min(slow_limit, n_images) if name in slow else n_images))
-               for name in names)
-    with progress_bar(work, "evaluate", progress, percent=True) as bar:
-        for start in range(0, n_images, batch_size):
-            indices = np.arange(start, min(start + batch_size, n_images))
-            batch = make_cluttered(indices, "test", seed, data_dir)
-            x = to_input(batch.images, prep)                       # (B, 3, H, W) float32
-            # one forward pass: the predictions, and every one-pass method's maps
-            scores, targets, results = saliency.attribute(
-                model, x, fast, batch.labels if target == "true" else None)
-            if not np.isfinite(scores).all():
-                raise ValueError(f"the model's scores for test images {indices[0]}.."
-                                 f"{indices[-1]} hold NaN or inf (an overflow in the model?)")
-            correct += int((scores.argmax(axis=1) == batch.labels).sum())
-            for name in names:
-                rows = indices < (slow_limit if name in slow else n_images)
-                if not rows.any():
-                    continue
-                if name in results:
-                    maps = saliency.to_map(results[name], x.shape[2:])
-                elif name in slow:
-                    maps = saliency.to_map(saliency.METHODS[name](model, x[rows], targets[rows]),
-                                           x.shape[2:])
-                else:
-                    maps = baseline_maps(name, batch.images[rows], indices[rows], random_seed)
-                _score_maps(tallies[name], model, x[rows], targets[rows], maps,
-                            _subset(batch, rows), indices[rows], graphcut_limit, curve_limit,
-                            curve_step)
-                bar.update(cost(name, indices[rows]))
-    seconds = time.perf_counter() - started
+
+def finish_evaluation(plan: EvaluationPlan, parts, seconds: float) -> dict:
+    """The result dict of ``run_evaluation`` from the ``evaluate_range`` results of ranges
+    that cover the images, given in image order: each method's per-image numbers are joined
+    in that order before any mean is taken, so the means are those of one single run."""
+    tallies = {name: _Tally() for name in plan.names}
+    correct = 0
+    for part_correct, part in parts:
+        correct += part_correct
+        for name in plan.names:
+            tallies[name].extend(part[name])
     result = {
-        "settings": {"n_images": n_images, "dataset_seed": seed, "split": "test",
-                     "target": target, "threshold_quantile": THRESHOLD_QUANTILE,
+        "settings": {"n_images": plan.n_images, "dataset_seed": plan.seed, "split": "test",
+                     "target": plan.target, "threshold_quantile": THRESHOLD_QUANTILE,
                      "graphcut": {"fg_quantile": 0.95, "bg_quantile": 0.30, "iterations": 1},
-                     "slow_methods": slow,
-                     "slow_limit": slow_limit, "graphcut_limit": graphcut_limit,
-                     "curve_limit": curve_limit, "curve_step": curve_step,
+                     "slow_methods": list(plan.slow),
+                     "slow_limit": plan.slow_limit, "graphcut_limit": plan.graphcut_limit,
+                     "curve_limit": plan.curve_limit, "curve_step": plan.curve_step,
                      "deletion_baseline": "0 in normalised input (the dataset mean colour)",
                      "insertion_start": "saliency.blur(x, 5.0)",
-                     "batch_size": batch_size, "random_seed": random_seed,
-                     "baselines": [n for n in names if n in metrics.BASELINE_MAPS],
+                     "batch_size": plan.batch_size, "random_seed": plan.random_seed,
+                     "baselines": [n for n in plan.names if n in metrics.BASELINE_MAPS],
                      "seconds": round(seconds, 1)},
-        "accuracy": correct / n_images,
-        "rows": [tallies[name].summary(name) for name in names],
+        "accuracy": correct / plan.n_images,
+        "rows": [tallies[name].summary(name) for name in plan.names],
         "curves": {},
     }
-    for name in names:
+    for name in plan.names:
         t = tallies[name]
         if t.del_curves:
             result["curves"][name] = {

@@ -8,7 +8,9 @@ fought for the same two cores. So each kernel splits its work into independent c
 row bands or channels) and runs one chunk per thread, every thread doing its own im2col AND
 its own single-threaded matrix product. Only one pool is busy at any time, as in PyTorch.
 
-- ``NUM_THREADS``: ``$MINICNN_NUM_THREADS`` if set, else the CPUs this process may use.
+- ``NUM_THREADS``: ``$MINICNN_NUM_THREADS`` if set, else the CPUs this process may use;
+  ``set_num_threads(n)`` changes it later (a Dask worker, one of several processes on a
+  machine, sets 1 once minicnn is already imported).
 - ``run_chunks(work, chunks)``: ``work(chunk)`` for every chunk, spread over the threads.
   The jitted loops are compiled with ``nogil=True`` and NumPy's matmul releases the GIL, so
   the threads really run at the same time.
@@ -29,7 +31,9 @@ import os
 import sys
 import threading
 
-__all__ = ["NUM_THREADS", "run_chunks", "run_tasks", "split", "n_threads", "parallel",
+from minicnn._checks import check_int
+
+__all__ = ["NUM_THREADS", "set_num_threads", "run_chunks", "run_tasks", "split", "n_threads", "parallel",
            "blas_single_threaded", "parallel_ok", "PARALLEL_MIN_MACS", "PARALLEL_MIN_ELEMENTS"]
 
 
@@ -46,6 +50,13 @@ def _num_threads() -> int:
 
 
 NUM_THREADS = _num_threads()
+
+
+def set_num_threads(n: int) -> None:
+    """Use ``n`` threads (an int >= 1) from the next kernel call on. The pool keeps any
+    workers it already has; with n = 1 every kernel runs in the calling thread."""
+    global NUM_THREADS
+    NUM_THREADS = check_int(n, "the number of threads", 1)
 
 
 class _Worker:

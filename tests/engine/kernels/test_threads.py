@@ -145,3 +145,14 @@ def test_run_chunks_from_inside_a_chunk_does_not_hang(monkeypatch):
         threads.run_chunks(inner, [(chunk, 0), (chunk, 1)])  # e.g. a model pass inside a chunk
     threads.run_chunks(outer, [0, 1])
     assert sorted(seen) == [(0, 0), (0, 1), (1, 0), (1, 1)]
+
+
+def test_set_num_threads_takes_effect_and_checks_its_argument(monkeypatch):
+    monkeypatch.setattr(threads, "NUM_THREADS", threads.NUM_THREADS)   # restored afterwards
+    threads.set_num_threads(1)
+    assert threads.NUM_THREADS == 1 and not threads.parallel_ok()
+    assert threads.n_threads(1 << 30, 1) == 1
+    with pytest.raises(ValueError, match=r"the number of threads must be an int >= 1, got 0"):
+        threads.set_num_threads(0)
+    with pytest.raises(TypeError, match=r"the number of threads must be an int >= 1, got 2.0"):
+        threads.set_num_threads(2.0)

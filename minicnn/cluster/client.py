@@ -1,0 +1,76 @@
+"""The Dask client a job runs on: worker processes on this machine, or an existing cluster.
+
+- ``connect(workers=N)``: a ``LocalCluster`` of N worker processes on the loopback
+  interface, one thread each, no dashboard; it is shut down when the block ends. The
+  worker processes get ``MINICNN_NUM_THREADS=1`` and one BLAS thread in their environment.
+- ``connect(scheduler="tcp://host:8786")``: a client of a running cluster (``dask
+  scheduler`` and ``dask worker`` commands); nothing else changes. An address that does not
+  answer within ``timeout`` seconds is a ``SchedulerError``, one line.
+
+Either way the ``OneThreadPerWorker`` plugin (``workers.py``) is registered, so that
+minicnn and BLAS run on one thread inside every worker, also on workers started by hand
+and on workers that Dask restarts after a crash.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+
+from minicnn._checks import check_int
+
+__all__ = ["connect", "default_workers", "SchedulerError", "WORKER_ENV", "CONNECT_TIMEOUT"]
+
+CONNECT_TIMEOUT = 10   # seconds to wait for a scheduler to answer
+
+# For worker processes that this module starts. Dask sets the BLAS ones itself by default
+# (distributed.nanny.pre-spawn-environ); they are written here so that it does not depend
+# on that configuration.
+WORKER_ENV = {"MINICNN_NUM_THREADS": "1", "OMP_NUM_THREADS": "1",
+              "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
+class SchedulerError(ConnectionError):
+    """The scheduler's address is malformed or nothing answers there."""
+
+
+def default_workers() -> int:
+    """One worker per CPU this process may use."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+@contextlib.contextmanager
+def connect(workers: int | None = None, scheduler: str | None = None, timeout=None):
+    """A ``distributed.Client`` for the block: on ``scheduler``'s cluster if an address is
+    given (waiting ``timeout`` seconds, default CONNECT_TIMEOUT, for it to answer), else on
+    a new LocalCluster of ``workers`` processes (default: one per CPU)."""
+    from distributed import Client, LocalCluster
+
+    from minicnn.cluster.workers import OneThreadPerWorker
+    if scheduler is not None and workers is not None:
+        raise ValueError("give workers (a LocalCluster) or scheduler (an existing cluster), "
+                         "not both")
+    if scheduler is not None:
+        timeout = CONNECT_TIMEOUT if timeout is None else timeout
+        if not isinstance(scheduler, str):
+            raise TypeError(f"scheduler must be an address string such as "
+                            f"tcp://host:8786, got {scheduler!r}")
+        try:
+            client = Client(scheduler, timeout=timeout)
+        except (OSError, TimeoutError, ValueError, TypeError) as e:
+            reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+            raise SchedulerError(f"cannot reach the Dask scheduler at {scheduler!r} within "
+                                 f"{timeout:g} s: {reason}") from None
+        with client:
+            client.register_plugin(OneThreadPerWorker(), name="minicnn-one-thread")
+            yield client
+        return
+    workers = default_workers() if workers is None else check_int(workers, "workers", 1)
+    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                      host="127.0.0.1", dashboard_address=None, silence_logs=logging.ERROR,
+                      env=dict(WORKER_ENV)) as cluster, Client(cluster) as client:
+        client.register_plugin(OneThreadPerWorker(), name="minicnn-one-thread")
+        yield client
