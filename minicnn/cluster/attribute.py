@@ -75,8 +75,7 @@ def attribute_chunk(task: ChunkTask) -> int:
     if ok.any():
         x = to_input(pixels[ok], prep)                                 # (b, 3, H, W)
         scores, targets, results = saliency.attribute(model, x, list(task.methods))
-        shifted = scores - scores.max(axis=1, keepdims=True)           # (b, K)
-        probs = np.exp(shifted) / np.exp(shifted).sum(axis=1, keepdims=True)
+        probs = saliency.softmax(scores)                               # (b, K)
         rows = np.arange(len(targets))
         predictions["class"][ok] = targets
         predictions["score"][ok] = scores[rows, targets]
