@@ -1,6 +1,6 @@
 """Benchmark: saliency maps for a dataset on Dask workers against one process (issue 14).
 
-    python examples/bench_dask.py [--images 400] [--chunk 64] [--rounds 2]
+    python examples/bench_dask.py [--images 1280] [--chunk 64] [--rounds 2]
 
 The job is the one ``minicnn attribute`` runs: read ``--images`` PNG files (the first images
 of the cluttered test split, written to a temporary folder; random pixels if the Fashion-MNIST
@@ -168,7 +168,7 @@ def run_setup(setup: str, folder: Path, args) -> dict:
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--images", type=int, default=400)
+    p.add_argument("--images", type=int, default=1280)
     p.add_argument("--chunk", type=int, default=64)
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--noop", type=int, default=2000, help="no-op tasks for the scheduler cost")
