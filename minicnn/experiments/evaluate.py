@@ -269,7 +269,7 @@ def run_evaluation(model, n_images: int = 10_000, methods=None, progress: bool =
     - curve_limit: images for deletion/insertion (0: skip); curve_step pixels per point
     - baselines: True (every baseline map; OpenCV's two only when its contrib build is
       installed), False (none), or a list of names in ``metrics.BASELINE_MAPS``
-    - random_seed: seeds the random baseline map
+    - random_seed: seeds the random baseline map and the noise of SmoothGrad
     Raises, before any work: DatasetNotFoundError without the Fashion-MNIST files,
     ValueError or TypeError for a bad argument (n_images beyond the split included),
     ImportError for graph cut without OpenCV; and ValueError if the model's scores for a
@@ -314,7 +314,12 @@ def evaluate_range(model, plan: EvaluationPlan, start: int, stop: int, bar=None)
             if name in results:
                 maps = saliency.to_map(results[name], x.shape[2:])
             elif name in plan.slow:
-                maps = saliency.to_map(saliency.METHODS[name](model, x[rows], targets[rows]),
+                method = saliency.METHODS[name]
+                # a method that draws noise (SmoothGrad) is seeded by its batch's first
+                # image, so the numbers do not depend on which process ran the batch
+                seeded = ({"seed": [plan.random_seed, int(indices[0])]}
+                          if "seed" in method.options else {})
+                maps = saliency.to_map(method(model, x[rows], targets[rows], **seeded),
                                        x.shape[2:])
             else:
                 maps = baseline_maps(name, batch.images[rows], indices[rows], plan.random_seed)
