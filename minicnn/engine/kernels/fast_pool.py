@@ -27,6 +27,24 @@ def _over_planes(P, work_per_plane, loop):
 
 
 @njit(cache=True, nogil=True)
+def _first_max(x, p, h0, h1, w0, w1):
+    """(max, flat index in plane p) of the window x[p, h0:h1, w0:w1], clipped to the image.
+
+    Starts from the first valid element (padding is -inf); strict '>': ties keep the FIRST
+    maximum in row-major order; a NaN (v != v) always wins, as in PyTorch's CPU kernel."""
+    W = x.shape[2]
+    best = x[p, h0, w0]
+    best_index = h0 * W + w0
+    for ih in range(h0, h1):
+        for iw in range(w0, w1):
+            v = x[p, ih, iw]
+            if v > best or v != v:
+                best = v
+                best_index = ih * W + iw
+    return best, best_index
+
+
+@njit(cache=True, nogil=True)
 def _maxpool_forward_loops(x, out, argmax, KH, KW, sh, sw, ph, pw):
     P, H, W = x.shape
     OH, OW = out.shape[1], out.shape[2]
@@ -37,18 +55,7 @@ def _maxpool_forward_loops(x, out, argmax, KH, KW, sh, sw, ph, pw):
             for j in range(OW):
                 w0 = max(j * sw - pw, 0)
                 w1 = min(j * sw - pw + KW, W)
-                best = x[p, h0, w0]  # the first valid element (padding is -inf)
-                best_index = h0 * W + w0
-                for ih in range(h0, h1):
-                    for iw in range(w0, w1):
-                        v = x[p, ih, iw]
-                        # strict '>': ties keep the FIRST maximum in row-major order;
-                        # a NaN (v != v) always wins, as in PyTorch's CPU kernel
-                        if v > best or v != v:
-                            best = v
-                            best_index = ih * W + iw
-                out[p, i, j] = best
-                argmax[p, i, j] = best_index
+                out[p, i, j], argmax[p, i, j] = _first_max(x, p, h0, h1, w0, w1)
 
 
 @njit(cache=True, nogil=True)
@@ -84,7 +91,7 @@ def _maxpool3x3s2_forward_loops(x, out, argmax, ph, pw):
     passes of fixed length: its maximum (no branches, which random data mispredicts), then
     the first position in row-major order that holds it, i.e. the general loops' argmax.
     A window with a NaN, or over the border (padding, ceil_mode's partial last one), runs
-    the general loops' ordered comparisons."""
+    the general loops' ordered comparisons (``_first_max``)."""
     P, H, W = x.shape
     OH, OW = out.shape[1], out.shape[2]
     for p in range(P):
@@ -110,16 +117,7 @@ def _maxpool3x3s2_forward_loops(x, out, argmax, ph, pw):
                         out[p, i, j] = x[p, h0 + kh, w0 + kw]  # with its own sign of zero
                         argmax[p, i, j] = (h0 + kh) * W + w0 + kw
                         continue
-                best = x[p, h0, w0]
-                best_index = h0 * W + w0
-                for ih in range(h0, h1):
-                    for iw in range(w0, w1):
-                        v = x[p, ih, iw]
-                        if v > best or v != v:
-                            best = v
-                            best_index = ih * W + iw
-                out[p, i, j] = best
-                argmax[p, i, j] = best_index
+                out[p, i, j], argmax[p, i, j] = _first_max(x, p, h0, h1, w0, w1)
 
 
 @njit(cache=True, nogil=True)
