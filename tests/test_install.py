@@ -55,7 +55,10 @@ def installed(tmp_path_factory):
     env_dir = work / "fresh"
     _run([sys.executable, "-m", "venv", env_dir])
     python = env_dir / "bin" / "python"
-    _run([python, "-m", "pip", "install", "--no-deps", "--no-index", "-q", wheel])
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("PYTHONPATH", "MINICNN_WEIGHTS", "VIRTUAL_ENV")}
+    # (a PYTHONPATH holding a checkout would make pip find minicnn there and install nothing)
+    _run([python, "-m", "pip", "install", "--no-deps", "--no-index", "-q", wheel], env=env)
     fresh_site = Path(_run([python, "-c", "import sysconfig; print(sysconfig.get_paths()"
                                           "['purelib'])"]).stdout.strip())
     ours = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"],
@@ -64,8 +67,6 @@ def installed(tmp_path_factory):
         "\n".join(sorted(p for p in ours if Path(p).is_dir())) + "\n")
     elsewhere = work / "elsewhere"
     elsewhere.mkdir()
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("PYTHONPATH", "MINICNN_WEIGHTS", "VIRTUAL_ENV")}
     return wheel, env_dir, elsewhere, env
 
 

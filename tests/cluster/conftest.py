@@ -26,13 +26,20 @@ def dask_extra():
 @pytest.fixture(scope="session")
 def cluster_client(dask_extra):
     """A distributed.Client of a 2-worker LocalCluster started by minicnn.cluster.connect.
-    The workers are subprocesses: PYTHONPATH points them at this checkout."""
-    os.environ["PYTHONPATH"] = os.pathsep.join(
-        [str(ROOT)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])
+    The workers are subprocesses: PYTHONPATH points them at this checkout while they start,
+    and only then (left set, it would reach every later test's subprocesses: a pip install
+    in tests/test_install.py then found this checkout and installed nothing)."""
+    patch = pytest.MonkeyPatch()
+    patch.setenv("PYTHONPATH", os.pathsep.join(
+        [str(ROOT)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
     from minicnn.cluster.client import connect
-    with connect(workers=2) as client:
-        client.wait_for_workers(2, timeout=60)
-        yield client
+    try:
+        with connect(workers=2) as client:
+            client.wait_for_workers(2, timeout=60)
+            patch.undo()
+            yield client
+    finally:
+        patch.undo()
 
 
 @pytest.fixture(scope="session")
