@@ -64,7 +64,8 @@ def minicnn_worker(n_images, curve_images):
 
 
 class _TorchModel:
-    """What the metrics call on a model (``forward`` on numpy), run by torch."""
+    """What the metrics call on a model (``forward`` and ``predict``, the forward that no
+    backward follows, on numpy), run by torch without autograd."""
 
     def __init__(self, net):
         self.net = net
@@ -73,6 +74,8 @@ class _TorchModel:
         import torch
         with torch.no_grad():
             return self.net(torch.from_numpy(x)).numpy()
+
+    predict = forward
 
 
 def captum_worker(n_images, curve_images):

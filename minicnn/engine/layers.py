@@ -93,6 +93,12 @@ class Layer:
     def __call__(self, *xs):
         return self.forward(*xs)
 
+    def infer(self, *xs):
+        """The forward output when no backward pass will follow (``Graph.predict``): the same
+        values as ``forward``. Layers that keep something only for backward override it to
+        skip that work (ReLU, MaxPool2d)."""
+        return self.forward(*xs)
+
     # --- description -------------------------------------------------------------------------
 
     def describe(self) -> str:
@@ -256,6 +262,16 @@ class ReLU(Layer):
         # the three rules, one line each: minicnn/engine/kernels/reference.py, relu_backward
         return kernels.active().relu_backward(grad_out, self._x, rule)
 
+    def infer(self, x, inplace=False):
+        """x: any shape -> max(x, 0), nothing kept for backward. inplace=True overwrites x
+        (when its values are needed nowhere else: ``Graph.predict`` decides) instead of
+        writing a new array: one pass over memory instead of two, and no allocation."""
+        self._check_input(x)
+        inplace = inplace and x.flags.c_contiguous and x.flags.writeable
+        out = kernels.active().relu_forward(x, out=x if inplace else None)
+        self._x = self._out_shape = None  # a backward now needs a new forward
+        return out
+
 
 # ============================================================================ pooling
 
@@ -315,6 +331,15 @@ class MaxPool2d(_Pool2d):
         """grad_out: (N, C, OH, OW) -> grad_x: (N, C, H, W)"""
         grad_out = self._check_grad(grad_out)
         return kernels.active().maxpool2d_backward(grad_out, self._argmax, self._in_shape)
+
+    def infer(self, x):
+        """x: (N, C, H, W) -> (N, C, OH, OW), the maxima alone: no argmax (which only backward
+        needs, and which is twice the output's bytes)."""
+        self._check_pool_input(x)
+        out = kernels.active().maxpool2d_values(x, self.kernel_size, self.stride, self.padding,
+                                                self.ceil_mode)
+        self._argmax = self._out_shape = None  # a backward now needs a new forward
+        return out
 
 
 class AvgPool2d(_Pool2d):

@@ -37,11 +37,18 @@ import numpy as np
 
 from minicnn._checks import check_array, check_finite
 from minicnn.engine.kernels.threads import blas_single_threaded
-from minicnn.engine.layers import RELU_RULES, Layer, ReLU, layer_from_config
+from minicnn.engine.layers import (RELU_RULES, Add, AdaptiveAvgPool2d, AvgPool2d, BatchNorm2d,
+                                   Concat, Conv2d, Layer, Linear, MaxPool2d, ReLU,
+                                   layer_from_config)
 
 __all__ = ["Graph", "Sequential", "model_from_config", "INPUT"]
 
 INPUT = "input"  # the name under which a node reads the model's input
+# Layers whose output is always a new array of their own. Not Flatten or Dropout, which pass
+# their input on (as a view, or itself), nor a user's own layer: predict's ReLU overwrites a
+# value only if it comes from one of these (a ReLU's own output is its input's array).
+_WRITES_A_NEW_ARRAY = (Conv2d, Linear, BatchNorm2d, Add, Concat, MaxPool2d, AvgPool2d,
+                       AdaptiveAvgPool2d, ReLU)
 
 
 class Graph:
@@ -167,6 +174,45 @@ class Graph:
         return self._activations[-1]
 
     __call__ = forward
+
+    def predict(self, x):
+        """x: (N, C, H, W) -> scores (N, K): ``forward``'s scores (the same values, tested)
+        when no backward pass will follow, as in deletion/insertion curves and occlusion.
+
+        It does less work and holds less memory because nothing is kept: each value is
+        dropped once every node that reads it has run, a ReLU overwrites its input when no
+        other node reads that (one pass over memory instead of two, no new array), and
+        max-pools find their maxima without the argmax that only backward needs. Afterwards
+        ``activation`` and ``backward`` need a new ``forward``.
+        """
+        check_array(x, f"{type(self).__name__}.predict: x")
+        check_finite(x, f"{type(self).__name__}.predict: x")
+        self._activations = self._gradients = None
+        readers = {INPUT: 0, **{name: 0 for name in self.names}}  # nodes yet to read each value
+        for reads in self.inputs:
+            for read in reads:
+                readers[read] += 1
+        values = {INPUT: x}
+        with blas_single_threaded():
+            for name, layer, reads in zip(self.names, self.layers, self.inputs):
+                inputs = [values[r] for r in reads]
+                if isinstance(layer, ReLU):
+                    out = layer.infer(inputs[0], inplace=self._may_overwrite(reads[0], readers))
+                else:
+                    out = layer.infer(*inputs)
+                for read in reads:
+                    readers[read] -= 1
+                    if readers[read] == 0:
+                        del values[read]
+                values[name] = out
+        return values[self.names[-1]]
+
+    def _may_overwrite(self, key, readers) -> bool:
+        """May the node reading value ``key`` write over it? Only if nothing else reads it
+        and it is an array of the model's own: not the caller's input, and not a view of
+        another value (Flatten's reshape, Dropout's identity)."""
+        return (key != INPUT and readers[key] == 1
+                and type(self.layers[self._index[key]]) in _WRITES_A_NEW_ARRAY)
 
     def backward(self, grad_scores, relu_rule="gradient", stop_at=None):
         """Run the nodes in reverse from d(start)/d(scores) and return d(start)/d(x).

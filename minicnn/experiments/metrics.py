@@ -147,6 +147,8 @@ def perturbation_curve(model, x, maps, start, finish, target=None, step: int = 2
                        batch_size: int = 250):
     """Probability of the target as pixels go from `start` to `finish` in saliency order.
 
+    - model: a minicnn model; its ``predict`` runs the forward passes (any object with a
+      ``predict(x) -> scores (N, K)`` will do)
     - x: (N, C, H, W) normalised images (used only to resolve target=None)
     - maps: (N, H, W) saliency maps
     - start, finish: (N, C, H, W); at point t the image is `finish` on the t*step most salient
@@ -166,7 +168,7 @@ def perturbation_curve(model, x, maps, start, finish, target=None, step: int = 2
                          f"{start.shape} and {finish.shape}")
     step = check_int(step, "step (pixels)", 1)
     if target is None:
-        targets = model.forward(x).argmax(axis=1)                   # (N,)
+        targets = model.predict(x).argmax(axis=1)                   # (N,)
     else:
         targets = np.broadcast_to(np.asarray(target), (N,)).astype(np.int64)   # (N,)
     counts = np.minimum(np.arange(0, -(-H * W // step) + 1) * step, H * W)   # (T+1,)
@@ -180,7 +182,7 @@ def perturbation_curve(model, x, maps, start, finish, target=None, step: int = 2
         t_idx = np.array([t for _, t in chunk])
         changed = ranks[n_idx] < counts[t_idx][:, None, None]       # (B, H, W)
         images = np.where(changed[:, None], finish[n_idx], start[n_idx])   # (B, C, H, W)
-        p = softmax(model.forward(images.astype(x.dtype)).astype(np.float64))   # (B, K)
+        p = softmax(model.predict(images.astype(x.dtype)).astype(np.float64))   # (B, K)
         if s == 0:                                                  # the scores' K checks them
             resolve_targets(targets, np.empty((N, p.shape[1])))
         probs[n_idx, t_idx] = p[np.arange(len(chunk)), targets[n_idx]]

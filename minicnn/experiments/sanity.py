@@ -171,7 +171,7 @@ def sanity_checks(model, x, target, methods, signed: bool = False, seed=0,
     Returns {"steps": [layer names, "original" first], "maps": {method: (S, N, H, W)},
     "spearman": {method: (S, N)}, "ssim": {method: (S, N)}} comparing step s with step 0.
     """
-    targets = resolve_targets(target, model.forward(x))           # (N,)
+    targets = resolve_targets(target, model.predict(x))           # (N,)
     steps, maps = [], {m: [] for m in methods}
     n_steps = len(parametrized_layers(model)) + 1
     with progress_bar(n_steps * len(methods), "sanity checks", progress) as bar:

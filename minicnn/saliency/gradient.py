@@ -101,7 +101,8 @@ def in_chunks(model, x, target, work=None):
     parts = []
     for start in range(0, max(N, 1), CHUNK_SIZE):
         rows = slice(start, min(start + CHUNK_SIZE, N))
-        scores = model.forward(x[rows])                                # (B, K)
+        # no work, no backward: the lighter forward that keeps nothing (Graph.predict)
+        scores = (model.forward if work else model.predict)(x[rows])   # (B, K)
         targets = resolve_targets(target if target is None or isinstance(target, Integral)
                                   else target[rows], scores)           # (B,)
         parts.append((scores, targets) + (tuple(work(x[rows], scores, targets)) if work else ()))

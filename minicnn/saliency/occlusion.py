@@ -55,7 +55,7 @@ def occlusion(model, x, target=None, window=8, stride=4, baseline=0, batch_size=
             for j, (n, p) in enumerate(zip(image, box)):
                 y0, y1, x0, x1 = boxes[p]
                 hidden[j, :, y0:y1, x0:x1] = base[n, :, y0:y1, x0:x1]
-            drop = clean[image] - model.forward(hidden)[np.arange(len(rows)), targets[image]]
+            drop = clean[image] - model.predict(hidden)[np.arange(len(rows)), targets[image]]
             for j, (n, p) in enumerate(zip(image, box)):
                 y0, y1, x0, x1 = boxes[p]
                 drops[n, y0:y1, x0:x1] += drop[j]

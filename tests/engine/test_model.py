@@ -417,3 +417,63 @@ def test_branching_nets_match_torch(torch, kind):
     numerical = numerical_input_gradient(model.forward, x[:1], seed[:1])
     model.forward(x[:1])
     np.testing.assert_allclose(model.backward(seed[:1]), numerical, rtol=1e-6, atol=1e-8)
+
+
+# ----------------------------------------------------------------------------- predict
+
+class PassThrough(minicnn.Layer):
+    """A user's own layer that hands its input on unchanged (as Dropout does)."""
+
+    def forward(self, x):
+        self._remember(x, x)
+        return x
+
+    def backward(self, grad_out):
+        return grad_out
+
+
+def overwrite_traps(rng, dtype=np.float64):
+    """A graph in which an in-place ReLU at the wrong place would change a value that another
+    node still reads: a conv read by a ReLU and an Add; two Flatten views of one value, one
+    of them under a ReLU; a user's pass-through layer under a ReLU; a ReLU on the input."""
+    from minicnn import Add, Graph
+    conv = lambda c, f: Conv2d(c, f, 3, padding=1, dtype=dtype, rng=rng)  # noqa: E731
+    return Graph([
+        ("relu_in", ReLU(), "input"),
+        ("a", conv(2, 3), "relu_in"), ("a.relu", ReLU(), "a"),
+        ("add", Add(), ("a.relu", "a")),                        # "a" read twice
+        ("b", conv(3, 3), "add"), ("b.same", PassThrough(), "b"), ("b.relu", ReLU(), "b.same"),
+        ("add2", Add(), ("b.relu", "b")),                       # "b" read through b.same too
+        ("pool", MaxPool2d(2), "add2"),
+        ("flat1", Flatten(), "pool"), ("flat1.relu", ReLU(), "flat1"),
+        ("flat2", Flatten(), "pool"),                           # a second view of "pool"
+        ("fc1", Linear(12, 4, dtype=dtype, rng=rng), "flat1.relu"),
+        ("fc2", Linear(12, 4, dtype=dtype, rng=rng), "flat2"),
+        ("out", Add(), ("fc1", "fc2"))])
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_predict_gives_the_forward_scores_and_overwrites_only_its_own_values(kernel_name, rng,
+                                                                          dtype):
+    for model, size in ((overwrite_traps(rng, dtype), 4), (residual_net(rng, dtype), 4),
+                        (tiny_model(dtype), 9)):
+        x = rng.standard_normal((3, 2, size, size)).astype(dtype)
+        x_before = x.copy()
+        scores = model.forward(x).copy()
+        np.testing.assert_array_equal(model.predict(x), scores)
+        np.testing.assert_array_equal(x, x_before)              # the caller's input untouched
+    with pytest.raises(ValueError, match="backward: called before forward"):
+        model.backward(np.ones_like(scores))
+    with pytest.raises(ValueError, match="no forward pass yet"):
+        model.activation(0)
+    with pytest.raises(ValueError, match="backward called before forward"):
+        model["features.1"].backward(np.ones((3, 3, 4, 4), dtype))  # a ReLU keeps nothing
+
+
+def test_predict_matches_forward_on_the_zoo_graphs():
+    """ResNet-18 and SqueezeNet 1.1 at a small size: skip connections and Concat."""
+    from minicnn.io import zoo
+    x = np.random.default_rng(0).standard_normal((2, 3, 64, 64)).astype(np.float32)
+    for arch in ("resnet18", "squeezenet1_1"):
+        model = zoo.build(arch)
+        np.testing.assert_array_equal(model.predict(x), model.forward(x))

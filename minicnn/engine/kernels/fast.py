@@ -32,13 +32,13 @@ from minicnn.engine.kernels.fast_conv import (col2im, conv2d_backward_input, con
 from minicnn.engine.kernels.fast_pool import (adaptive_avgpool2d_backward,
                                               adaptive_avgpool2d_forward, avgpool2d_backward,
                                               avgpool2d_forward, maxpool2d_backward,
-                                              maxpool2d_forward)
+                                              maxpool2d_forward, maxpool2d_values)
 from minicnn.engine.kernels import threads as thread_pool  # (its settings, read per call)
 from minicnn.engine.kernels.threads import (n_threads, run_chunks, run_tasks, split)
 
 __all__ = [
     "conv2d_forward", "conv2d_backward_input", "im2col", "col2im",
-    "maxpool2d_forward", "maxpool2d_backward",
+    "maxpool2d_forward", "maxpool2d_values", "maxpool2d_backward",
     "avgpool2d_forward", "avgpool2d_backward",
     "adaptive_avgpool2d_forward", "adaptive_avgpool2d_backward",
     "relu_forward", "relu_backward", "linear_forward", "linear_backward_input",
@@ -77,10 +77,17 @@ def _over_elements(size, loop):
                split(size, n_threads(size, 4 * thread_pool.PARALLEL_MIN_ELEMENTS)))
 
 
-def relu_forward(x):
-    """See reference.relu_forward. x: any shape -> same shape."""
-    x = np.ascontiguousarray(x)
-    out = np.empty_like(x)
+def relu_forward(x, out=None):
+    """See reference.relu_forward. x: any shape -> same shape; ``out`` may be x itself (each
+    element is read before it is written), which needs x C-contiguous."""
+    if out is None:
+        x = np.ascontiguousarray(x)
+        out = np.empty_like(x)
+    else:
+        # the loops index both flat: out must be x's C-ordered twin (the caller's array, so
+        # no copy may stand in for it)
+        assert (out.shape == x.shape and out.dtype == x.dtype and out.flags.c_contiguous
+                and x.flags.c_contiguous), "relu_forward: out needs x's shape, dtype, C order"
     flat_x, flat_out = x.reshape(-1), out.reshape(-1)  # (size,) views
     _over_elements(x.size, lambda i0, i1: _relu_forward_loops(flat_x[i0:i1], flat_out[i0:i1]))
     return out

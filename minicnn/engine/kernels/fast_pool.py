@@ -16,7 +16,7 @@ from minicnn.engine.kernels.fast_conv import _ints
 from minicnn.engine.kernels import threads as thread_pool  # (its settings, read per call)
 from minicnn.engine.kernels.threads import n_threads, run_chunks, split
 
-__all__ = ["maxpool2d_forward", "maxpool2d_backward", "avgpool2d_forward",
+__all__ = ["maxpool2d_forward", "maxpool2d_values", "maxpool2d_backward", "avgpool2d_forward",
            "avgpool2d_backward", "adaptive_avgpool2d_forward", "adaptive_avgpool2d_backward"]
 
 
@@ -156,6 +156,99 @@ def maxpool2d_forward(x, kernel, stride, padding, ceil_mode=False):
         _over_planes(N * C, H * W, lambda p0, p1: _maxpool_forward_loops(
             planes[p0:p1], out[p0:p1], argmax[p0:p1], *ints))
     return out.reshape(N, C, OH, OW), argmax.reshape(N, C, OH, OW)  # (N, C, OH, OW) each
+
+
+# The maxima alone, for a forward that no backward follows (``maxpool2d_values``). max(m, v)
+# keeps m unless v > m, i.e. the first of equal values in row-major order, as the forward
+# loops do (so even the sign of a zero agrees); it would skip a NaN, which the forward lets
+# win, hence the NaN flag. There are no data-dependent branches.
+
+@njit(cache=True, nogil=True)
+def _maxpool_values_loops(x, out, KH, KW, sh, sw, ph, pw):
+    P, H, W = x.shape
+    OH, OW = out.shape[1], out.shape[2]
+    for p in range(P):
+        for i in range(OH):
+            h0 = max(i * sh - ph, 0)
+            h1 = min(i * sh - ph + KH, H)
+            for j in range(OW):
+                w0 = max(j * sw - pw, 0)
+                w1 = min(j * sw - pw + KW, W)
+                m = x[p, h0, w0]
+                nan = False
+                for ih in range(h0, h1):
+                    for iw in range(w0, w1):
+                        v = x[p, ih, iw]
+                        m = max(m, v)
+                        nan |= v != v
+                out[p, i, j] = np.nan if nan else m
+
+
+@njit(cache=True, nogil=True)
+def _maxpool2x2_values_loops(x, out):
+    """_maxpool_values_loops for 2x2 windows with stride 2 and no padding, written out."""
+    P, OH, OW = out.shape
+    for p in range(P):
+        for i in range(OH):
+            for j in range(OW):
+                a, b = x[p, 2 * i, 2 * j], x[p, 2 * i, 2 * j + 1]
+                c, d = x[p, 2 * i + 1, 2 * j], x[p, 2 * i + 1, 2 * j + 1]
+                m = max(max(max(a, b), c), d)
+                nan = (a != a) | (b != b) | (c != c) | (d != d)
+                out[p, i, j] = np.nan if nan else m
+
+
+@njit(cache=True, nogil=True)
+def _maxpool3x3s2_values_loops(x, out, ph, pw):
+    """_maxpool_values_loops for 3x3 windows with stride 2: whole windows written out, the
+    ones over the border (padding, ceil_mode) by the general loop's body."""
+    P, H, W = x.shape
+    OH, OW = out.shape[1], out.shape[2]
+    for p in range(P):
+        for i in range(OH):
+            h = 2 * i - ph
+            for j in range(OW):
+                w = 2 * j - pw
+                h0, h1, w0, w1 = max(h, 0), min(h + 3, H), max(w, 0), min(w + 3, W)
+                m = x[p, h0, w0]
+                nan = False
+                if h1 - h0 == 3 and w1 - w0 == 3:
+                    for dh in range(3):
+                        for dw in range(3):
+                            v = x[p, h0 + dh, w0 + dw]
+                            m = max(m, v)
+                            nan |= v != v
+                else:
+                    for ih in range(h0, h1):
+                        for iw in range(w0, w1):
+                            v = x[p, ih, iw]
+                            m = max(m, v)
+                            nan |= v != v
+                out[p, i, j] = np.nan if nan else m
+
+
+def maxpool2d_values(x, kernel, stride, padding, ceil_mode=False):
+    """See reference.maxpool2d_values. x: (N, C, H, W) -> out: (N, C, OH, OW)."""
+    x = np.ascontiguousarray(x)
+    N, C, H, W = x.shape
+    (KH, KW), (sh, sw), (ph, pw) = kernel, stride, padding
+    OH, OW = output_size(H, KH, sh, ph, ceil_mode), output_size(W, KW, sw, pw, ceil_mode)
+    assert 2 * ph <= KH and 2 * pw <= KW and OH >= 1 and OW >= 1  # as in maxpool2d_forward
+    planes = x.reshape(N * C, H, W)  # (P, H, W), a view
+    out = np.empty((N * C, OH, OW), dtype=x.dtype)
+    if ((tuple(kernel), tuple(stride), tuple(padding)) == ((2, 2), (2, 2), (0, 0))
+            and 2 * OH <= H and 2 * OW <= W):
+        _over_planes(N * C, H * W, lambda p0, p1: _maxpool2x2_values_loops(
+            planes[p0:p1], out[p0:p1]))
+    elif tuple(kernel) == (3, 3) and tuple(stride) == (2, 2):
+        ph, pw = int(padding[0]), int(padding[1])
+        _over_planes(N * C, H * W, lambda p0, p1: _maxpool3x3s2_values_loops(
+            planes[p0:p1], out[p0:p1], ph, pw))
+    else:
+        ints = _ints(kernel, stride, padding)
+        _over_planes(N * C, H * W, lambda p0, p1: _maxpool_values_loops(
+            planes[p0:p1], out[p0:p1], *ints))
+    return out.reshape(N, C, OH, OW)  # (N, C, OH, OW)
 
 
 def maxpool2d_backward(grad_out, argmax, in_shape):

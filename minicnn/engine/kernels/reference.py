@@ -21,7 +21,7 @@ from minicnn.engine.kernels import adaptive_bins, output_size
 
 __all__ = [
     "conv2d_forward", "conv2d_backward_input", "im2col", "col2im",
-    "maxpool2d_forward", "maxpool2d_backward",
+    "maxpool2d_forward", "maxpool2d_values", "maxpool2d_backward",
     "avgpool2d_forward", "avgpool2d_backward",
     "adaptive_avgpool2d_forward", "adaptive_avgpool2d_backward",
     "relu_forward", "relu_backward", "linear_forward", "linear_backward_input",
@@ -178,6 +178,12 @@ def maxpool2d_forward(x, kernel, stride, padding, ceil_mode=False):
     return out, argmax
 
 
+def maxpool2d_values(x, kernel, stride, padding, ceil_mode=False):
+    """The maxima of ``maxpool2d_forward`` without the argmax (a forward that no backward
+    follows). x: (N, C, H, W) -> out: (N, C, OH, OW)."""
+    return maxpool2d_forward(x, kernel, stride, padding, ceil_mode)[0]
+
+
 def maxpool2d_backward(grad_out, argmax, in_shape):
     """Route each output gradient to the input element that won the max.
 
@@ -281,9 +287,10 @@ def adaptive_avgpool2d_backward(grad_out, in_shape):
 
 # ----------------------------------------------------------------------------- ReLU and Linear
 
-def relu_forward(x):
-    """out = max(x, 0). x: any shape -> same shape."""
-    return np.maximum(x, 0)
+def relu_forward(x, out=None):
+    """out = max(x, 0). x: any shape -> same shape; a given ``out`` (x's shape and dtype,
+    possibly x itself) receives the result. NaN passes through."""
+    return np.maximum(x, 0, out=out)
 
 
 def relu_backward(grad_out, x, rule):

@@ -134,6 +134,8 @@ def test_both_dtypes_are_cached_on_disk():
              fast_pool._adaptive_backward_loops, fast_conv._pad_flat_loops, fast_conv._shift_cols_loops,
              fast_conv._crop_bias_loops, fast._relu_forward_loops, fast._relu_backward_loops,
              fast_pool._maxpool2x2_forward_loops, fast_pool._maxpool3x3s2_forward_loops,
+             fast_pool._maxpool_values_loops, fast_pool._maxpool2x2_values_loops,
+             fast_pool._maxpool3x3s2_values_loops,
              winograd._pad_loops, winograd._input_transform_loops,
              winograd._output_transform_loops, winograd4._input_transform_loops,
              winograd4._output_transform_loops]  # (their helpers _bt6, _at6 are compiled into them)
@@ -145,6 +147,9 @@ def test_both_dtypes_are_cached_on_disk():
         fast.maxpool2d_backward(out, argmax, x.shape)
         fast.maxpool2d_forward(x, (3, 3), (1, 1), (1, 1))
         fast.maxpool2d_forward(x, (3, 3), (2, 2), (1, 1))
+        for kernel, stride, padding in (((2, 2), (2, 2), (0, 0)), ((3, 3), (2, 2), (1, 1)),
+                                        ((3, 3), (1, 1), (1, 1))):
+            fast.maxpool2d_values(x, kernel, stride, padding)
         fast.avgpool2d_backward(fast.avgpool2d_forward(x, (2, 2), (2, 2), (0, 0)), (2, 2), (2, 2), (0, 0), x.shape)
         fast.adaptive_avgpool2d_backward(fast.adaptive_avgpool2d_forward(x, (3, 3)), x.shape)
         fast.relu_backward(fast.relu_forward(x), x, "guided")
@@ -289,6 +294,48 @@ def test_maxpool_3x3_stride_2_fast_path_keeps_ties_and_nans(dtype):
                 out_f, argmax_f = fast.maxpool2d_forward(z, (3, 3), (2, 2), padding, ceil_mode)
                 np.testing.assert_array_equal(argmax_f, argmax)
                 np.testing.assert_array_equal(np.signbit(out_f), np.signbit(out))
+
+@pytest.mark.parametrize("threaded", [False, True])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_maxpool_values_are_the_forward_maxima(request, dtype, threaded):
+    """maxpool2d_values (Graph.predict's pooling, no argmax) gives maxpool2d_forward's out in
+    both modules, on each of fast_pool's three loops: the same values, NaNs where the forward
+    has them, and the same sign on tied zeros (the first one in the window)."""
+    if threaded:
+        request.getfixturevalue("every_kernel_threaded")
+    rng = np.random.default_rng(13)
+    windows = [((2, 2), (2, 2), (0, 0)), ((3, 3), (2, 2), (1, 1)), ((3, 3), (2, 2), (0, 0))]
+    windows += [random_window(rng, pool=True)[1:] for _ in range(12)]
+    for kernel, stride, padding in windows:
+        for ceil_mode in (False, True):
+            shape = (2, 3) + tuple(int(v) for v in rng.integers(max(kernel) + 1, 12, 2))
+            normal = rng.standard_normal(shape).astype(dtype)
+            ties = rng.integers(0, 3, shape).astype(dtype)
+            for x in (normal, ties):
+                x.flat[rng.integers(0, x.size, 2)] = np.nan
+            zeros = rng.choice(np.array([0.0, -0.0, -1.0], dtype), shape)  # 0.0 == -0.0 ties
+            for x in (normal, ties, zeros):
+                out = reference.maxpool2d_forward(x, kernel, stride, padding, ceil_mode)[0]
+                for k in (reference, fast):
+                    got = k.maxpool2d_values(x, kernel, stride, padding, ceil_mode)
+                    assert got.dtype == dtype
+                    np.testing.assert_array_equal(got, out)  # NaN == NaN here
+                    np.testing.assert_array_equal(np.signbit(got[~np.isnan(got)]),
+                                                  np.signbit(out[~np.isnan(out)]))
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_relu_forward_in_place(every_kernel_threaded, dtype):
+    """relu_forward(x, out=x) overwrites x with what relu_forward(x) returns (NaN kept)."""
+    x = np.random.default_rng(14).standard_normal((3, 4, 9, 7)).astype(dtype)
+    x.flat[[0, 5]] = np.nan, -0.0
+    for k in (reference, fast):
+        y = x.copy()
+        assert k.relu_forward(y, out=y) is y
+        np.testing.assert_array_equal(y, reference.relu_forward(x))
+    with pytest.raises(AssertionError, match="out needs"):
+        fast.relu_forward(x, out=np.empty(x.shape[::-1], dtype))
+
 
 def test_release_scratch_frees_every_threads_buffers(every_kernel_threaded):
     x = np.ones((3, 2, 9, 9))
