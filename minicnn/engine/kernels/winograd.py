@@ -437,6 +437,26 @@ def _whole_layer(x, U, bias, padding, tiles, out, n_threads, turn):
     threads.run_chunks(multiply_filters, threads.split(F, n_threads))
 
 
+def _band_tasks(N, TH, TW, columns, n_threads):
+    """The pieces of the "bands" schedule: [(n0, n1, r0, r1)], images n0 <= n < n1, tile rows
+    r0 <= r < r1, each about ``columns`` tiles, in an order that ``threads.split`` cuts into
+    equal shares of work."""
+    rows = min(TH, -(-columns // TW))  # tile rows per piece
+    if rows == TH:  # whole images: group them, but leave every thread a piece
+        per_piece = max(1, min(columns // (TH * TW), -(-N // n_threads)))
+        tasks = [(n0, min(N, n0 + per_piece), 0, TH) for n0 in range(0, N, per_piece)]
+        if len(tasks) >= n_threads:
+            return tasks
+        rows = -(-TH // -(-n_threads // N))  # fewer images than threads: cut them into bands
+    # Bands of at most `rows` tile rows. With fewer images than threads, each image's rows
+    # are first shared out evenly, one share per thread, then cut: 14 tile rows in bands of
+    # 5 (ResNet's 56x56 layers at batch 1) would leave one thread two bands and the other
+    # one (10 rows against 4); as 4+3 and 4+3 the threads finish together.
+    shares = threads.split(TH, n_threads) if N < n_threads else [(0, TH)]
+    return [(n, n + 1, s0 + b0, s0 + b1) for n in range(N) for s0, s1 in shares
+            for b0, b1 in threads.split(s1 - s0, -(-(s1 - s0) // rows))]
+
+
 def _bands(x, U, bias, padding, tiles, out, n_threads, turn):
     N, C, H, W = x.shape
     F = U.shape[1]
@@ -445,14 +465,7 @@ def _bands(x, U, bias, padding, tiles, out, n_threads, turn):
     TH, TW = -(-out.shape[2] // m), -(-out.shape[3] // m)
     column_bytes = T2 * (C + F) * x.itemsize  # V and M of one tile
     columns = max(MIN_BAND_COLUMNS, BAND_BYTES // column_bytes, 2 * F * C // (C + F))
-    rows = min(TH, -(-columns // TW))  # tile rows per piece
-    if rows == TH:  # whole images: group them, but leave every thread a piece
-        per_piece = max(1, min(columns // (TH * TW), -(-N // n_threads)))
-        tasks = [(n0, min(N, n0 + per_piece), 0, TH) for n0 in range(0, N, per_piece)]
-        if len(tasks) < n_threads:  # fewer images than threads: cut them into bands
-            rows = -(-TH // -(-n_threads // N))
-    if rows < TH:
-        tasks = [(n, n + 1, r0, min(TH, r0 + rows)) for n in range(N) for r0 in range(0, TH, rows)]
+    tasks = _band_tasks(N, TH, TW, columns, n_threads)
 
     def work(chunk):
         for n0, n1, r0, r1 in tasks[chunk[0]:chunk[1]]:

@@ -119,6 +119,26 @@ def test_bands_schedule_matches_twin(monkeypatch, request, module, threaded):
     check_against_twin(module, np.random.default_rng(11), np.float64, max_channels=3)
 
 
+def test_band_tasks_cover_every_tile_once_and_share_the_work_evenly():
+    """Every (image, tile row) in exactly one piece, pieces of whole tile rows within about
+    ``columns`` tiles, and the
+    threads' shares (threads.split of the task list) within one tile row of each
+    other whenever there are fewer images than threads (batch 1: ResNet's 56x56 layers)."""
+    from minicnn.engine.kernels import threads
+    cases = [(1, 14, 14, 64, 2), (1, 56, 56, 64, 2), (1, 7, 7, 64, 2), (2, 14, 14, 64, 3),
+             (1, 13, 9, 20, 3), (50, 8, 8, 64, 2), (3, 5, 5, 200, 2), (1, 1, 1, 64, 2)]
+    for N, TH, TW, columns, n_threads in cases:
+        tasks = winograd._band_tasks(N, TH, TW, columns, n_threads)
+        covered = sorted((n, r) for n0, n1, r0, r1 in tasks for n in range(n0, n1)
+                         for r in range(r0, r1))
+        assert covered == [(n, r) for n in range(N) for r in range(TH)], (N, TH)
+        rows = [(n1 - n0) * (r1 - r0) for n0, n1, r0, r1 in tasks]
+        if N < n_threads:
+            loads = [sum(rows[a:b]) for a, b in threads.split(len(tasks), n_threads)]
+            assert max(loads) - min(loads) <= 1, (N, TH, tasks)
+            assert all(r1 - r0 <= -(-columns // TW) for _, _, r0, r1 in tasks)  # whole rows
+
+
 @pytest.mark.parametrize("threaded", [False, True])
 @pytest.mark.parametrize("module", ALGORITHMS, ids=["F2", "F4"])
 def test_whole_layer_schedule_matches_twin(monkeypatch, request, module, threaded):
