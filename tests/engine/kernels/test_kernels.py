@@ -337,6 +337,26 @@ def test_relu_forward_in_place(every_kernel_threaded, dtype):
         fast.relu_forward(x, out=np.empty(x.shape[::-1], dtype))
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_pointwise_convs_by_columns_and_by_channels(every_kernel_threaded, dtype):
+    """1x1 layers cut over 3 threads by column bands (wide maps) or by channels (maps
+    narrower than 3 x POINTWISE_MIN_COLUMNS), both directions, strides 1 and 2."""
+    rng = np.random.default_rng(15)
+    for N, size, stride in [(1, 16, 1), (1, 28, 2), (1, 5, 1), (2, 7, 2), (1, 14, 1)]:
+        rows, columns = 7, -(-size // stride) ** 2
+        tasks = fast_conv._pointwise_tasks(N, rows, columns, 3)
+        by_channels = all(j0 == 0 and j1 == columns for _, _, _, j0, j1 in tasks)
+        assert by_channels == (columns < 3 * fast_conv.POINTWISE_MIN_COLUMNS)
+        x = rng.standard_normal((N, 5, size, size)).astype(dtype)
+        w = rng.standard_normal((rows, 5, 1, 1)).astype(dtype)
+        b = rng.standard_normal(rows).astype(dtype)
+        out = reference.conv2d_forward(x, w, b, (stride, stride), (0, 0))
+        close(fast.conv2d_forward(x, w, b, (stride, stride), (0, 0)), out, dtype)
+        g = rng.standard_normal(out.shape).astype(dtype)
+        close(fast.conv2d_backward_input(g, w, (stride, stride), (0, 0), x.shape),
+              reference.conv2d_backward_input(g, w, (stride, stride), (0, 0), x.shape), dtype)
+
+
 def test_release_scratch_frees_every_threads_buffers(every_kernel_threaded):
     x = np.ones((3, 2, 9, 9))
     fast.conv2d_forward(x, np.ones((2, 2, 3, 3)), None, (1, 1), (1, 1))
