@@ -202,8 +202,10 @@ def main(argv=None):
         t = results[lib]["times"]
         print(f"  {label:<40s} median {medians[lib] * 1e3:7.1f} ms   "
               f"(min {min(t) * 1e3:.1f}, max {max(t) * 1e3:.1f})")
+    best = min(results["minicnn"]["times"]) / min(results["torch"]["times"])
     print(f"  ratio minicnn / PyTorch: {medians['minicnn'] / medians['torch']:.2f} "
-          f"(per round {ratios[0]:.2f}-{ratios[-1]:.2f}; target <= 0.85)")
+          f"(per round {ratios[0]:.2f}-{ratios[-1]:.2f}; of the best repetitions {best:.2f}; "
+          f"target <= 0.85)")
 
 
 if __name__ == "__main__":
