@@ -91,7 +91,8 @@ def in_chunks(model, x, target, work=None):
     For each chunk: the forward pass (scores (B, K) before the softmax), its targets
     (``resolve_targets``), then ``work(x_chunk, scores, targets)``, which runs right after
     that forward pass (so it may call ``model.backward``) and returns a tuple of arrays with
-    one row per image. Returns (scores (N, K), targets (N,), *work's arrays over all N).
+    one row per image; without ``work`` the pass is ``model.predict``, which keeps nothing.
+    Returns (scores (N, K), targets (N,), *work's arrays over all N).
     A batch of 0 images runs the model once on it, so the empty results have their shapes.
     """
     x = check_images(x)

@@ -4,7 +4,8 @@ identical signatures, as compiled loops.
 The loops see the input as P = N*C independent planes (P, H, W), a free reshape of NCHW, and
 the wrappers hand out contiguous groups of planes to minicnn's threads (``threads.py``).
 Max-pooling's ties go to the first maximum in row-major order, as in PyTorch's CPU kernel
-and ``reference.maxpool2d_forward``; 2x2 windows with stride 2 have their own loop.
+and ``reference.maxpool2d_forward``; 2x2 windows with stride 2 and 3x3 windows with stride 2
+have their own loops, and so does ``maxpool2d_values``, the maxima without their positions.
 """
 from __future__ import annotations
 
