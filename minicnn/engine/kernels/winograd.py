@@ -25,9 +25,11 @@ The gradient with respect to the input of a stride-1 convolution is itself a str
 convolution, of grad_out with the kernels flipped in space and their channel axes swapped,
 with padding 2 - p. And correlating with a flipped kernel is correlating with the kernel
 itself under a half turn of the image: corr(y, rot180(g)) = rot180(corr(rot180(y), g)). So
-the backward pass rotates grad_out as it reads it, runs the forward algorithm with the SAME
-transformed filters, channel axes swapped (U[ab] transposed, (C, F)), and rotates its output
-back as it writes it. One U per layer serves both directions.
+the backward pass runs the forward algorithm either with the flipped filters' own transform
+(cached too, for layers up to ``BACKWARD_FILTERS_MAX_BYTES``), or, on the largest layers, with
+the SAME transformed filters, channel axes swapped (U[ab] transposed, (C, F)), rotating
+grad_out as it reads it and its output back as it writes it: one U then serves both
+directions, at the price of slower reversed reads and writes (``backward_input``).
 
 Transformed filters are cached, once per weight array (``cached_filters``): a layer passes
 the same array every call, and re-transforming 512x512 filters costs as much as the
@@ -61,7 +63,7 @@ from numba import njit
 from minicnn.engine.kernels import allocator, threads
 
 __all__ = ["BT", "G", "AT", "ALGORITHM", "supported", "cached_filters",
-           "clear_cache", "conv3x3", "conv3x3_backward_input", "conv3x3_numpy",
+           "clear_cache", "conv3x3", "conv3x3_backward_input", "backward_input", "conv3x3_numpy",
            "conv3x3_backward_input_numpy", "convolve", "convolve_numpy", "backward_numpy"]
 
 BT = np.array([[1, 0, -1, 0],
@@ -325,10 +327,6 @@ def _bias(b, F, dtype):
     return np.zeros(F, dtype=dtype) if b is None else np.ascontiguousarray(b, dtype=dtype)
 
 
-def _back_padding(padding):
-    return (2 - padding[0], 2 - padding[1])
-
-
 def conv3x3(x, w, b, padding):
     """See conv3x3_numpy: the same convolution, with w's transform U (16, F, C) cached."""
     x = np.ascontiguousarray(x)
@@ -336,12 +334,36 @@ def conv3x3(x, w, b, padding):
 
 
 def conv3x3_backward_input(grad_out, w, padding):
-    """See conv3x3_backward_input_numpy: grad_out turned, the forward's cached U (16, F, C)
-    read transposed, (16, C, F), the result turned back."""
+    """See conv3x3_backward_input_numpy and ``backward_input``."""
+    return backward_input(grad_out, w, padding, _F2, "F2", GG, cached_U)
+
+
+# The input gradient of a layer is the convolution of grad_out with its filters turned by 180
+# degrees, channel axes swapped (backward_numpy). Two ways to run it through ``convolve``:
+# - with those filters' own transform, cached beside the forward's: grad_out is read as it is;
+# - with the forward's U read transposed, turning grad_out on the way in and the result on
+#   the way out: no second U in memory, but reversed reads and writes that cost, measured on
+#   the small net's layers at batch 50, 20-35% of the layer's time.
+# The first up to this many bytes of U per layer: all of the small net's and ResNet-18's up
+# to its 256-channel layers; on VGG16 up to conv3_1 (9 MB more), not the 512-channel layers
+# (whose U, 38 MB each, would raise the peak memory by a tenth).
+BACKWARD_FILTERS_MAX_BYTES = 16 << 20
+
+
+def backward_input(grad_out, w, padding, tiles, kind, GG, cached_U):
+    """grad_out (N, F, OH, OW), w (F, C, 3, 3) -> grad_x (N, C, H, W) through ``convolve``
+    with output blocks ``tiles``: with the turned filters' transform (GG) cached under
+    ``kind``, or, for layers whose U is larger than BACKWARD_FILTERS_MAX_BYTES, the forward's
+    ``cached_U(w)`` read transposed and grad_out turned."""
     grad_out = np.ascontiguousarray(grad_out)
-    U_swapped = cached_U(w).transpose(0, 2, 1)  # (16, C, F), a view
-    return convolve(grad_out, U_swapped, np.zeros(w.shape[1], grad_out.dtype),
-                    _back_padding(padding), _F2, turn=True)
+    zeros = np.zeros(w.shape[1], grad_out.dtype)
+    back_padding = (2 - padding[0], 2 - padding[1])
+    if len(GG) * (w.size // 9) * w.itemsize <= BACKWARD_FILTERS_MAX_BYTES:
+        flipped = cached_filters(w, kind + " backward", lambda w: filter_transform(
+            w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3), GG))  # (T*T, C, F)
+        return convolve(grad_out, flipped, zeros, back_padding, tiles)
+    U_swapped = cached_U(w).transpose(0, 2, 1)  # (T*T, C, F), a view
+    return convolve(grad_out, U_swapped, zeros, back_padding, tiles, turn=True)
 
 
 # ----------------------------------------------------------------------------- the driver

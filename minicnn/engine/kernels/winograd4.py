@@ -194,9 +194,5 @@ def conv3x3(x, w, b, padding):
 
 
 def conv3x3_backward_input(grad_out, w, padding):
-    """See conv3x3_backward_input_numpy: grad_out turned, the forward's cached U (36, F, C)
-    read transposed, (36, C, F), the result turned back."""
-    grad_out = np.ascontiguousarray(grad_out)
-    U_swapped = cached_U(w).transpose(0, 2, 1)  # (36, C, F), a view
-    return winograd.convolve(grad_out, U_swapped, np.zeros(w.shape[1], grad_out.dtype),
-                             (2 - padding[0], 2 - padding[1]), _F4, turn=True)
+    """See conv3x3_backward_input_numpy and ``winograd.backward_input``."""
+    return winograd.backward_input(grad_out, w, padding, _F4, "F4", GG, cached_U)

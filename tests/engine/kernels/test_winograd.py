@@ -119,6 +119,25 @@ def test_bands_schedule_matches_twin(monkeypatch, request, module, threaded):
     check_against_twin(module, np.random.default_rng(11), np.float64, max_channels=3)
 
 
+@pytest.mark.parametrize("threaded", [False, True])
+@pytest.mark.parametrize("module", ALGORITHMS, ids=["F2", "F4"])
+def test_backward_with_the_forward_filters_turned_matches_twin(monkeypatch, request, module,
+                                                               threaded):
+    """The large layers' backward pass (no flipped filters cached: grad_out turned, the
+    forward's U read transposed) on small random cases, float64 and float32."""
+    if threaded:
+        request.getfixturevalue("three_threads")
+    monkeypatch.setattr(winograd, "BACKWARD_FILTERS_MAX_BYTES", 0)
+    real = winograd.cached_filters
+
+    def forward_filters_only(w, kind, transform):
+        assert "backward" not in kind, f"the {kind} transform was asked for"
+        return real(w, kind, transform)
+    monkeypatch.setattr(winograd, "cached_filters", forward_filters_only)
+    check_against_twin(module, np.random.default_rng(17), np.float64, cases=10)
+    check_against_twin(module, np.random.default_rng(18), np.float32, cases=10)
+
+
 def test_band_tasks_cover_every_tile_once_and_share_the_work_evenly():
     """Every (image, tile row) in exactly one piece, pieces of whole tile rows within about
     ``columns`` tiles, and the
@@ -230,14 +249,17 @@ def test_filters_are_transformed_once_per_weight_array(monkeypatch):
     first = winograd4.conv3x3(x, w, None, (1, 1))
     np.testing.assert_array_equal(winograd4.conv3x3(x, w, None, (1, 1)), first)
     assert len(calls) == 1
-    winograd4.conv3x3_backward_input(first, w, (1, 1))  # the backward pass shares U
+    winograd4.conv3x3_backward_input(first, w, (1, 1))  # the flipped filters, once
     winograd4.conv3x3_backward_input(first, w, (1, 1))
+    assert len(calls) == 2
+    monkeypatch.setattr(winograd, "BACKWARD_FILTERS_MAX_BYTES", 0)
+    winograd4.conv3x3_backward_input(first, w, (1, 1))  # a large layer shares the forward's U
     winograd.conv3x3(x, w, None, (1, 1))
-    assert len(calls) == 2  # one per algorithm
+    assert len(calls) == 3  # one more for the other algorithm
     # a replaced array is a new entry: the layer's weights changed, the output must too
     w2 = 2 * w
     np.testing.assert_allclose(winograd4.conv3x3(x, w2, None, (1, 1)), 2 * first, rtol=1e-12)
-    assert len(calls) == 3
+    assert len(calls) == 4
     key = id(w2)
     del w2  # its entry goes with it
     assert key not in winograd._cache
