@@ -42,7 +42,7 @@ def winograd_for(N, C, F, OH, OW, kernel, stride, padding):
             or min(C, F) < winograd.MIN_CHANNELS):
         return None
     TH, TW = -(-OH // 4), -(-OW // 4)  # F(4x4)'s tiles
-    if (winograd.ALGORITHM == "4" and N * TH * TW >= winograd.F4_MIN_TILES
+    if (winograd.ALGORITHM == "4" and TH * TW >= winograd.F4_MIN_TILES
             and 16 * TH * TW <= winograd.F4_MAX_PADDING * OH * OW):
         return winograd4
     return winograd

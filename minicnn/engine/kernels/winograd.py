@@ -96,7 +96,12 @@ ALGORITHM = _algorithm_from_environment()
 MIN_CHANNELS = 16
 # F(4x4) needs enough tiles for its 36 GEMMs next to U[ab] (F, C), 2.25x F(2x2)'s U, and
 # blocks that fit the map: on 14x14 (or 13x13, 7x7) a third of its outputs would be padding.
-F4_MIN_TILES = 48  # N * ceil(OH/4) * ceil(OW/4): 28x28 at batch 1 (49) gains, 16x16 (16) not
+# Counted per image: with many images a small map still has few tiles per row, and its
+# transforms, not its products, set the pace. Measured on the small net at batch 50
+# (2026-12-02, fourth session), F(2x2) is as fast or faster on its 16x16 and 8x8 layers
+# (128->128 at 16x16, forward + backward: 29.5 ms against 35; 128->192 at 8x8: 11.2 against
+# 13.8); F(4x4) wins from 28x28 up (64->64 at 32x32: 39.6 against 50.3).
+F4_MIN_TILES = 48  # ceil(OH/4) * ceil(OW/4): 28x28 (49) gains, 16x16 (16) not
 F4_MAX_PADDING = 1.15  # outputs computed / outputs wanted
 
 

@@ -284,8 +284,10 @@ def test_choice_follows_the_measured_rules(monkeypatch):
     assert fast_conv.winograd_for(1, 64, 64, 224, 224, (3, 3), (1, 1), (1, 1)) is winograd4
     assert fast_conv.winograd_for(1, 512, 512, 28, 28, (3, 3), (1, 1), (1, 1)) is winograd4
     assert fast_conv.winograd_for(50, 64, 64, 32, 32, (3, 3), (1, 1), (1, 1)) is winograd4
-    assert fast_conv.winograd_for(50, 128, 192, 8, 8, (3, 3), (1, 1), (1, 1)) is winograd4
+    assert fast_conv.winograd_for(1, 64, 64, 28, 28, (3, 3), (1, 1), (1, 1)) is winograd4
     assert fast_conv.winograd_for(1, 128, 192, 8, 8, (3, 3), (1, 1), (1, 1)) is winograd  # few tiles
+    assert fast_conv.winograd_for(50, 128, 192, 8, 8, (3, 3), (1, 1), (1, 1)) is winograd  # per image
+    assert fast_conv.winograd_for(50, 128, 128, 16, 16, (3, 3), (1, 1), (1, 1)) is winograd
     assert fast_conv.winograd_for(4, 512, 512, 14, 14, (3, 3), (1, 1), (1, 1)) is winograd  # padding
     assert fast_conv.winograd_for(1, 192, 384, 13, 13, (3, 3), (1, 1), (1, 1)) is winograd
     assert fast_conv.winograd_for(1, 16, 16, 4, 4, (3, 3), (1, 1), (1, 1)) is winograd
