@@ -221,6 +221,35 @@ def every_kernel_threaded(monkeypatch):
     assert threads.n_threads(1, 0) == 3
 
 
+@pytest.mark.parametrize("threaded", [False, True])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_direct_3x3_first_layers_match_reference(request, monkeypatch, dtype, threaded):
+    """The direct loop of RGB-like first layers: 1-4 channels, padding 0-2, odd sizes,
+    batches of 1 (filters split over the threads) and more."""
+    if threaded:
+        request.getfixturevalue("every_kernel_threaded")
+    called = []
+    real = fast_conv._direct3x3_loops
+    monkeypatch.setattr(fast_conv, "_direct3x3_loops", lambda *a: called.append(1) or real(*a))
+    rng = np.random.default_rng(19)
+    for _ in range(12):
+        padding = tuple(int(p) for p in rng.integers(0, 3, 2))
+        H, W = (int(rng.integers(max(1, 3 - 2 * p), 12)) for p in padding)
+        x = rng.standard_normal((int(rng.choice([1, 2, 5])), int(rng.integers(1, 5)), H, W))
+        w = rng.standard_normal((int(rng.integers(1, 9)), x.shape[1], 3, 3))
+        b = rng.standard_normal(w.shape[0]) if rng.random() < 0.7 else None
+        x, w = x.astype(dtype), w.astype(dtype)
+        b = None if b is None else b.astype(dtype)
+        close(fast.conv2d_forward(x, w, b, (1, 1), padding),
+              reference.conv2d_forward(x, w, b, (1, 1), padding), dtype)
+    assert called  # the direct loop ran, not im2col
+    x = rng.standard_normal((1, fast_conv.DIRECT_MAX_CHANNELS + 1, 6, 6)).astype(dtype)
+    called.clear()
+    fast.conv2d_forward(x, rng.standard_normal((2, x.shape[1], 3, 3)).astype(dtype), None,
+                        (1, 1), (1, 1))
+    assert not called  # more channels: im2col (or Winograd)
+
+
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_threaded_kernels_match_reference(every_kernel_threaded, dtype):
     rng = np.random.default_rng(7)
