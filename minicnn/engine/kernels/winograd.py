@@ -349,10 +349,10 @@ def conv3x3_backward_input(grad_out, w, padding):
 # - with the forward's U read transposed, turning grad_out on the way in and the result on
 #   the way out: no second U in memory, but reversed reads and writes that cost, measured on
 #   the small net's layers at batch 50, 20-35% of the layer's time.
-# The first up to this many bytes of U per layer: all of the small net's and ResNet-18's up
-# to its 256-channel layers; on VGG16 up to conv3_1 (9 MB more), not the 512-channel layers
-# (whose U, 38 MB each, would raise the peak memory by a tenth).
-BACKWARD_FILTERS_MAX_BYTES = 16 << 20
+# The first up to this many bytes of U per layer: every layer of the small net, ResNet-18's
+# up to 128 channels, VGG16's up to conv2_2 (4 MB more in all). Not the larger ones: at 16 MB
+# VGG16's peak memory grew by 40 MB, past the 1.3 GB it is held to (BENCHMARKS.md).
+BACKWARD_FILTERS_MAX_BYTES = 4 << 20
 
 
 def backward_input(grad_out, w, padding, tiles, kind, GG, cached_U):
