@@ -187,19 +187,6 @@ def _direct3x3_loops(xp, w, bias, out, f0, f1):
                                + w20 * low[j] + w21 * low[j + 1] + w22 * low[j + 2])
 
 
-@njit(cache=True, nogil=True)
-def _pad_loops(x, xp, ph, pw):
-    """xp (C, H + 2ph, W + 2pw) = x (C, H, W) placed at (ph, pw) in zeros."""
-    C, H, W = x.shape
-    for c in range(C):
-        for i in range(xp.shape[1]):
-            for j in range(xp.shape[2]):
-                xp[c, i, j] = 0.0
-        for h in range(H):
-            for j in range(W):
-                xp[c, h + ph, j + pw] = x[c, h, j]
-
-
 def _direct3x3_forward(x, w, bias, padding, threads):
     """A 3x3 stride-1 convolution of few channels: per image (and group of filters when
     there are few images), pad, then ``_direct3x3_loops``."""
@@ -211,7 +198,7 @@ def _direct3x3_forward(x, w, bias, padding, threads):
 
     def work(n, f0, f1):
         xp = _scratch("padded", (C, H + 2 * ph, W + 2 * pw), x.dtype)
-        _pad_loops(x[n], xp, ph, pw)
+        winograd._pad_loops(x[n], xp, ph, pw, 0, False)  # the same zero padding
         _direct3x3_loops(xp, w, bias, out[n], f0, f1)
 
     tasks = [(n, f0, f1) for n in range(N) for f0, f1 in split(F, _pieces_per_image(N, threads))]
