@@ -18,11 +18,15 @@ its own single-threaded matrix product. Only one pool is busy at any time, as in
   two of our threads calling it do not start four BLAS threads on two cores. If the BLAS
   cannot be controlled, ``parallel_ok()`` is False and the kernels run serially.
 
-The pool is NUM_THREADS - 1 persistent workers, each asleep on a lock of its own that the
-caller releases to wake it, and answering on a second lock. A VGG pass makes ~100 parallel
-calls and the small net's layers take tens of microseconds each, so the hand-off matters:
-~20 us per call this way against ~60 us through ``concurrent.futures`` (a queue, a condition
-variable and a Future per chunk), measured here.
+The pool is NUM_THREADS - 1 persistent workers, each waiting on a lock of its own that the
+caller releases to hand it work, and answering on a second lock. A VGG pass makes ~100
+parallel calls and the small net's layers take tens of microseconds each, so the hand-off
+matters: ~20 us per call this way against ~60 us through ``concurrent.futures`` (a queue, a
+condition variable and a Future per chunk), measured on one machine. On a virtual machine
+where waking a sleeping thread took 65 us, each side first watches a counter for up to a
+millisecond (``spin.py``; ``MINICNN_SPIN_US=0`` turns that off): an empty parallel call
+took 30 us instead of 65, what is left being mostly the two threads taking turns at
+Python's GIL.
 """
 from __future__ import annotations
 
@@ -31,7 +35,10 @@ import os
 import sys
 import threading
 
+import numpy as np
+
 from minicnn._checks import check_int
+from minicnn.engine.kernels import spin
 
 __all__ = ["NUM_THREADS", "set_num_threads", "run_chunks", "run_tasks", "split", "n_threads", "parallel",
            "blas_single_threaded", "parallel_ok", "PARALLEL_MIN_MACS", "PARALLEL_MIN_ELEMENTS"]
@@ -60,9 +67,14 @@ def set_num_threads(n: int) -> None:
 
 
 class _Worker:
-    """One pool thread: it sleeps on ``wake`` until the caller hands it chunks and releases
-    the lock, runs them, and releases ``done``. A Lock (not a Condition) is the cheapest
-    thing to sleep on: one futex call to block, one to wake."""
+    """One pool thread. It watches its ``posted`` counter for work (``spin.spin_until``, for
+    up to ``spin.SPIN_SECONDS``), then sleeps on the ``wake`` lock; it answers the same way,
+    counting its jobs in ``finished`` and releasing ``done``. A Lock (not a Condition) is the
+    cheapest thing to sleep on: one futex call to block, one to wake.
+
+    Each lock is released before its counter moves, so a thread that saw the counter move
+    takes the lock at once: both ways of waiting see the same hand-over, in the same order.
+    """
 
     def __init__(self, index):
         self.wake, self.done = threading.Lock(), threading.Lock()
@@ -70,12 +82,30 @@ class _Worker:
         self.done.acquire()  # held: released by the worker when its chunks are finished
         self.job = None  # (work, chunks) handed over before wake is released
         self.error = None  # the first exception of the last job, or None
+        self.counters = np.zeros(2, dtype=np.int64)  # [POSTED, FINISHED] jobs, ever
+        self.spins = _spins()  # measured here, in the thread that makes the pool
         threading.Thread(target=self._loop, name=f"minicnn-{index}", daemon=True).start()
+
+    def post(self, work, chunks):
+        """Hand over a job (called by the thread that holds the pool)."""
+        self.job = (work, chunks)
+        self.wake.release()
+        self.counters[POSTED] += 1
+
+    def wait(self):
+        """Return once the last job posted is finished (called by the poster)."""
+        if self.spins:
+            spin.spin_until(self.counters, FINISHED, self.counters[POSTED], self.spins)
+        self.done.acquire()
 
     def _loop(self):
         _inside.active = True  # a run_chunks called from a chunk here runs serially
+        taken = 0
         while True:
+            if self.spins:
+                spin.spin_until(self.counters, POSTED, taken + 1, self.spins)
             self.wake.acquire()
+            taken += 1
             work, chunks = self.job
             self.job, self.error = None, None
             for chunk in chunks:
@@ -85,6 +115,18 @@ class _Worker:
                     self.error = error
                     break
             self.done.release()
+            self.counters[FINISHED] = taken
+
+
+POSTED, FINISHED = 0, 1  # the two counters of a _Worker
+
+
+def _spins() -> int:
+    """Reads of a counter in spin.SPIN_SECONDS, the longest a pool thread watches one
+    (0: no watching, straight to sleep)."""
+    if spin.SPIN_SECONDS <= 0:
+        return 0
+    return max(1, int(spin.SPIN_SECONDS * spin.spins_per_second()))
 
 
 _workers: list = []  # the pool, grown on demand to NUM_THREADS - 1 workers
@@ -133,13 +175,12 @@ def run_chunks(work, chunks) -> None:
                 _workers.append(_Worker(len(_workers) + 1))
         helpers = _workers[:threads - 1]
         for k, worker in enumerate(helpers):  # chunk k + 1, k + 1 + threads, ... to worker k
-            worker.job = (work, chunks[k + 1::threads])
-            worker.wake.release()
+            worker.post(work, chunks[k + 1::threads])
         try:
             _run_serially(work, chunks[0::threads])
         finally:  # never return while a chunk still runs (it may still be writing, or using BLAS)
             for worker in helpers:
-                worker.done.acquire()
+                worker.wait()
         for worker in helpers:
             if worker.error is not None:
                 error, worker.error = worker.error, None

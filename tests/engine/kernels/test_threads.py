@@ -1,5 +1,5 @@
-"""minicnn's thread pool, the BLAS thread limit and the malloc settings (kernels/threads.py,
-kernels/allocator.py)."""
+"""minicnn's thread pool, its hand-off by watched counters, the BLAS thread limit and the
+malloc settings (kernels/threads.py, kernels/spin.py, kernels/allocator.py)."""
 import os
 import subprocess
 import sys
@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-from minicnn.engine.kernels import allocator, threads
+from minicnn.engine.kernels import allocator, spin, threads
 
 
 def test_split_covers_the_range_in_near_equal_pieces():
@@ -156,3 +156,74 @@ def test_set_num_threads_takes_effect_and_checks_its_argument(monkeypatch):
         threads.set_num_threads(0)
     with pytest.raises(TypeError, match=r"the number of threads must be an int >= 1, got 2.0"):
         threads.set_num_threads(2.0)
+
+
+# ----------------------------------------------------------------------------- spin.py
+
+def test_spin_until_and_its_python_twin_agree():
+    counters = np.array([0, 5, -3], dtype=np.int64)
+    for index in range(3):
+        for target in (-4, -3, 0, 4, 5, 6):
+            for spins in (0, 1, 50):
+                expected = spin.spin_until_python(counters, index, target, spins)
+                assert spin.spin_until(counters, index, target, spins) == expected
+                assert expected == (spins > 0 and counters[index] >= target)
+
+
+def test_spin_until_sees_another_thread_move_the_counter_without_holding_the_gil():
+    """The setter is Python code: it can only run while spin_until waits if the spin holds
+    no GIL, and the spin returns True only if it re-reads memory (no hoisted load)."""
+    import threading
+    import time
+    counters = np.zeros(1, dtype=np.int64)
+
+    def set_soon():
+        time.sleep(0.01)
+        counters[0] = 7
+    setter = threading.Thread(target=set_soon)
+    setter.start()
+    seen = spin.spin_until(counters, 0, 7, 60 * spin.spins_per_second())  # up to a minute
+    setter.join()
+    assert seen
+
+
+def test_hand_offs_work_whether_the_worker_is_watching_or_asleep(monkeypatch):
+    """Back-to-back calls find the worker still watching its counter; calls after a pause
+    longer than spin.SPIN_SECONDS find it asleep on its lock. Both must run every chunk."""
+    import time
+    monkeypatch.setattr(threads, "NUM_THREADS", 2)
+    seen = np.zeros(2, int)
+
+    def work(chunk):
+        seen[chunk] += 1
+    for call in range(60):
+        if call % 3 == 0:
+            time.sleep(3 * spin.SPIN_SECONDS)
+        threads.run_chunks(work, [0, 1])
+        np.testing.assert_array_equal(seen, call + 1)
+
+
+@pytest.mark.parametrize("value, spins", [("0", 0), ("250", None)])
+def test_spin_time_comes_from_the_environment(value, spins):
+    code = ("import numpy as np\n"
+            "from minicnn.engine.kernels import spin, threads\n"
+            "threads.set_num_threads(2)\n"
+            "seen = np.zeros(2, int)\n"
+            "def work(chunk): seen[chunk] += 1\n"
+            "for _ in range(20): threads.run_chunks(work, [0, 1])\n"
+            "assert (seen == 20).all()\n"
+            "print(spin.SPIN_SECONDS, threads._spins())\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            env={**os.environ, "MINICNN_SPIN_US": value})
+    assert result.returncode == 0, result.stderr
+    seconds, measured = result.stdout.split()
+    assert float(seconds) == int(value) * 1e-6
+    assert (int(measured) == 0) if spins == 0 else (int(measured) > 0)
+
+
+def test_a_bad_spin_time_is_refused():
+    result = subprocess.run([sys.executable, "-c", "import minicnn.engine.kernels.spin"],
+                            capture_output=True, text=True,
+                            env={**os.environ, "MINICNN_SPIN_US": "fast"})
+    assert result.returncode != 0
+    assert "MINICNN_SPIN_US must be a whole number of microseconds >= 0, got 'fast'" in result.stderr
