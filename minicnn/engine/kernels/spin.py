@@ -5,20 +5,19 @@ virtual machine the wake-up of a sleeping CPU goes through the hypervisor. On th
 machine of BENCHMARKS.md an empty parallel call (work out, "done" back: two wake-ups) took
 65 us, and a ResNet-50 gradient makes ~130 parallel calls. A thread that is still awake,
 re-reading a counter that the other thread will increase, notices the change in about a
-microsecond.
-So the pool's threads watch a counter for a short while (``SPIN_SECONDS``, 1 ms unless
-``MINICNN_SPIN_US`` says otherwise) before they fall back to sleeping on a lock, as OpenMP
-runtimes do. Between two reads the watcher offers its CPU to any other ready thread
+microsecond. So the pool's threads watch a counter for a short while (``SPIN_SECONDS``, 1 ms
+unless ``MINICNN_SPIN_US`` says otherwise) before they fall back to sleeping on a lock, as
+OpenMP runtimes do. Between two reads the watcher offers its CPU to any other ready thread
 (sched_yield), so on a busy machine it does not keep the thread it waits for off the CPU.
 
-The watching loop runs in compiled code without the GIL (Numba, ``nogil=True``), so the thread
-being waited for keeps running Python. Its read of the counter is an atomic "acquire" load,
-made anew on every pass: a plain load is one the compiler may keep in a register, and the
-loop would then never see the change. The counters are int64 NumPy
-arrays written from Python, by one thread each.
+The watching loop runs in compiled code without the GIL (Numba, ``nogil=True``), so the
+thread being waited for keeps running Python. Its read of the counter is an atomic
+"acquire" load, made anew on every pass: a plain load is one the compiler may keep in a
+register, and the loop would then never see the change. The counters are int64 NumPy arrays
+written from Python, each by one thread.
 
 ``spin_until_python`` is the readable twin of ``spin_until``, with the same signature: Python
-re-reads an array element on every pass anyway, and holds the GIL while it spins, which is
+re-reads an array element on every pass anyway, but it holds the GIL while it spins, which is
 why the pool does not use it.
 """
 from __future__ import annotations
@@ -38,14 +37,15 @@ __all__ = ["spin_until", "spin_until_python", "spins_per_second", "SPIN_SECONDS"
 def _spin_seconds() -> float:
     """``$MINICNN_SPIN_US`` microseconds if set (0: never watch, sleep at once), else 1 ms:
     the gaps between a network's parallel calls at batch 1 are 0.1-0.4 ms here (serial
-    layers and Python between them). 0 on Windows, whose C library has no sched_yield."""
+    layers and Python between them). Always 0 on Windows, whose C library has no
+    sched_yield."""
     value = os.environ.get("MINICNN_SPIN_US")
-    if value is not None:
-        if not value.isdigit():
-            raise ValueError(f"MINICNN_SPIN_US must be a whole number of microseconds >= 0, "
-                             f"got {value!r}")
-        return int(value) * 1e-6
-    return 0.0 if os.name == "nt" else 1e-3
+    if value is not None and not value.isdigit():
+        raise ValueError(f"MINICNN_SPIN_US must be a whole number of microseconds >= 0, "
+                         f"got {value!r}")
+    if os.name == "nt":
+        return 0.0
+    return 1e-3 if value is None else int(value) * 1e-6
 
 
 # How long a waiting thread of the pool watches its counter before it sleeps.

@@ -67,10 +67,10 @@ def set_num_threads(n: int) -> None:
 
 
 class _Worker:
-    """One pool thread. It watches its ``posted`` counter for work (``spin.spin_until``, for
-    up to ``spin.SPIN_SECONDS``), then sleeps on the ``wake`` lock; it answers the same way,
-    counting its jobs in ``finished`` and releasing ``done``. A Lock (not a Condition) is the
-    cheapest thing to sleep on: one futex call to block, one to wake.
+    """One pool thread. It watches ``counters[POSTED]`` for work (``spin.spin_until``, for up
+    to ``spin.SPIN_SECONDS``), then sleeps on the ``wake`` lock; it answers the same way,
+    counting its jobs in ``counters[FINISHED]`` and releasing ``done``. A Lock (not a
+    Condition) is the cheapest thing to sleep on: one futex call to block, one to wake.
 
     Each lock is released before its counter moves, so a thread that saw the counter move
     takes the lock at once: both ways of waiting see the same hand-over, in the same order.
