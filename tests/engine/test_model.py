@@ -225,6 +225,15 @@ print(m.backward(np.ones_like(s)).shape)
     assert result.stdout.strip() == "(1, 1, 5, 5)"
 
 
+def test_import_loads_no_compiler():
+    """``import minicnn`` (and the command line's --help) stays quick: Numba, SciPy and
+    matplotlib load when a kernel, a figure or a SciPy user first needs them."""
+    result = run_python("import sys, minicnn; print(sorted(m for m in ('numba', 'scipy', "
+                        "'matplotlib', 'torch') if m in sys.modules))")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+
+
 def test_environment_variable_selects_kernels():
     result = run_python("from minicnn.engine import kernels; print(kernels.active_name())",
                         MINICNN_KERNELS="reference")

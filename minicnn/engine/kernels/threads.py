@@ -38,7 +38,6 @@ import threading
 import numpy as np
 
 from minicnn._checks import check_int
-from minicnn.engine.kernels import spin
 
 __all__ = ["NUM_THREADS", "set_num_threads", "run_chunks", "run_tasks", "split", "n_threads", "parallel",
            "blas_single_threaded", "parallel_ok", "PARALLEL_MIN_MACS", "PARALLEL_MIN_ELEMENTS"]
@@ -84,6 +83,7 @@ class _Worker:
         self.error = None  # the first exception of the last job, or None
         self.counters = np.zeros(2, dtype=np.int64)  # [POSTED, FINISHED] jobs, ever
         self.spins = _spins()  # measured here, in the thread that makes the pool
+        self.spin_until = _spin_module().spin_until
         threading.Thread(target=self._loop, name=f"minicnn-{index}", daemon=True).start()
 
     def post(self, work, chunks):
@@ -95,7 +95,7 @@ class _Worker:
     def wait(self):
         """Return once the last job posted is finished (called by the poster)."""
         if self.spins:
-            spin.spin_until(self.counters, FINISHED, self.counters[POSTED], self.spins)
+            self.spin_until(self.counters, FINISHED, self.counters[POSTED], self.spins)
         self.done.acquire()
 
     def _loop(self):
@@ -103,7 +103,7 @@ class _Worker:
         taken = 0
         while True:
             if self.spins:
-                spin.spin_until(self.counters, POSTED, taken + 1, self.spins)
+                self.spin_until(self.counters, POSTED, taken + 1, self.spins)
             self.wake.acquire()
             taken += 1
             work, chunks = self.job
@@ -121,9 +121,17 @@ class _Worker:
 POSTED, FINISHED = 0, 1  # the two counters of a _Worker
 
 
+def _spin_module():
+    """kernels/spin.py, imported when the first worker is made: it imports Numba, which
+    ``import minicnn`` does not need."""
+    from minicnn.engine.kernels import spin
+    return spin
+
+
 def _spins() -> int:
     """Reads of a counter in spin.SPIN_SECONDS, the longest a pool thread watches one
     (0: no watching, straight to sleep)."""
+    spin = _spin_module()
     if spin.SPIN_SECONDS <= 0:
         return 0
     return max(1, int(spin.SPIN_SECONDS * spin.spins_per_second()))
