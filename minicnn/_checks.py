@@ -23,10 +23,17 @@ from numbers import Integral, Real
 
 import numpy as np
 
-__all__ = ["FLOAT_DTYPES", "check_array", "check_images", "check_finite", "check_int",
-           "check_number", "check_choice"]
+__all__ = ["FLOAT_DTYPES", "SettingError", "check_array", "check_images", "check_finite",
+           "check_int", "check_number", "check_choice"]
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+class SettingError(ValueError):
+    """A bad value in one of minicnn's environment variables (``MINICNN_WINOGRAD``,
+    ``MINICNN_SPIN_US``, ``MINICNN_NUM_THREADS``): the user's setting, not the model or the
+    input, so it is reported as it is wherever it surfaces (the command line: one line,
+    exit 2)."""
 
 
 def _dtype_names(dtypes) -> str:

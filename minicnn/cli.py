@@ -63,6 +63,7 @@ def _note(message: str) -> None:
 # The library's exceptions for bad input, each reported as one line (imported lazily, so
 # that ``minicnn --help`` stays fast).
 def _user_errors() -> tuple:
+    from ._checks import SettingError
     from .explain import ExplainError
     from .io.atomic import OutputPathError
     from .io.convert import ConversionError
@@ -71,7 +72,7 @@ def _user_errors() -> tuple:
     from .io.samples import SampleIndexError
     from .io.weights import WeightsFileError
     return (ConversionError, DatasetNotFoundError, ExplainError, ImageReadError,
-            OutputPathError, SampleIndexError, WeightsFileError)
+            OutputPathError, SampleIndexError, SettingError, WeightsFileError)
 
 
 def _per_image_errors() -> tuple:

@@ -40,7 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
-from minicnn._checks import check_finite
+from minicnn._checks import SettingError, check_finite
 from minicnn.engine.model import Graph, model_from_config
 from minicnn.io.atomic import atomic_write
 from minicnn.io.images import MAX_SIDE, Preprocess
@@ -301,6 +301,8 @@ def check_runs(model: Graph, input_shape, path) -> None:
     program that assumes an input size for a model without one can run it too."""
     try:
         scores = model.forward(np.zeros((1,) + tuple(input_shape), np.float32))
+    except SettingError:
+        raise  # the user's environment, not the file: reported as it is
     except (ValueError, TypeError) as e:
         raise WeightsFileError(f"{path}: the architecture does not run on a "
                                f"{tuple(input_shape)} image: {e}") from None

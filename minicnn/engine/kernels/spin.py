@@ -31,6 +31,8 @@ from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
+from minicnn._checks import SettingError
+
 __all__ = ["spin_until", "spin_until_python", "spins_per_second", "SPIN_SECONDS"]
 
 
@@ -41,7 +43,7 @@ def _spin_seconds() -> float:
     sched_yield."""
     value = os.environ.get("MINICNN_SPIN_US")
     if value is not None and not value.isdigit():
-        raise ValueError(f"MINICNN_SPIN_US must be a whole number of microseconds >= 0, "
+        raise SettingError(f"MINICNN_SPIN_US must be a whole number of microseconds >= 0, "
                          f"got {value!r}")
     if os.name == "nt":
         return 0.0

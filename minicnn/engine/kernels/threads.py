@@ -37,7 +37,7 @@ import threading
 
 import numpy as np
 
-from minicnn._checks import check_int
+from minicnn._checks import SettingError, check_int
 
 __all__ = ["NUM_THREADS", "set_num_threads", "run_chunks", "run_tasks", "split", "n_threads", "parallel",
            "blas_single_threaded", "parallel_ok", "PARALLEL_MIN_MACS", "PARALLEL_MIN_ELEMENTS"]
@@ -47,7 +47,7 @@ def _num_threads() -> int:
     value = os.environ.get("MINICNN_NUM_THREADS")
     if value is not None:
         if not value.isdigit() or int(value) < 1:
-            raise ValueError(f"MINICNN_NUM_THREADS must be a whole number >= 1, got {value!r}")
+            raise SettingError(f"MINICNN_NUM_THREADS must be a whole number >= 1, got {value!r}")
         return int(value)
     try:
         return len(os.sched_getaffinity(0))

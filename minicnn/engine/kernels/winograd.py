@@ -60,6 +60,7 @@ import weakref
 import numpy as np
 from numba import njit
 
+from minicnn._checks import SettingError
 from minicnn.engine.kernels import allocator, threads
 
 __all__ = ["BT", "G", "AT", "ALGORITHM", "supported", "cached_filters",
@@ -83,7 +84,7 @@ AT = np.array([[1, 1, 1, 0],
 def _algorithm_from_environment() -> str:
     value = os.environ.get("MINICNN_WINOGRAD", "4")
     if value not in ("2", "4", "off"):
-        raise ValueError(f"MINICNN_WINOGRAD must be 2, 4 or off, got {value!r}")
+        raise SettingError(f"MINICNN_WINOGRAD must be 2, 4 or off, got {value!r}")
     return value
 
 
