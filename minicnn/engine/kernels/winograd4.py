@@ -21,9 +21,11 @@ GEMMs sum large transformed values whose rounding A^T then amplifies. On random 
 output, is 10-45 float32 epsilons (1e-6 to 5e-6; tested bound 100; F(2x2) and im2col <= 6),
 forward and backward alike; in RMS 5-17 epsilons (F(2x2) 1-4). That is far below what
 changes a saliency map, but it is not im2col's rounding: it can flip which of two nearly
-equal inputs wins a max-pool downstream, moving a little of the gradient to a neighbouring
-pixel (on the shipped model's 20 samples, 17 float32 gradients agree with PyTorch's to
-~1e-6 and three by 0.4-5.2%; PyTorch's float32 is itself 0.7% off float64 on one of them).
+equal inputs wins a max-pool downstream, or whether a ReLU input within rounding of 0 passes
+the gradient, moving a little of the gradient along another path (on the shipped model's 20
+samples, 17 float32 gradients agree with PyTorch's to ~1e-6 and three by 0.4-5.2%; PyTorch's
+float32 is itself 0.7% off float64 on one of them; ``tests/test_shipped_model.py`` checks
+that every difference from float64 comes from such a tie).
 ``MINICNN_WINOGRAD=2`` (F(2x2) only) or ``MINICNN_WINOGRAD=off`` (im2col) trade speed for
 it. In float64 the error stays ~1e-14 relative (tested against PyTorch at 1e-9).
 
