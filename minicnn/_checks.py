@@ -31,9 +31,9 @@ FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 class SettingError(ValueError):
     """A bad value in one of minicnn's environment variables (``MINICNN_WINOGRAD``,
-    ``MINICNN_SPIN_US``, ``MINICNN_NUM_THREADS``): the user's setting, not the model or the
-    input, so it is reported as it is wherever it surfaces (the command line: one line,
-    exit 2)."""
+    ``MINICNN_SPIN_US``, ``MINICNN_NUM_THREADS``, ``MINICNN_KERNELS``): the user's setting,
+    not the model or the input, so it is reported as it is wherever it surfaces (the command
+    line: one line, exit 2). None is raised by ``import minicnn``: each when first needed."""
 
 
 def _dtype_names(dtypes) -> str:

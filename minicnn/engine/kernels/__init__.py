@@ -24,6 +24,8 @@ from __future__ import annotations
 import importlib
 import os
 
+from minicnn._checks import SettingError
+
 __all__ = ["KERNEL_NAMES", "active", "active_name", "get", "use_kernels",
            "output_size", "adaptive_bins"]
 
@@ -63,8 +65,16 @@ def _check_name(name: str) -> str:
     return name
 
 
+def _from_environment() -> str | None:
+    """$MINICNN_KERNELS, or None if it names no kernels: then the first layer to run raises
+    the SettingError (not ``import minicnn``, so that the command line can report it as one
+    line) until ``use_kernels`` picks a valid name."""
+    name = os.environ.get("MINICNN_KERNELS", "fast")
+    return name if name in KERNEL_NAMES else None
+
+
 _modules: dict = {}
-_active_name = _check_name(os.environ.get("MINICNN_KERNELS", "fast"))
+_active_name = _from_environment()
 
 
 def get(name: str):
@@ -77,11 +87,14 @@ def get(name: str):
 
 def active():
     """The kernel module the layers use right now."""
-    return get(_active_name)
+    return get(active_name())
 
 
 def active_name() -> str:
     """ "fast" or "reference"."""
+    if _active_name is None:
+        raise SettingError(f"MINICNN_KERNELS must be one of {KERNEL_NAMES}, got "
+                           f"{os.environ.get('MINICNN_KERNELS')!r}")
     return _active_name
 
 

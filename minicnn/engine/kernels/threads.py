@@ -8,8 +8,8 @@ fought for the same two cores. So each kernel splits its work into independent c
 row bands or channels) and runs one chunk per thread, every thread doing its own im2col AND
 its own single-threaded matrix product. Only one pool is busy at any time, as in PyTorch.
 
-- ``NUM_THREADS``: ``$MINICNN_NUM_THREADS`` if set, else the CPUs this process may use;
-  ``set_num_threads(n)`` changes it later (a Dask worker, one of several processes on a
+- ``NUM_THREADS``: ``$MINICNN_NUM_THREADS`` if set, else the CPUs this process may use (a
+  bad value is reported by the first forward pass); ``set_num_threads(n)`` changes it later (a Dask worker, one of several processes on a
   machine, sets 1 once minicnn is already imported).
 - ``run_chunks(work, chunks)``: ``work(chunk)`` for every chunk, spread over the threads.
   The jitted loops are compiled with ``nogil=True`` and NumPy's matmul releases the GIL, so
@@ -43,26 +43,31 @@ __all__ = ["NUM_THREADS", "set_num_threads", "run_chunks", "run_tasks", "split",
            "blas_single_threaded", "parallel_ok", "PARALLEL_MIN_MACS", "PARALLEL_MIN_ELEMENTS"]
 
 
-def _num_threads() -> int:
+def _num_threads() -> tuple[int, SettingError | None]:
+    """(threads, None), or (1, the error) for a bad ``$MINICNN_NUM_THREADS``: the error is
+    raised by the first pass (``parallel_ok``), not by ``import minicnn``, so that the command
+    line can report it as one line."""
     value = os.environ.get("MINICNN_NUM_THREADS")
     if value is not None:
         if not value.isdigit() or int(value) < 1:
-            raise SettingError(f"MINICNN_NUM_THREADS must be a whole number >= 1, got {value!r}")
-        return int(value)
+            return 1, SettingError(f"MINICNN_NUM_THREADS must be a whole number >= 1, "
+                                   f"got {value!r}")
+        return int(value), None
     try:
-        return len(os.sched_getaffinity(0))
+        return len(os.sched_getaffinity(0)), None
     except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
+        return os.cpu_count() or 1, None
 
 
-NUM_THREADS = _num_threads()
+NUM_THREADS, _setting_error = _num_threads()
 
 
 def set_num_threads(n: int) -> None:
     """Use ``n`` threads (an int >= 1) from the next kernel call on. The pool keeps any
-    workers it already has; with n = 1 every kernel runs in the calling thread."""
-    global NUM_THREADS
-    NUM_THREADS = check_int(n, "the number of threads", 1)
+    workers it already has; with n = 1 every kernel runs in the calling thread. It also
+    overrides a bad ``$MINICNN_NUM_THREADS``."""
+    global NUM_THREADS, _setting_error
+    NUM_THREADS, _setting_error = check_int(n, "the number of threads", 1), None
 
 
 class _Worker:
@@ -223,6 +228,8 @@ def parallel_ok() -> bool:
     is made again (~1-7 ms) whenever modules were imported since: one of them may have
     loaded its own BLAS (SciPy does), which would otherwise keep its threads."""
     global _controller, _blas_found, _modules_seen
+    if _setting_error is not None:
+        raise _setting_error
     if NUM_THREADS == 1:
         return False
     if _blas_found is None or len(sys.modules) != _modules_seen:
