@@ -9,8 +9,9 @@ row bands or channels) and runs one chunk per thread, every thread doing its own
 its own single-threaded matrix product. Only one pool is busy at any time, as in PyTorch.
 
 - ``NUM_THREADS``: ``$MINICNN_NUM_THREADS`` if set, else the CPUs this process may use (a
-  bad value is reported by the first forward pass); ``set_num_threads(n)`` changes it later (a Dask worker, one of several processes on a
-  machine, sets 1 once minicnn is already imported).
+  bad value is reported by the first forward pass); ``set_num_threads(n)`` changes it later
+  (a Dask worker, one of several processes on a machine, sets 1 once minicnn is already
+  imported).
 - ``run_chunks(work, chunks)``: ``work(chunk)`` for every chunk, spread over the threads.
   The jitted loops are compiled with ``nogil=True`` and NumPy's matmul releases the GIL, so
   the threads really run at the same time.
