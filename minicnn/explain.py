@@ -336,7 +336,7 @@ def compare_file(model, path, target=None, out_dir="saliency_out", progress: boo
     truth = ground_truth(path) or {}
     methods = list(saliency.METHODS)
     options = {m: method_options(m, progress) for m in methods}
-    scores, targets = saliency.scores_and_targets(model, x, target)  # before the slow methods
+    scores, targets = saliency.in_chunks(model, x, target)  # before the slow methods
     _check_finite(name, "the model's scores", scores)
     scores, targets, results = saliency.attribute(model, x, methods, targets, options)
     maps = {}

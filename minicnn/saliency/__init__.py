@@ -30,14 +30,16 @@ Every method takes a batch: ``method(model, x, target=None, **options)`` with x 
 ``target`` None (each image's predicted class), an int, or a sequence of N ints; the result is
 per image. A batch of any size, 0 included, runs CHUNK_SIZE (50) images per pass
 (``in_chunks``, the one place a batch is split), so memory does not grow with the batch; a
-target out of range, of any integer size, is a ValueError naming the valid range. ``METHODS`` is the registry: for each name, the function and what a caller needs to
-know about it (what it returns, its cost in passes, its options), so that the command line
-and the evaluation read it instead of keeping lists of their own. ``attribute`` runs several
-methods on one batch, sharing the passes they have in common; ``to_map`` turns any result into
-an (H, W) map per image.
+target out of range, of any integer size, is a ValueError naming the valid range.
+``METHODS`` is the registry: for each name, the function and what a caller needs to know about
+it (what it returns, its cost in passes, its options), so that the command line and the
+evaluation read it instead of keeping lists of their own. ``attribute`` runs several methods
+on one batch, sharing the passes they have in common; ``to_map`` turns any result into an
+(H, W) map per image.
 
 The code lives one idea per module: ``gradient.py`` (the class to explain, the vanilla
-gradient, the ReLU-rule variants), ``smoothgrad.py``, ``integrated.py``, ``baselines.py`` (what
+gradient, the ReLU-rule variants, and the batching the other methods share: ``in_chunks``,
+``row_batches``, ``accumulate_per_image``), ``smoothgrad.py``, ``integrated.py``, ``baselines.py`` (what
 "absent" means: zeros, a blurred image), ``gradcam.py``, ``occlusion.py``, ``maps.py``
 (attribution -> map). These modules use the engine only; the registry is here.
 
@@ -62,10 +64,11 @@ from minicnn._checks import check_images
 from minicnn.saliency.baselines import BASELINES, BLUR_SIGMA, baseline_like, blur
 from minicnn.saliency.gradcam import (cam_from_last_forward, default_cam_layer, grad_cam,
                                       guided_grad_cam)
-from minicnn.saliency.gradient import (CHUNK_SIZE, backprop, check_targets, deconvnet,
-                                       gradient, guided_backprop, in_chunks, input_x_gradient,
-                                       one_hot, probability_gradient, resolve_targets,
-                                       scores_and_targets, softmax)
+from minicnn.saliency.gradient import (CHUNK_SIZE, accumulate_per_image, backprop,
+                                       check_targets, deconvnet, gradient, guided_backprop,
+                                       in_chunks, input_x_gradient, one_hot,
+                                       probability_gradient, resolve_targets, row_batches,
+                                       softmax)
 from minicnn.saliency.integrated import IG_METHODS, integrated_gradients, integration_points
 from minicnn.saliency.maps import saliency_map, to_map, upsample_bilinear
 from minicnn.saliency.occlusion import occlusion, occlusion_windows
@@ -74,7 +77,7 @@ from minicnn.saliency.smoothgrad import DEFAULT_SAMPLES, SMOOTHGRAD_KINDS, smoot
 __all__ = [
     "gradient", "saliency_map", "to_map", "upsample_bilinear",
     "resolve_targets", "check_targets", "one_hot", "backprop", "softmax",
-    "in_chunks", "scores_and_targets", "CHUNK_SIZE",
+    "in_chunks", "CHUNK_SIZE", "row_batches", "accumulate_per_image",
     "probability_gradient", "guided_backprop", "deconvnet", "input_x_gradient",
     "smoothgrad", "SMOOTHGRAD_KINDS", "integrated_gradients", "integration_points",
     "IG_METHODS", "blur", "baseline_like", "BASELINES", "BLUR_SIGMA",

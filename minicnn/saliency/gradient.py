@@ -19,7 +19,7 @@ from minicnn._checks import check_images
 
 __all__ = ["resolve_targets", "check_targets", "one_hot", "backprop", "gradient", "softmax",
            "probability_gradient", "guided_backprop", "deconvnet", "input_x_gradient",
-           "in_chunks", "scores_and_targets", "CHUNK_SIZE"]
+           "in_chunks", "CHUNK_SIZE", "row_batches", "accumulate_per_image"]
 
 CHUNK_SIZE = 50  # images per pass over a caller's batch; the methods' batch_size default too
 _INT64_MAX = int(np.iinfo(np.int64).max)
@@ -84,14 +84,15 @@ def one_hot(targets: np.ndarray, num_classes: int, dtype) -> np.ndarray:
     return seed
 
 
-def in_chunks(model, x, target, work=None):
+def in_chunks(model, x, target=None, work=None):
     """A pass over a batch, CHUNK_SIZE images at a time: the one place where a caller's batch
     is split, so that memory does not grow with it.
 
     For each chunk: the forward pass (scores (B, K) before the softmax), its targets
     (``resolve_targets``), then ``work(x_chunk, scores, targets)``, which runs right after
     that forward pass (so it may call ``model.backward``) and returns a tuple of arrays with
-    one row per image; without ``work`` the pass is ``model.predict``, which keeps nothing.
+    one row per image; without ``work`` the pass is ``model.predict``, which keeps nothing,
+    and the answer is just each image's scores and class to explain.
     Returns (scores (N, K), targets (N,), *work's arrays over all N).
     A batch of 0 images runs the model once on it, so the empty results have their shapes.
     """
@@ -108,11 +109,6 @@ def in_chunks(model, x, target, work=None):
                                   else target[rows], scores)           # (B,)
         parts.append((scores, targets) + (tuple(work(x[rows], scores, targets)) if work else ()))
     return tuple(p[0] if len(p) == 1 else np.concatenate(p) for p in zip(*parts))
-
-
-def scores_and_targets(model, x, target=None):
-    """(scores (N, K), targets (N,)) of a batch, chunk by chunk (``in_chunks``)."""
-    return in_chunks(model, x, target)
 
 
 def backprop(model, x, target=None, relu_rule: str = "gradient"):
@@ -160,16 +156,27 @@ def probability_gradient(model, x, target=None) -> np.ndarray:
     return in_chunks(model, x, target, backward)[2]
 
 
-# ============================================================================ batching helpers
+# ============================================================================ many copies per image
 
-def _row_batches(total: int, batch_size: int):
-    """range(total) in consecutive chunks of at most batch_size, as index arrays."""
+# SmoothGrad (noisy copies), integrated gradients (points on a path) and occlusion (occluded
+# copies) each run the model on many copies of every image. They number the copies as rows
+# of one long list (row r is some copy of image image_of_row[r]), run the rows batch by batch
+# so that memory is bounded, and add each batch's results into their image's total.
+
+def row_batches(total: int, batch_size: int):
+    """The rows 0..total-1 in consecutive batches: yields int64 index arrays (B,), B <=
+    batch_size, the last one shorter when batch_size does not divide total."""
     for start in range(0, total, batch_size):
         yield np.arange(start, min(start + batch_size, total))
 
 
-def _sum_rows_per_image(total: np.ndarray, image_of_row: np.ndarray, values: np.ndarray):
-    """total[n] += the sum of the rows of `values` that belong to image n (in place)."""
+def accumulate_per_image(total: np.ndarray, image_of_row: np.ndarray, values: np.ndarray):
+    """In place: total[n] += the sum of the rows of ``values`` that are copies of image n.
+
+    - total: (N, ...) float64, one running sum per image
+    - image_of_row: (B,) ints in 0..N-1, the image each row of ``values`` is a copy of
+    - values: (B, ...), the same trailing shape as ``total``
+    Each image's rows are summed first (in values' dtype), then added to its total."""
     for n in np.unique(image_of_row):
         total[n] += values[image_of_row == n].sum(axis=0)
 

@@ -10,8 +10,7 @@ import numpy as np
 from minicnn._checks import check_choice, check_images, check_int
 from minicnn._progress import progress_bar
 from minicnn.saliency.baselines import baseline_like
-from minicnn.saliency.gradient import (_row_batches, _sum_rows_per_image, gradient,
-                                       scores_and_targets)
+from minicnn.saliency.gradient import accumulate_per_image, gradient, in_chunks, row_batches
 
 __all__ = ["integrated_gradients", "integration_points", "IG_METHODS"]
 
@@ -66,8 +65,9 @@ def integrated_gradients(model, x, target=None, baseline=None, steps=50,
     Completeness: the attributions sum to S_c(x) - S_c(b), up to the quadrature error.
 
     - baseline b: None or 0 (black in the model's input space: zeros), "zeros", "blur"
-      (``baselines.blur(x)``: each image Gaussian-blurred, sigma = BLUR_SIGMA pixels), a number, or an
-      array broadcastable to x's shape (e.g. (C, 1, 1) channel means or (N, C, H, W))
+      (``baselines.blur(x)``: each image Gaussian-blurred, sigma = BLUR_SIGMA pixels), a
+      number, or an array broadcastable to x's shape (e.g. (C, 1, 1) channel means or
+      (N, C, H, W))
     - steps, method: the quadrature, see ``integration_points`` (method is one of IG_METHODS)
     - batch_size: path points per forward/backward pass (bounded memory)
     - return_gap: also return the completeness gap per image, (N,) float64:
@@ -79,22 +79,22 @@ def integrated_gradients(model, x, target=None, baseline=None, steps=50,
     alphas, weights = integration_points(steps, method)
     batch_size = check_int(batch_size, "batch_size", 1)
     base = baseline_like(x, baseline)                                 # (N, C, H, W)
-    scores, targets = scores_and_targets(model, x, target)        # (N, K), (N,)
+    scores, targets = in_chunks(model, x, target)                 # (N, K), (N,)
     N = len(x)
     diff = x - base                                               # (N, C, H, W)
     total = np.zeros(x.shape, np.float64)                         # sum_k w_k grad_k, per image
     with progress_bar(len(alphas) * N, "integrated gradients", progress) as bar:
-        for rows in _row_batches(len(alphas) * N, batch_size):
+        for rows in row_batches(len(alphas) * N, batch_size):
             step, image = rows // N, rows % N                     # step-major, as Captum
             a = alphas[step].astype(x.dtype).reshape(-1, 1, 1, 1)   # (B, 1, 1, 1)
             grad = gradient(model, base[image] + a * diff[image], targets[image])
             w = weights[step].reshape(-1, 1, 1, 1)                # (B, 1, 1, 1)
-            _sum_rows_per_image(total, image, w * grad)
+            accumulate_per_image(total, image, w * grad)
             bar.update(len(rows))
     attributions = (total * diff).astype(x.dtype)
     if not return_gap:
         return attributions
     rows = np.arange(N)
-    change = scores[rows, targets] - scores_and_targets(model, base)[0][rows, targets]
+    change = scores[rows, targets] - in_chunks(model, base)[0][rows, targets]
     gap = attributions.sum(axis=(1, 2, 3), dtype=np.float64) - change
     return attributions, gap

@@ -9,7 +9,7 @@ import numpy as np
 from minicnn._checks import check_images, check_int
 from minicnn._progress import progress_bar
 from minicnn.saliency.baselines import baseline_like
-from minicnn.saliency.gradient import _row_batches, scores_and_targets
+from minicnn.saliency.gradient import in_chunks, row_batches
 
 __all__ = ["occlusion", "occlusion_windows"]
 
@@ -41,7 +41,7 @@ def occlusion(model, x, target=None, window=8, stride=4, baseline=0, batch_size=
     boxes = occlusion_windows((H, W), window, stride)             # [(y0, y1, x0, x1)]
     batch_size = check_int(batch_size, "batch_size", 1)
     base = baseline_like(x, baseline)                             # (N, C, H, W)
-    scores, targets = scores_and_targets(model, x, target)        # (N, K), (N,)
+    scores, targets = in_chunks(model, x, target)                 # (N, K), (N,)
     clean = scores[np.arange(N), targets]                         # (N,)
     drops = np.zeros((N, H, W), np.float64)                       # summed drops per pixel
     covers = np.zeros((H, W), np.int64)                           # windows covering each pixel
@@ -49,7 +49,7 @@ def occlusion(model, x, target=None, window=8, stride=4, baseline=0, batch_size=
         covers[y0:y1, x0:x1] += 1
     P = len(boxes)
     with progress_bar(N * P, "occlusion", progress) as bar:
-        for rows in _row_batches(N * P, batch_size):
+        for rows in row_batches(N * P, batch_size):
             image, box = rows // P, rows % P                      # image-major
             hidden = x[image]                                     # (B, C, H, W), a copy
             for j, (n, p) in enumerate(zip(image, box)):

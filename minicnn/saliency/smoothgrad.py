@@ -8,8 +8,8 @@ import numpy as np
 
 from minicnn._checks import check_array, check_choice, check_images, check_int, check_number
 from minicnn._progress import progress_bar
-from minicnn.saliency.gradient import (_row_batches, _sum_rows_per_image, check_targets, gradient,
-                                       scores_and_targets)
+from minicnn.saliency.gradient import (accumulate_per_image, check_targets, gradient,
+                                       in_chunks, row_batches)
 
 __all__ = ["smoothgrad", "SMOOTHGRAD_KINDS", "DEFAULT_SAMPLES"]
 
@@ -64,7 +64,7 @@ def smoothgrad(model, x, target=None, method=gradient, n_samples=None, noise_lev
         n_samples = noise.shape[0]
         draw = _given_noise(noise, len(x))
     if target is None:  # the clean images' predictions
-        targets = scores_and_targets(model, x)[1]                # (N,)
+        targets = in_chunks(model, x)[1]                         # (N,)
     else:  # no forward pass needed: `method` checks the range on the first batch
         targets = check_targets(target, len(x))                  # (N,)
 
@@ -72,7 +72,7 @@ def smoothgrad(model, x, target=None, method=gradient, n_samples=None, noise_lev
     total = np.zeros(x.shape, np.float64)                          # sum of maps, per image
     total_sq = np.zeros(x.shape, np.float64) if kind != "smoothgrad" else None
     with progress_bar(n_samples * N, kind, progress) as bar:
-        for rows in _row_batches(n_samples * N, batch_size):
+        for rows in row_batches(n_samples * N, batch_size):
             image = rows % N                       # row r: sample r // N of image r % N
             noisy = x[image] + draw(rows)                          # (B, C, H, W)
             maps = np.asarray(method(model, noisy, targets[image]))
@@ -80,9 +80,9 @@ def smoothgrad(model, x, target=None, method=gradient, n_samples=None, noise_lev
                 raise ValueError(f"smoothgrad: method {getattr(method, '__name__', method)} "
                                  f"returned shape {maps.shape}, expected the input's shape "
                                  f"{noisy.shape}")
-            _sum_rows_per_image(total, image, maps)
+            accumulate_per_image(total, image, maps)
             if total_sq is not None:
-                _sum_rows_per_image(total_sq, image, np.square(maps, dtype=np.float64))
+                accumulate_per_image(total_sq, image, np.square(maps, dtype=np.float64))
             bar.update(len(rows))
     mean = total / n_samples
     if kind == "smoothgrad":

@@ -240,3 +240,26 @@ def test_a_batch_of_zero_images_gives_an_empty_result_of_the_right_shape(net_and
                                                   {name: CHEAP.get(name, {})})
     assert scores.shape == (0, 5) and targets.shape == (0,)
     assert results[name].shape == empty.shape
+
+
+def test_in_chunks_without_work_gives_the_scores_and_the_classes_to_explain(net_and_x):
+    model, x = net_and_x
+    scores, targets = saliency.in_chunks(model, x)
+    np.testing.assert_array_equal(scores, model.forward(x))
+    np.testing.assert_array_equal(targets, scores.argmax(1))
+    np.testing.assert_array_equal(saliency.in_chunks(model, x, [4, 0, 1, 2])[1], [4, 0, 1, 2])
+
+
+def test_row_batches_cover_every_row_once_in_order():
+    batches = list(saliency.row_batches(7, 3))
+    assert [b.tolist() for b in batches] == [[0, 1, 2], [3, 4, 5], [6]]
+    assert list(saliency.row_batches(0, 3)) == []
+
+
+def test_accumulate_per_image_adds_each_images_rows_to_its_total():
+    values = np.arange(5 * 2, dtype=np.float32).reshape(5, 2)     # (B, 2): 5 rows
+    image_of_row = np.array([1, 0, 1, 1, 0])
+    total = np.ones((3, 2))                                        # (N, 2), image 2 gets none
+    saliency.accumulate_per_image(total, image_of_row, values)
+    np.testing.assert_array_equal(total, [[1 + 2 + 8, 1 + 3 + 9],
+                                          [1 + 0 + 4 + 6, 1 + 1 + 5 + 7], [1, 1]])
