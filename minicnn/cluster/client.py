@@ -7,9 +7,11 @@
   scheduler`` and ``dask worker`` commands); nothing else changes. An address that does not
   answer within ``timeout`` seconds is a ``SchedulerError``, one line.
 
-Either way the ``OneThreadPerWorker`` plugin (``workers.py``) is registered, so that
-minicnn and BLAS run on one thread inside every worker, also on workers started by hand
-and on workers that Dask restarts after a crash.
+Either way every worker runs the ``OneThreadPerWorker`` plugin (``workers.py``), so that
+minicnn and BLAS run on one thread inside it, also on workers started by hand and on
+workers that Dask restarts after a crash: a LocalCluster's workers are given it when they
+start, a running cluster's through the scheduler, which also gives it to every worker
+that joins later.
 """
 from __future__ import annotations
 
@@ -65,12 +67,18 @@ def connect(workers: int | None = None, scheduler: str | None = None, timeout=No
             raise SchedulerError(f"cannot reach the Dask scheduler at {scheduler!r} within "
                                  f"{timeout:g} s: {reason}") from None
         with client:
-            client.register_plugin(OneThreadPerWorker(), name="minicnn-one-thread")
+            client.register_plugin(OneThreadPerWorker())
             yield client
         return
     workers = default_workers() if workers is None else check_int(workers, "workers", 1)
+    # The plugin goes in with each worker's arguments rather than through
+    # client.register_plugin: that call reaches every worker at once and fails if one
+    # of them dies meanwhile, while a worker's own plugins run before it takes any task.
+    # The scheduler's HTTP server (health checks, no dashboard) takes any free loopback
+    # port: on 8787, which another cluster may hold, Dask would warn on stderr.
     with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                      host="127.0.0.1", dashboard_address=None, silence_logs=logging.ERROR,
-                      env=dict(WORKER_ENV)) as cluster, Client(cluster) as client:
-        client.register_plugin(OneThreadPerWorker(), name="minicnn-one-thread")
+                      host="127.0.0.1", dashboard_address=None,
+                      scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
+                      silence_logs=logging.ERROR, env=dict(WORKER_ENV),
+                      plugins=(OneThreadPerWorker(),)) as cluster, Client(cluster) as client:
         yield client

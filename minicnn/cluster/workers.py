@@ -30,6 +30,8 @@ __all__ = ["OneThreadPerWorker", "model_for", "file_sha256", "worker_threads"]
 class OneThreadPerWorker(WorkerPlugin):
     """Set minicnn's threads and BLAS's to one in the worker process, at its start."""
 
+    name = "minicnn-one-thread"     # Dask keeps one plugin per name on a worker
+
     def setup(self, worker):
         from threadpoolctl import threadpool_limits
 
