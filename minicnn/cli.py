@@ -134,12 +134,14 @@ def _target(args, model):
     return parse_target(args.target, class_names(model), _num_classes(model))
 
 
-def check_method(name: str) -> str:
-    """A method name from the registry, or a UsageError naming the valid ones."""
-    from .saliency import METHODS
-    if name not in METHODS:
-        raise UsageError(f"unknown method {name!r}: choose one of {', '.join(METHODS)}")
-    return name
+def _method(name: str) -> str:
+    """A method name the registry knows (``saliency.get_method``); its ValueError, which names
+    the valid ones, is a usage error."""
+    from .saliency import get_method
+    try:
+        return get_method(name).name
+    except ValueError as e:
+        raise UsageError(str(e)) from None
 
 
 def _existing(paths) -> tuple[list, int]:
@@ -203,7 +205,7 @@ def cmd_saliency(args) -> int:
     images = [*args.images, *([sample_photo()] if args.sample else [])]
     if not images:
         raise UsageError("saliency: give at least one IMAGE (or --sample)")
-    method = check_method(args.method)
+    method = _method(args.method)
     _out_dir(args.out)
     images, status = _existing(images)
     if not images:
@@ -405,7 +407,7 @@ def cmd_attribute(args) -> int:
         raise UsageError("attribute: give a SOURCE folder of images, or --split test -n N")
     if args.split is not None and args.n is None:
         raise UsageError("--split test needs -n N, the number of test images")
-    methods = [check_method(m.strip()) for m in args.methods.split(",") if m.strip()]
+    methods = [_method(m.strip()) for m in args.methods.split(",") if m.strip()]
     if not methods:
         raise UsageError("--methods: give at least one method name")
     try:

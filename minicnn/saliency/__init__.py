@@ -158,7 +158,7 @@ METHODS = {m.name: m for m in [
 def get_method(name: str) -> Method:
     """METHODS[name], or a ValueError naming the valid methods."""
     if not isinstance(name, str) or name not in METHODS:
-        raise ValueError(f"unknown method {name!r}; valid methods are {', '.join(METHODS)}")
+        raise ValueError(f"unknown method {name!r}: choose one of {', '.join(METHODS)}")
     return METHODS[name]
 
 

@@ -44,7 +44,7 @@ def test_what_the_registry_says_is_true(net_and_x):
 
 
 def test_unknown_method_names_the_valid_ones():
-    with pytest.raises(ValueError, match="unknown method 'lime'; valid methods are gradient, "
+    with pytest.raises(ValueError, match="unknown method 'lime': choose one of gradient, "
                                          "guided_backprop, deconvnet, input_x_gradient, "
                                          "smoothgrad, integrated_gradients, grad_cam, "
                                          "guided_grad_cam, occlusion"):
