@@ -12,10 +12,11 @@ The driver only counts finished chunks for the progress bar: the maps never pass
 it. At the end it writes the predictions as a CSV file beside the store
 (``predictions_path``: ``maps.zarr`` -> ``maps_predictions.csv``) from the store's small arrays.
 
-A worker that dies in the middle is replaced and its tasks run again elsewhere (Dask
-does that); a chunk is written whole before it is marked, so nothing is lost or counted
-twice. A job interrupted some other way is resumed by running it again: the chunks
-marked complete are skipped.
+A worker that dies is replaced and its tasks run again elsewhere: Dask does that in a
+running cluster, ``client.connect`` in a LocalCluster that is still starting. A chunk is
+written whole before it is marked, so nothing is lost or counted twice. A job interrupted
+some other way, or whose workers cannot start at all (``WorkerStartError``), is resumed
+by running it again: the chunks marked complete are skipped.
 
 An image that cannot be read is recorded (``ok`` False, the reason in ``error``, a NaN
 map, class -1) and the job goes on.
@@ -33,7 +34,7 @@ import numpy as np
 from minicnn._checks import check_int
 from minicnn._progress import progress_bar
 from minicnn.cluster import store
-from minicnn.cluster.client import connect
+from minicnn.cluster.client import WorkerStartError, connect
 from minicnn.cluster.sources import Source, folder_source, read_pixels, split_source
 from minicnn.cluster.workers import file_sha256, model_for
 
@@ -104,7 +105,8 @@ def attribute_dataset(source=None, methods=("gradient",), out="maps.zarr", *, sp
     - progress: a progress bar (chunks done) on stderr
     Raises, before any work: SourceError (no folder, no image, -n too large),
     DatasetNotFoundError, WeightsFileError, StoreError, OutputPathError, SchedulerError,
-    ValueError / TypeError for bad arguments.
+    ValueError / TypeError for bad arguments. WorkerStartError (a SchedulerError) if the
+    LocalCluster cannot start its workers: the store is kept, to be resumed.
     Returns {"store", "csv" (the predictions, beside the store), "n_images", "chunks",
     "computed" (indices of the chunks computed by this call), "skipped" (chunks already
     complete), "unreadable" [(image, reason)], "seconds"}.
@@ -156,8 +158,13 @@ def attribute_dataset(source=None, methods=("gradient",), out="maps.zarr", *, sp
         if client is not None:
             _run(client, tasks, progress)
         else:
-            with connect(workers, scheduler) as new:
-                _run(new, tasks, progress)
+            try:
+                with connect(workers, scheduler) as new:
+                    _run(new, tasks, progress)
+            except WorkerStartError as e:
+                raise WorkerStartError(
+                    f"{e}; {path} keeps its {len(bounds) - len(todo)} complete chunk(s) "
+                    f"of {len(bounds)}: run the same command again to resume it") from e
     seconds = time.perf_counter() - started
     csv_path, unreadable = write_predictions(group, predictions_path(path))
     return {"store": path, "csv": csv_path, "n_images": len(names), "chunks": len(bounds),

@@ -3,6 +3,9 @@
 - ``connect(workers=N)``: a ``LocalCluster`` of N worker processes on the loopback
   interface, one thread each, no dashboard; it is shut down when the block ends. The
   worker processes get ``MINICNN_NUM_THREADS=1`` and one BLAS thread in their environment.
+  A worker process that dies while the cluster starts makes the start fail (Dask replaces
+  only workers that are running): the cluster is started again, up to START_ATTEMPTS
+  times in all, and then it is a ``WorkerStartError``, one line.
 - ``connect(scheduler="tcp://host:8786")``: a client of a running cluster (``dask
   scheduler`` and ``dask worker`` commands); nothing else changes. An address that does not
   answer within ``timeout`` seconds is a ``SchedulerError``, one line.
@@ -21,9 +24,11 @@ import os
 
 from minicnn._checks import check_int
 
-__all__ = ["connect", "default_workers", "SchedulerError", "WORKER_ENV", "CONNECT_TIMEOUT"]
+__all__ = ["connect", "default_workers", "SchedulerError", "WorkerStartError", "WORKER_ENV",
+           "CONNECT_TIMEOUT", "START_ATTEMPTS"]
 
 CONNECT_TIMEOUT = 10   # seconds to wait for a scheduler to answer
+START_ATTEMPTS = 3     # LocalCluster starts tried before giving up on its workers
 
 # For worker processes that this module starts. Dask sets the BLAS ones itself by default
 # (distributed.nanny.pre-spawn-environ); they are written here so that it does not depend
@@ -34,6 +39,11 @@ WORKER_ENV = {"MINICNN_NUM_THREADS": "1", "OMP_NUM_THREADS": "1",
 
 class SchedulerError(ConnectionError):
     """The scheduler's address is malformed or nothing answers there."""
+
+
+class WorkerStartError(SchedulerError):
+    """A LocalCluster's worker processes could not be started. A SchedulerError, so that
+    whoever reports a cluster that cannot be used reports this one too."""
 
 
 def default_workers() -> int:
@@ -49,7 +59,7 @@ def connect(workers: int | None = None, scheduler: str | None = None, timeout=No
     """A ``distributed.Client`` for the block: on ``scheduler``'s cluster if an address is
     given (waiting ``timeout`` seconds, default CONNECT_TIMEOUT, for it to answer), else on
     a new LocalCluster of ``workers`` processes (default: one per CPU)."""
-    from distributed import Client, LocalCluster
+    from distributed import Client
 
     from minicnn.cluster.workers import OneThreadPerWorker
     if scheduler is not None and workers is not None:
@@ -71,14 +81,39 @@ def connect(workers: int | None = None, scheduler: str | None = None, timeout=No
             yield client
         return
     workers = default_workers() if workers is None else check_int(workers, "workers", 1)
-    # The plugin goes in with each worker's arguments rather than through
-    # client.register_plugin: that call reaches every worker at once and fails if one
-    # of them dies meanwhile, while a worker's own plugins run before it takes any task.
-    # The scheduler's HTTP server (health checks, no dashboard) takes any free loopback
-    # port: on 8787, which another cluster may hold, Dask would warn on stderr.
-    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                      host="127.0.0.1", dashboard_address=None,
-                      scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
-                      silence_logs=logging.ERROR, env=dict(WORKER_ENV),
-                      plugins=(OneThreadPerWorker(),)) as cluster, Client(cluster) as client:
+    with _local_cluster(workers) as cluster, Client(cluster) as client:
         yield client
+
+
+def _local_cluster(workers: int):
+    """A started LocalCluster of ``workers`` processes.
+
+    Once a worker process runs, Dask looks after it: its nanny starts a new one if it
+    dies, and the scheduler gives its tasks to the other workers. While the cluster
+    starts, nobody does: a worker process that dies before it has connected makes its
+    nanny fail ("Nanny failed to start"), and LocalCluster closes everything and raises.
+    So a failed start is tried again, START_ATTEMPTS times in all: a worker killed once
+    costs one more start, and workers that can never start are one WorkerStartError."""
+    from distributed import LocalCluster
+
+    from minicnn.cluster.workers import OneThreadPerWorker
+    for _ in range(START_ATTEMPTS):
+        try:
+            # The plugin goes in with each worker's arguments rather than through
+            # client.register_plugin: that call reaches every worker at once and fails
+            # if one of them dies meanwhile, while a worker's own plugins run before it
+            # takes any task. The scheduler's HTTP server (health checks, no dashboard)
+            # takes any free loopback port: on 8787, which another cluster may hold, Dask
+            # would warn on stderr.
+            return LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                host="127.0.0.1", dashboard_address=None,
+                                scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
+                                silence_logs=logging.ERROR, env=dict(WORKER_ENV),
+                                plugins=(OneThreadPerWorker(),))
+        except (RuntimeError, OSError, TimeoutError) as e:  # OSError: CommClosedError too
+            failure = e
+    while failure.__cause__ is not None:      # Dask wraps the reason: "Nanny failed to start."
+        failure = failure.__cause__
+    raise WorkerStartError(f"the local Dask cluster could not start its {workers} worker "
+                           f"process(es) in {START_ATTEMPTS} attempts: "
+                           f"{str(failure) or type(failure).__name__}")
