@@ -214,6 +214,9 @@ def fetch(name: str, convert: Converter, *, source_file=None, progress: bool = F
     raises passes through, and nothing is cached either.
     """
     source = _source(name)
+    if not callable(convert):
+        raise TypeError(f"fetch {name}: convert must be a function (pth_path, npz_path), "
+                        f"got {type(convert).__name__}")
     final = cached_path(name)
     if final.is_file() and not force:
         return final
@@ -310,11 +313,9 @@ def _download_url(name: str, source: UrlSource, pth: Path, progress: bool) -> No
             if total is not None and total > MAX_FILE_BYTES:
                 raise FetchError(f"refused {name}: {source.url} is {total} bytes, more than "
                                  f"the {MAX_FILE_BYTES}-byte limit")
-            with open(pth, "wb") as out, _bar(total, name, progress) as bar:
-                size = 0
+            with _Sink(pth) as out, _bar(total, name, progress) as bar:
                 while chunk := response.read(_CHUNK):
-                    size += len(chunk)
-                    if size > MAX_FILE_BYTES:
+                    if out.size + len(chunk) > MAX_FILE_BYTES:
                         raise FetchError(f"refused {name}: {source.url} sends more than the "
                                          f"{MAX_FILE_BYTES}-byte limit")
                     digest.update(chunk)
@@ -376,16 +377,42 @@ def _zip_holding(path: Path, member: str) -> bool:
 
 
 def _copy_capped(stream, pth: Path, name: str, given: Path) -> str:
-    digest, size = hashlib.sha256(), 0
-    with open(pth, "wb") as out:
+    digest = hashlib.sha256()
+    with _Sink(pth) as out:
         while chunk := stream.read(_CHUNK):
-            size += len(chunk)
-            if size > MAX_FILE_BYTES:  # the zip header's size is not trusted alone
+            if out.size + len(chunk) > MAX_FILE_BYTES:  # a zip header's size is not trusted
                 raise FetchError(f"refused {name}: {given} holds more than the "
                                  f"{MAX_FILE_BYTES}-byte limit")
             digest.update(chunk)
             out.write(chunk)
     return digest.hexdigest()
+
+
+class _Sink:
+    """A file being written in the cache's temporary folder. A write error (a full disk) is a
+    FetchError about the cache, not mistaken for a failed download or an unreadable input."""
+
+    def __init__(self, path: Path):
+        self.path, self.size = path, 0
+
+    def __enter__(self):
+        self.file = self._do(lambda: open(self.path, "wb"))
+        return self
+
+    def write(self, chunk: bytes) -> None:
+        self._do(lambda: self.file.write(chunk))
+        self.size += len(chunk)
+
+    def __exit__(self, *exc):
+        self._do(self.file.close)
+        return False
+
+    def _do(self, action):
+        try:
+            return action()
+        except OSError as e:
+            raise FetchError(f"cannot write into the cache folder {self.path.parent.parent}: "
+                             f"{e.strerror or e}") from e
 
 
 def _check_digest(name: str, source, actual: str, origin) -> None:

