@@ -1,5 +1,6 @@
 """The ``minicnn`` command line: each subcommand parses its arguments, calls one library
-function, and prints what it returned.
+function, and prints what it returned. Where a command runs many images the loop is here:
+``demo`` shares its images out over forked copies of the process (``minicnn._parallel``).
 
     minicnn demo                         saliency figures for the shipped sample images
     minicnn saliency IMAGE [IMAGE ...]   top-5 classes, a figure and the raw map per image
@@ -172,7 +173,7 @@ def _each_image(paths, work, status: int = 0) -> int:
 
 
 def _print_notes(result) -> None:
-    for note in result.get("notes", ()):
+    for note in result.notes:
         _note(note)
 
 
@@ -195,8 +196,8 @@ def _check_figure_options(args) -> None:
 
 def _warn(r) -> None:
     """The out-of-distribution warning of a result, on stdout beside the answer it qualifies."""
-    if r.get("warning"):
-        print(f"  WARNING: {r['warning']}")
+    if r.warning:
+        print(f"  WARNING: {r.warning}")
 
 
 def cmd_saliency(args) -> int:
@@ -224,13 +225,12 @@ def cmd_saliency(args) -> int:
         r = explain_file(model, path, method, target, args.out, stem=stems[str(path)],
                          upscale=args.upscale, layer=args.layer, **_figure_options(args))
         _print_notes(r)
-        truth = f" (true class {r['true_name']})" if r["true_name"] else ""
-        print(f"{path}: predicted {r['predicted_name']}{truth}")
-        for rank, (name, score, p) in enumerate(r["top"], start=1):
+        truth = f" (true class {r.true_name})" if r.true_name else ""
+        print(f"{path}: predicted {r.predicted_name}{truth}")
+        for rank, (name, score, p) in enumerate(r.top, start=1):
             print(f"  {rank}. {name:<12s} score {score:8.3f}   p = {p:.3f}")
         _warn(r)
-        print(f"  {r['suffix']} for {r['target_name']} -> {r['figure']} , {r['map']} , "
-              f"{r['overlay']}")
+        print(f"  {r.method} for {r.target_name} -> {r.figure} , {r.map} , {r.overlay}")
     return _each_image(images, one, status)
 
 
@@ -243,8 +243,8 @@ def cmd_compare(args) -> int:
     r = compare_file(model, args.image, _target(args, model), args.out, upscale=args.upscale,
                      **_figure_options(args))
     _print_notes(r)
-    print(f"{args.image}: predicted {r['predicted_name']}; {len(r['methods'])} methods for "
-          f"{r['target_name']} -> {r['figure']}")
+    print(f"{args.image}: predicted {r.predicted_name}; {len(r.methods)} methods for "
+          f"{r.target_name} -> {r.figure}")
     _warn(r)
     return 0
 
@@ -258,35 +258,48 @@ def cmd_trace(args) -> int:
     r = trace_file(model, args.image, _target(args, model), args.out, reduce=args.reduce,
                    **_figure_options(args))
     _print_notes(r)
-    print(f"{args.image}: predicted {r['predicted_name']}; the gradient of the score of "
-          f"{r['target_name']} at {len(r['layers'])} steps, {r['layers'][0]} back to "
-          f"{r['layers'][-1]} -> {r['figure']}")
+    print(f"{args.image}: predicted {r.predicted_name}; the gradient of the score of "
+          f"{r.target_name} at {len(r.layers)} steps, {r.layers[0]} back to "
+          f"{r.layers[-1]} -> {r.figure}")
     _warn(r)
     return 0
 
 
 def cmd_demo(args) -> int:
-    from .explain import run_demo
+    from ._parallel import forked_map
+    from .explain import explain_file
     from .io.samples import load_sample_index
     _out_dir(args.out)
-    load_sample_index(args.images)                 # a broken samples.json fails first
+    samples = load_sample_index(args.images)       # a broken samples.json fails first
     model = _load_model(args.model)
-    rows = run_demo(model, args.images, args.out, upscale=args.upscale, **_figure_options(args))
-    done = [r for r in rows if "error" not in r]
-    width = max((len(r["name"]) for r in done), default=0)  # align the columns
-    for r in rows:
-        if "error" in r:
-            _fail(r["error"])
+
+    def one(name):          # in a forked copy: the answer, or the error as one line
+        info = samples[name]
+        try:
+            return explain_file(model, Path(args.images) / name, out_dir=args.out,
+                                box=info["box"], true_label=info["label"],
+                                upscale=args.upscale, **_figure_options(args))
+        except _per_image_errors() as e:
+            return str(e)
+
+    answers = dict(zip(samples, forked_map(one, samples)))   # each figure in parallel
+    done = {name: r for name, r in answers.items() if not isinstance(r, str)}
+    width = max(map(len, done), default=0)                   # align the columns
+    for name, r in answers.items():
+        if isinstance(r, str):
+            _fail(r)
             continue
         _print_notes(r)
-        print(f"{r['name']:<{width}s} true {r['true_class']:<12s} predicted "
-              f"{r['predicted_name']:<12s} saliency peak "
-              f"{'inside' if r['inside'] else 'OUTSIDE'} the box")
-    n, correct, hits = len(done), sum(r["correct"] for r in done), sum(r["inside"] for r in done)
+        print(f"{name:<{width}s} true {samples[name]['class']:<12s} predicted "
+              f"{r.predicted_name:<12s} saliency peak "
+              f"{'inside' if r.inside else 'OUTSIDE'} the box")
+    n = len(done)
+    correct = sum(r.correct for r in done.values())
+    hits = sum(r.inside for r in done.values())
     print(f"\n{correct}/{n} sample images classified correctly; the saliency maximum falls "
           f"inside the object's box for {hits}/{n}.")
     print(f"Figures and maps written to {Path(args.out).resolve()}/")
-    return EXIT_BAD_INPUT if len(done) < len(rows) else 0
+    return EXIT_BAD_INPUT if len(done) < len(answers) else 0
 
 
 def cmd_localize(args) -> int:
@@ -309,8 +322,8 @@ def cmd_localize(args) -> int:
         r = localize_file(model, path, args.method, target, args.out, stem=stems[str(path)],
                           **_figure_options(args))
         _print_notes(r)
-        iou = "" if r["iou"] is None else f", true box {r['true_box']}, IoU {r['iou']:.2f}"
-        print(f"{path}: box (x0, y0, x1, y1) = {r['box']}{iou} -> {r['figure']}")
+        iou = "" if r.iou is None else f", true box {r.true_box}, IoU {r.iou:.2f}"
+        print(f"{path}: box (x0, y0, x1, y1) = {r.box}{iou} -> {r.figure}")
         _warn(r)
     return _each_image(images, one, status)
 

@@ -6,13 +6,14 @@
           --max over channels of |.|-->  the map M (H, W)                     (saliency.to_map)
           --viz-->  a figure (PNG), the map (.npy) and an overlay at the file's resolution
 
-``explain`` does it for one image (a file or an array) and returns the figure and the
-numbers; ``show`` returns only the figure (for a notebook); ``explain_file`` writes the
-files; ``compare_file`` runs every method of the registry, ``trace_file`` draws the gradient
-at every layer, ``localize_file`` adds the paper's weakly supervised localisation, and
-``run_demo`` explains the shipped sample images. Each returns what it found as a dict and
-prints nothing: the command line (``minicnn saliency``, ``compare``, ``trace``, ``localize``,
-``demo``) prints.
+``explain`` does it for one image (a file or an array) and returns an ``Explanation``: the
+figure and the numbers; ``show`` returns only the figure (for a notebook). The functions
+that write files each return what they wrote and found (a ``Written``): ``explain_file``
+writes the figure, the map and an overlay; ``compare_file`` runs every method of the
+registry, ``trace_file`` draws the gradient at every layer, ``localize_file`` adds the
+paper's weakly supervised localisation. All of them are about one image and print nothing:
+the command line (``minicnn saliency``, ``compare``, ``trace``, ``localize``, ``demo``)
+prints, and runs many images.
 
 Two things every figure here says that the arrays alone do not:
 
@@ -33,22 +34,27 @@ overflow in the model) is an ``ExplainError``, with nothing written for it.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from minicnn import saliency, viz
 from minicnn.experiments.localize import localize
-from minicnn.experiments.metrics import box_iou
+from minicnn.experiments.metrics import box_iou, pointing_hit
 from minicnn.experiments.trace import trace
-from minicnn.io.images import ImageReadError, Preprocess, read_image, to_input, to_pixels
-from minicnn.io.samples import SAMPLES_DIR, SampleIndexError, load_sample_index
+from minicnn.io.images import Preprocess, read_image, to_input, to_pixels
+from minicnn.io.samples import SampleIndexError, load_sample_index
 from minicnn.viz.experiments import localization_figure
 
-__all__ = ["explain", "show", "explain_file", "compare_file", "trace_file", "run_demo",
-           "localize_file", "class_names", "top_classes", "method_options",
-           "out_of_distribution", "ground_truth", "output_stems", "slug", "SEED",
-           "ExplainError"]
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+__all__ = ["explain", "show", "explain_file", "compare_file", "trace_file", "localize_file",
+           "Explanation", "Written", "ExplainedFile", "Compared", "Traced", "Localized",
+           "class_names", "top_classes", "method_options", "out_of_distribution",
+           "ground_truth", "output_stems", "slug", "SEED", "ExplainError"]
 
 SEED = 0  # SmoothGrad's noise: the same command gives the same map
 
@@ -56,12 +62,6 @@ SEED = 0  # SmoothGrad's noise: the same command gives the same map
 class ExplainError(ValueError):
     """An image was read but cannot be explained: its scores or map hold NaN or inf, or
     localisation found no object. The message names the file."""
-
-
-def _check_finite(name, what: str, values) -> None:
-    if not np.isfinite(values).all():
-        raise ExplainError(f"{name}: NaN or inf in {what} (an overflow in the model?); "
-                           "nothing written for it")
 
 
 def _shown(name) -> str:
@@ -176,14 +176,186 @@ def _title(model, name, scores, t, what, true_label=None) -> str:
             f"p = {probs[t]:.2f})")
 
 
+# ============================================================================ what comes back
+
+@dataclass(frozen=True)
+class Explanation:
+    """What ``explain`` found for one image, and the figure it drew. Shapes are for an input
+    (1, C, H, W) and a model of K classes.
+
+    - figure: the method's figure (a matplotlib Figure)
+    - result: the method's output for the image, (C, H, W), or a coarse (h, w) for Grad-CAM
+    - saliency: the map (H, W): max |.| over channels, or Grad-CAM resized to (H, W)
+    - scores: (K,), before the softmax
+    - predicted, target: the predicted and the explained class (indices)
+    - true_label: the true class (index), or None when unknown
+    - predicted_name, target_name, true_name: their names (true_name None when unknown)
+    - box: the object's box (x0, y0, x1, y1) in the input's pixels, or None when unknown
+    - top: the five best classes, ((name, score, probability), ...) (``top_classes``)
+    - peak: (x, y) of the map's maximum
+    - warning: ``out_of_distribution``'s warning, or None
+    - pixels: what the network saw, float RGB (H, W, 3) in [0, 1]
+    - notes: what the image reader did (e.g. took the first of several frames)
+    """
+
+    figure: Figure
+    result: np.ndarray
+    saliency: np.ndarray
+    scores: np.ndarray
+    predicted: int
+    target: int
+    true_label: int | None
+    predicted_name: str
+    target_name: str
+    true_name: str | None
+    box: tuple | None
+    top: tuple
+    peak: tuple[int, int]
+    warning: str | None
+    pixels: np.ndarray
+    notes: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Written:
+    """What a ``*_file`` function wrote for one image file, and what the command line says
+    about it; each function's answer adds its own fields to these.
+
+    - path: the image file
+    - figure: the figure written (PNG)
+    - predicted_name, target_name: the predicted and the explained class
+    - true_name: the true class from the folder's samples.json, or None
+    - warning: ``out_of_distribution``'s warning, or None
+    - notes: what the image reader did (e.g. took the first of several frames)
+    """
+
+    path: str
+    figure: str
+    predicted_name: str
+    target_name: str
+    true_name: str | None
+    warning: str | None
+    notes: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ExplainedFile(Written):
+    """``explain_file``'s answer: ``Written``'s fields, and
+
+    - method: the method explained
+    - map, overlay: the other two files written, the map (.npy) and the overlay (.png)
+    - top: the five best classes, ((name, score, probability), ...) (``top_classes``)
+    - correct: whether the prediction is the true class (None when that is unknown)
+    - inside: whether the map's maximum lies in the object's box, the pointing game (None
+      when the box is unknown)
+    """
+
+    method: str
+    map: str
+    overlay: str
+    top: tuple
+    correct: bool | None
+    inside: bool | None
+
+
+@dataclass(frozen=True)
+class Compared(Written):
+    """``compare_file``'s answer: ``Written``'s fields, and methods: the registry's names, in
+    the figure's order."""
+
+    methods: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Traced(Written):
+    """``trace_file``'s answer: ``Written``'s fields, and
+
+    - layers: the names of the trace's steps, the score's layer first, "input" last
+    - trace: ``experiments.trace``'s result, every step's activation and gradient
+    """
+
+    layers: tuple[str, ...]
+    trace: dict
+
+
+@dataclass(frozen=True)
+class Localized(Written):
+    """``localize_file``'s answer: ``Written``'s fields, and
+
+    - box: the box found, (x0, y0, x1, y1), x1 and y1 exclusive
+    - true_box: the object's box from the folder's samples.json, or None
+    - iou: their intersection over union, or None without a true box
+    """
+
+    box: tuple[int, int, int, int]
+    true_box: tuple[int, int, int, int] | None
+    iou: float | None
+
+
 # ============================================================================ one image
 
-def _load(model, image):
+class _Image:
+    """One image on its way to a figure: what every function here does around its own
+    computation, written once. It reads the image (``_load``) and what its folder's
+    samples.json says about it, checks arrays for NaN or inf, titles the figure, and names
+    and writes the output files.
+
+    - x: the model's input (1, 3, H, W); pixels: (H, W, 3) uint8, or None for an input
+    - name: what titles and errors call the image; true_label, box: the truth, or None
+    - warning: ``out_of_distribution``'s, for a file; notes: what the image reader did
+    """
+
+    def __init__(self, model, image, name=None, true_label=None, box=None):
+        self.model, self.image = model, image
+        self.prep = Preprocess.from_meta(model.meta)
+        is_file = isinstance(image, (str, Path))
+        truth = (ground_truth(image) if is_file else None) or {}
+        self.true_label = truth.get("label") if true_label is None else true_label
+        self.box = truth.get("box") if box is None else box
+        self.name = (_shown(Path(image).name) if is_file and name is None else name) or "image"
+        self.pixels, self.x, size, notes = _load(image, self.prep)
+        self.notes = tuple(notes)
+        self.warning = None if size is None else out_of_distribution(model, size)
+
+    def shown(self) -> np.ndarray:
+        """What the network saw: float RGB (H, W, 3) in [0, 1]."""
+        return to_pixels(self.x, self.prep)[0]
+
+    def check_finite(self, what: str, values) -> None:
+        """ExplainError naming the image when ``values`` hold NaN or inf."""
+        if not np.isfinite(values).all():
+            raise ExplainError(f"{self.name}: NaN or inf in {what} (an overflow in the "
+                               "model?); nothing written for it")
+
+    def title(self, scores, t: int, what: str) -> str:
+        """The figure's title for one image's scores (K,) and the explained class t."""
+        return _title(self.model, self.name, scores, t, what, self.true_label)
+
+    def save(self, out_dir, stem, kind: str, t: int, outputs: dict, dpi: int) -> list[str]:
+        """Write ``outputs`` {suffix: a Figure or a function write(tmp_path)} all or none
+        (``viz.save_together``), each as ``<stem>_<kind>_<class><suffix>`` in ``out_dir``,
+        the class being t; -> their paths. ``stem`` defaults to the file's stem."""
+        base = f"{stem or Path(self.image).stem}_{kind}_{slug(_name_of(self.model, t))}"
+        paths = [Path(out_dir) / f"{base}{suffix}" for suffix in outputs]
+        viz.save_together(dict(zip(paths, outputs.values())), dpi=dpi)
+        return [str(p) for p in paths]
+
+    def written(self, answer, scores, t: int, figure: str, **own):
+        """``answer`` (a ``Written`` class) for scores (K,) and the explained class t: the
+        fields every file function fills the same way, and the function's own."""
+        return answer(path=str(self.image), figure=figure,
+                      predicted_name=_name_of(self.model, int(np.argmax(scores))),
+                      target_name=_name_of(self.model, t),
+                      true_name=(None if self.true_label is None
+                                 else _name_of(self.model, self.true_label)),
+                      warning=self.warning, notes=self.notes, **own)
+
+
+def _load(image, prep: Preprocess):
     """An image file, uint8 pixels (H, W, 3) at the model's size, or a model input (1, 3, H, W)
     -> (pixels (H, W, 3) uint8 or None, x (1, 3, H, W), the file's own size or None, notes:
     what the image reader did, e.g. took the first of several frames). ImageReadError for an
     unreadable file."""
-    prep = Preprocess.from_meta(model.meta)
     if isinstance(image, (str, Path)):
         pixels, notes = read_image(image, prep, return_notes=True)   # (H, W, 3) uint8
         from PIL import Image
@@ -204,7 +376,7 @@ def _load(model, image):
 
 def explain(model, image, method: str = "gradient", target=None, *, name=None,
             true_label=None, box=None, cmap: str = viz.CMAP, upscale: str = "blocks",
-            progress: bool = False, layer=None) -> dict:
+            progress: bool = False, layer=None) -> Explanation:
     """Classify one image, compute its map with ``method`` and draw the method's figure.
 
     - image: a file path, uint8 pixels (H, W, 3) at the model's input size, or an input
@@ -215,52 +387,45 @@ def explain(model, image, method: str = "gradient", target=None, *, name=None,
     - true_label, box: the image's true class index and the object's box (x0, y0, x1, y1);
       for a file listed in its folder's samples.json, read from there when not given
     - cmap, upscale: the figure's colormap for maps >= 0 and "blocks" or "smooth"
-    Returns {"fig" (a matplotlib Figure), "result" (the method's output for the image:
-    (C, H, W) or a coarse (h, w)), "saliency" (the (H, W) map: max |.| over channels, or
-    Grad-CAM resized), "scores" (K,), "predicted", "target", "true_label" (int or None),
-    "predicted_name", "target_name", "true_name", "top" (see ``top_classes``), "peak" (x, y)
-    of the map's maximum, "warning" (``out_of_distribution``, or None), "pixels" (what the
-    network saw, float RGB (H, W, 3)), "notes" (what the image reader did)}.
+    Returns an ``Explanation`` (the figure, the map, the scores, the classes...).
     Raises ImageReadError for an unreadable file and ExplainError for NaN or inf in the
     scores or the map.
     """
-    if isinstance(image, (str, Path)):
-        truth = ground_truth(image)
-        if truth is not None:
-            true_label = truth["label"] if true_label is None else true_label
-            box = truth["box"] if box is None else box
-        name = _shown(Path(image).name) if name is None else name
-    prep = Preprocess.from_meta(model.meta)
-    _, x, size, notes = _load(model, image)
-    warning = None if size is None else out_of_distribution(model, size)
+    return _explain(_Image(model, image, name, true_label, box), method, target, cmap=cmap,
+                    upscale=upscale, progress=progress, layer=layer)
+
+
+def _explain(im: _Image, method, target, cmap, upscale, progress, layer) -> Explanation:
+    model, x = im.model, im.x
     scores, targets, results = saliency.attribute(                   # one forward pass
         model, x, [method], target, {method: method_options(method, progress, layer)})
-    _check_finite(name or "image", "the model's scores", scores)
-    _check_finite(name or "image", f"the {method} map", results[method])
+    im.check_finite("the model's scores", scores)
+    im.check_finite(f"the {method} map", results[method])
     result = results[method][0]                                      # (C, H, W) or (h, w)
     smap = saliency.to_map(results[method], x.shape[2:])[0]          # (H, W)
     scores, t = scores[0], int(targets[0])
     pred = int(np.argmax(scores))
-    title = _title(model, name or "image", scores, t, f"{viz.METHOD_WORDS.get(method, (method,))[0]}"
-                   f" of the score", true_label)
+    title = im.title(scores, t, f"{viz.METHOD_WORDS.get(method, (method,))[0]} of the score")
     if np.ndim(result) == 2 and layer is None:
         layer = saliency.default_cam_layer(model)
-    shown = to_pixels(x, prep)[0]                                    # (H, W, 3) in [0, 1]
-    fig = viz.method_figure(method, shown, result, smap, title, box, layer, cmap=cmap,
-                            upscale=upscale, warning=warning)
+    shown = im.shown()                                               # (H, W, 3) in [0, 1]
+    fig = viz.method_figure(method, shown, result, smap, title, im.box, layer, cmap=cmap,
+                            upscale=upscale, warning=im.warning)
     iy, ix = np.unravel_index(np.argmax(smap), smap.shape)
-    return {"fig": fig, "result": result, "saliency": smap, "scores": scores,
-            "predicted": pred, "target": t, "true_label": true_label,
-            "predicted_name": _name_of(model, pred), "target_name": _name_of(model, t),
-            "true_name": None if true_label is None else _name_of(model, true_label),
-            "top": top_classes(model, scores), "peak": (int(ix), int(iy)),
-            "warning": warning, "pixels": shown, "notes": notes}
+    true_label = im.true_label
+    return Explanation(
+        figure=fig, result=result, saliency=smap, scores=scores, predicted=pred, target=t,
+        true_label=true_label, predicted_name=_name_of(model, pred),
+        target_name=_name_of(model, t),
+        true_name=None if true_label is None else _name_of(model, true_label),
+        box=None if im.box is None else tuple(im.box), top=tuple(top_classes(model, scores)),
+        peak=(int(ix), int(iy)), warning=im.warning, pixels=shown, notes=im.notes)
 
 
 def show(model, image, method: str = "gradient", target=None, **options):
     """``explain``'s figure alone: one call, one matplotlib Figure (in a notebook, make it
     the cell's last line to see it). Options as ``explain``."""
-    return explain(model, image, method, target, **options)["fig"]
+    return explain(model, image, method, target, **options).figure
 
 
 def _full_resolution_map(path, smap, prep):
@@ -287,10 +452,12 @@ def _full_resolution_map(path, smap, prep):
     return pixels, full
 
 
+# ============================================================================ one image, to files
+
 def explain_file(model, path, method: str = "gradient", target=None, out_dir="saliency_out",
                  box=None, progress: bool = True, stem=None, true_label=None,
                  cmap: str = viz.CMAP, upscale: str = "blocks", dpi: int = viz.DPI,
-                 layer=None) -> dict:
+                 layer=None) -> ExplainedFile:
     """``explain`` for one image file, written to ``out_dir``:
 
     - ``<stem>_<method>_<class>.png``: the figure (``dpi`` dots per inch);
@@ -299,196 +466,104 @@ def explain_file(model, path, method: str = "gradient", target=None, out_dir="sa
     - ``<stem>_<method>_<class>_overlay.png``: the map over the picture at the file's own
       resolution, where the network's crop lies (``viz.overlay_picture``).
     ``<class>`` is the explained class (``slug``); ``stem`` defaults to the file's stem.
-    Returns ``explain``'s dict without the figure object, plus "path", "suffix" (the
-    method), "figure", "map", "overlay" (the three paths).
-    Raises as ``explain``, and a WriteError if the files cannot be written (then none is).
+    Returns an ``ExplainedFile``. Raises as ``explain``, and a WriteError if the files
+    cannot be written (then none is).
     """
-    r = explain(model, path, method, target, box=box, true_label=true_label, cmap=cmap,
-                upscale=upscale, progress=progress, layer=layer)
-    base = f"{stem or Path(path).stem}_{method}_{slug(r['target_name'])}"
-    out = Path(out_dir)
-    fig_path, npy_path, overlay_path = (out / f"{base}.png", out / f"{base}.npy",
-                                        out / f"{base}_overlay.png")
-    smap = r["saliency"]
-    pixels, full = _full_resolution_map(path, smap, Preprocess.from_meta(model.meta))
+    im = _Image(model, path, true_label=true_label, box=box)
+    e = _explain(im, method, target, cmap=cmap, upscale=upscale, progress=progress,
+                 layer=layer)
+    pixels, full = _full_resolution_map(path, e.saliency, im.prep)
     picture = viz.overlay_picture(pixels, full, cmap)
     from PIL import Image
-    viz.save_together({fig_path: r.pop("fig"),                       # all three or none
-                       npy_path: lambda tmp: np.save(tmp, smap.astype(np.float32)),
-                       overlay_path: lambda tmp: Image.fromarray(picture).save(tmp, format="PNG")},
-                      dpi=dpi)
-    r.update(path=str(path), suffix=method, figure=str(fig_path), map=str(npy_path),
-             overlay=str(overlay_path))
-    return r
+    figure, map_path, overlay = im.save(out_dir, stem, method, e.target, {   # all or none
+        ".png": e.figure,
+        ".npy": lambda tmp: np.save(tmp, e.saliency.astype(np.float32)),
+        "_overlay.png": lambda tmp: Image.fromarray(picture).save(tmp, format="PNG")}, dpi)
+    return im.written(ExplainedFile, e.scores, e.target, figure, method=method, map=map_path,
+                      overlay=overlay, top=e.top,
+                      correct=None if e.true_label is None else e.predicted == e.true_label,
+                      inside=None if e.box is None else pointing_hit(e.saliency, e.box))
 
 
 def compare_file(model, path, target=None, out_dir="saliency_out", progress: bool = True,
                  stem=None, cmap: str = viz.CMAP, upscale: str = "blocks",
-                 dpi: int = viz.DPI) -> dict:
+                 dpi: int = viz.DPI) -> Compared:
     """Every method of the registry on one image, as a grid of overlays in
     ``<stem>_compare_<class>.png``; each panel says how its map was made.
 
-    Returns {"path", "predicted", "target", "predicted_name", "target_name", "true_name",
-    "methods" (names), "figure", "warning", "notes"}; raises as ``explain_file``."""
-    prep = Preprocess.from_meta(model.meta)
-    _, x, size, notes = _load(model, path)
-    name = _shown(Path(path).name)
-    truth = ground_truth(path) or {}
+    Returns a ``Compared``; raises as ``explain_file``."""
+    im = _Image(model, path)
     methods = list(saliency.METHODS)
     options = {m: method_options(m, progress) for m in methods}
-    scores, targets = saliency.in_chunks(model, x, target)  # before the slow methods
-    _check_finite(name, "the model's scores", scores)
-    scores, targets, results = saliency.attribute(model, x, methods, targets, options)
+    scores, targets = saliency.in_chunks(model, im.x, target)  # before the slow methods
+    im.check_finite("the model's scores", scores)
+    scores, targets, results = saliency.attribute(model, im.x, methods, targets, options)
     maps = {}
     for m, r in results.items():
-        _check_finite(name, f"the {m} map", r)
+        im.check_finite(f"the {m} map", r)
         if r.ndim == 3:
             how = "upsampled bilinearly, / its max"
         elif viz.same_in_every_channel(r[0]):
             how = "|.| (same in every channel), / its max"
         else:
             how = "max over channels of |.|, / its max"
-        maps[m] = (saliency.to_map(r, x.shape[2:])[0], how)            # (H, W) each
-    pred, t = int(np.argmax(scores[0])), int(targets[0])
-    warning = out_of_distribution(model, size)
-    title = _title(model, name, scores[0], t, f"{len(methods)} methods' maps",
-                   truth.get("label"))
-    fig = viz.comparison_figure(to_pixels(x, prep)[0], maps, title, box=truth.get("box"),
-                                cmap=cmap, upscale=upscale, warning=warning)
-    fig_path = Path(out_dir) / f"{stem or Path(path).stem}_compare_{slug(_name_of(model, t))}.png"
-    viz.save_figure(fig, fig_path, dpi=dpi)
-    return {"path": str(path), "predicted": pred, "target": t, "methods": methods,
-            "figure": str(fig_path), "predicted_name": _name_of(model, pred),
-            "target_name": _name_of(model, t), "warning": warning, "notes": notes,
-            "true_name": None if "label" not in truth else _name_of(model, truth["label"])}
+        maps[m] = (saliency.to_map(r, im.x.shape[2:])[0], how)         # (H, W) each
+    t = int(targets[0])
+    title = im.title(scores[0], t, f"{len(methods)} methods' maps")
+    fig = viz.comparison_figure(im.shown(), maps, title, box=im.box, cmap=cmap,
+                                upscale=upscale, warning=im.warning)
+    [figure] = im.save(out_dir, stem, "compare", t, {".png": fig}, dpi)
+    return im.written(Compared, scores[0], t, figure, methods=tuple(methods))
 
 
 def trace_file(model, path, target=None, out_dir="saliency_out", reduce: str = "sum",
-               stem=None, cmap: str = viz.CMAP, dpi: int = viz.DPI) -> dict:
+               stem=None, cmap: str = viz.CMAP, dpi: int = viz.DPI) -> Traced:
     """The gradient of the class score at every layer, from the score back to the pixels
     (``experiments.trace``), drawn beside each layer's activation in
     ``<stem>_trace_<class>.png``.
 
-    Returns {"path", "target", "target_name", "predicted_name", "layers" (names, score
-    first), "figure", "warning", "trace" (the computed dict)}."""
-    prep = Preprocess.from_meta(model.meta)
-    _, x, size, notes = _load(model, path)
-    truth = ground_truth(path) or {}
-    result = trace(model, x, target, reduce)
+    Returns a ``Traced``; raises as ``explain_file``."""
+    im = _Image(model, path)
+    result = trace(model, im.x, target, reduce)
     scores, t = result["scores"], result["target"]
-    _check_finite(_shown(Path(path).name), "the model's scores", scores)
-    title = _title(model, _shown(Path(path).name), scores, t,
-                   "the backward pass, layer by layer, of the score", truth.get("label"))
-    warning = out_of_distribution(model, size)
-    if warning:
-        title += f"\nWARNING: {warning}"
-    fig = viz.trace_figure(result, title, class_names(model), image=to_pixels(x, prep)[0],
+    im.check_finite("the model's scores", scores)
+    title = im.title(scores, t, "the backward pass, layer by layer, of the score")
+    if im.warning:
+        title += f"\nWARNING: {im.warning}"
+    fig = viz.trace_figure(result, title, class_names(model), image=im.shown(),
                            reduce=reduce, cmap=cmap)
-    fig_path = Path(out_dir) / f"{stem or Path(path).stem}_trace_{slug(_name_of(model, t))}.png"
-    viz.save_figure(fig, fig_path, dpi=dpi)
-    return {"path": str(path), "target": t, "target_name": _name_of(model, t),
-            "predicted_name": _name_of(model, int(np.argmax(scores))),
-            "layers": [s["name"] for s in result["steps"]], "figure": str(fig_path),
-            "warning": warning, "trace": result, "notes": notes}
-
-
-def run_demo(model, images_dir=SAMPLES_DIR, out_dir="saliency_out", jobs=None,
-             **options) -> list[dict]:
-    """``explain_file`` (the gradient) for every sample of ``images_dir`` with its true box.
-
-    - jobs: processes drawing the figures side by side (None: one per CPU this process may
-      use, at most 4; 1: all in this process). Drawing and writing a figure costs five times
-      what computing its map does here, and matplotlib draws on one core, so the demo shares
-      the samples out over forked copies of this process, which have the model already.
-      Where ``fork`` is missing (Windows, macOS's default) it runs in this process.
-    Returns one dict per sample, in the index's order: ``explain_file``'s, plus "name",
-    "true_class", "correct" (the prediction is the label) and "inside" (the map's maximum
-    lies in the true box); or {"name", "error"} for a sample that could not be read or
-    explained (the others go on). options (cmap, upscale, dpi) go to ``explain_file``.
-    Raises SampleIndexError for a missing or broken samples.json, before any work."""
-    samples = list(load_sample_index(images_dir).items())
-    work = [(model, Path(images_dir) / name, name, info, out_dir, options)
-            for name, info in samples]
-    jobs = _demo_jobs(jobs, len(work))
-    if jobs == 1:
-        return [_demo_sample(*w) for w in work]
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-    global _FORKED_WORK
-    _FORKED_WORK = work            # the children inherit it: the model is not pickled
-    try:
-        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("fork")) as pool:
-            return list(pool.map(_demo_forked, range(len(work))))
-    finally:
-        _FORKED_WORK = None
-
-
-_FORKED_WORK = None  # run_demo's work list, while its forked children run
-
-
-def _demo_jobs(jobs, count: int) -> int:
-    import multiprocessing
-    import os
-    if jobs is None:
-        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-        jobs = min(4, cpus or 1)
-    if "fork" not in multiprocessing.get_all_start_methods():
-        return 1
-    return max(1, min(int(jobs), count))
-
-
-def _demo_forked(k: int) -> dict:
-    return _demo_sample(*_FORKED_WORK[k])
-
-
-def _demo_sample(model, path, name, info, out_dir, options) -> dict:
-    try:
-        r = explain_file(model, path, out_dir=out_dir, box=info["box"],
-                         true_label=info["label"], **options)
-    except (ImageReadError, ExplainError) as e:
-        return {"name": name, "error": str(e)}
-    x0, y0, x1, y1 = info["box"]
-    r.update(name=name, true_class=info["class"], correct=r["predicted"] == info["label"],
-             inside=bool(x0 <= r["peak"][0] < x1 and y0 <= r["peak"][1] < y1))
-    return r
+    [figure] = im.save(out_dir, stem, "trace", t, {".png": fig}, dpi)
+    return im.written(Traced, scores, t, figure, trace=result,
+                      layers=tuple(s["name"] for s in result["steps"]))
 
 
 def localize_file(model, path, method: str = "threshold", target=None,
                   out_dir="localize_out", stem=None, cmap: str = viz.CMAP,
-                  dpi: int = viz.DPI) -> dict:
+                  dpi: int = viz.DPI) -> Localized:
     """The paper's weakly supervised localisation (§3.1) of one image file: its gradient map,
     a box from it by ``method`` ("threshold" or "graphcut"), and a figure
     ``<stem>_localize-<method>_<class>.png`` with the true box and the IoU when the file's
     samples.json knows them.
 
-    Returns {"path", "box" (x0, y0, x1, y1), "true_box", "iou" (or None), "figure",
-    "target_name", "warning", "notes"}. Raises ExplainError (and writes nothing) when the
-    map holds NaN or inf or nothing was segmented from it, besides ``explain``'s errors."""
-    pixels, x, size, notes = _load(model, path)
-    name = _shown(Path(path).name)
-    truth = ground_truth(path) or {}
-    scores, targets, results = saliency.attribute(model, x, ["gradient"], target)
-    _check_finite(name, "the model's scores", scores)
-    _check_finite(name, "the gradient map", results["gradient"])
-    smap = saliency.to_map(results["gradient"], x.shape[2:])[0]     # (H, W)
-    loc = localize(pixels, smap, method)
+    Returns a ``Localized``. Raises ExplainError (and writes nothing) when the map holds NaN
+    or inf or nothing was segmented from it, besides ``explain``'s errors."""
+    im = _Image(model, path)
+    scores, targets, results = saliency.attribute(model, im.x, ["gradient"], target)
+    im.check_finite("the model's scores", scores)
+    im.check_finite("the gradient map", results["gradient"])
+    smap = saliency.to_map(results["gradient"], im.x.shape[2:])[0]  # (H, W)
+    loc = localize(im.pixels, smap, method)
     if loc.box is None:
         why = " (the map is zero everywhere)" if not smap.any() else ""
-        raise ExplainError(f"{name}: {method} localisation found no object: nothing was "
+        raise ExplainError(f"{im.name}: {method} localisation found no object: nothing was "
                            f"segmented from the saliency map{why}")
     box = tuple(int(v) for v in loc.box)
-    true_box = truth.get("box")
+    true_box = None if im.box is None else tuple(im.box)
     iou = None if true_box is None else float(box_iou(box, true_box))
     t = int(targets[0])
-    warning = out_of_distribution(model, size)
-    title = _title(model, name, scores[0], t,
-                   f"a {method} box from the gradient map of the score", truth.get("label"))
-    fig = localization_figure(pixels, smap, {method: loc}, true_box=true_box, title=title,
-                              ious=None if iou is None else {method: iou}, warning=warning,
+    title = im.title(scores[0], t, f"a {method} box from the gradient map of the score")
+    fig = localization_figure(im.pixels, smap, {method: loc}, true_box=im.box, title=title,
+                              ious=None if iou is None else {method: iou}, warning=im.warning,
                               cmap=cmap)
-    fig_path = (Path(out_dir) / f"{stem or Path(path).stem}_localize-{method}_"
-                f"{slug(_name_of(model, t))}.png")
-    viz.save_figure(fig, fig_path, dpi=dpi)
-    return {"path": str(path), "box": box, "true_box": None if true_box is None
-            else tuple(true_box), "iou": iou, "figure": str(fig_path),
-            "target_name": _name_of(model, t), "warning": warning, "notes": notes}
+    [figure] = im.save(out_dir, stem, f"localize-{method}", t, {".png": fig}, dpi)
+    return im.written(Localized, scores[0], t, figure, box=box, true_box=true_box, iou=iou)

@@ -1,5 +1,6 @@
 """minicnn.explain: titles that carry the truth when it is known, the out-of-distribution
-warning, one-call figures for arrays, output names and the full-resolution overlay."""
+warning, one-call figures for arrays, output names, the full-resolution overlay, and what
+each function answers."""
 from pathlib import Path
 
 import numpy as np
@@ -21,20 +22,21 @@ def model():
 
 def test_a_shipped_sample_titles_its_true_class_prediction_score_and_probability(model):
     r = ex.explain(model, SAMPLE)
-    title = r["fig"].get_suptitle()
+    title = r.figure.get_suptitle()
     assert title.startswith("test00004_shirt.png   true class: Shirt   predicted: ")
-    assert f"score {r['scores'][r['predicted']]:.2f}, p = " in title
-    assert r["true_name"] == "Shirt" and r["warning"] is None
-    assert "WARNING" not in r["fig"].get_supxlabel()
+    assert f"score {r.scores[r.predicted]:.2f}, p = " in title
+    assert r.true_name == "Shirt" and r.warning is None and r.box == (17, 6, 47, 42)
+    assert "WARNING" not in r.figure.get_supxlabel()
 
 
 def test_a_photo_is_warned_about_in_the_result_and_on_the_figure(model):
     r = ex.explain(model, sample_photo())
-    assert r["warning"].startswith("this image is not of the kind this model knows")
-    assert "512x600 picture was shrunk and cropped to 64x64" in r["warning"]
-    assert "10 classes (T-shirt/top, Trouser" in r["warning"]
-    assert r["fig"].get_supxlabel().startswith("WARNING: this image is not of the kind")
-    assert "true class unknown" in r["fig"].get_suptitle()
+    assert r.warning.startswith("this image is not of the kind this model knows")
+    assert "512x600 picture was shrunk and cropped to 64x64" in r.warning
+    assert "10 classes (T-shirt/top, Trouser" in r.warning
+    assert r.figure.get_supxlabel().startswith("WARNING: this image is not of the kind")
+    assert "true class unknown" in r.figure.get_suptitle()
+    assert r.true_label is r.true_name is r.box is None
 
 
 def test_no_warning_for_models_made_for_photos(model):
@@ -89,46 +91,32 @@ def test_full_resolution_map_lies_where_the_network_looked(tmp_path):
 
 def test_explain_file_writes_figure_map_and_overlay_named_by_method_and_class(model, tmp_path):
     r = ex.explain_file(model, SAMPLE, "gradient", 3, tmp_path, dpi=60)
-    assert Path(r["figure"]).name == "test00004_shirt_gradient_dress.png"
-    assert Path(r["overlay"]).name == "test00004_shirt_gradient_dress_overlay.png"
-    assert np.load(r["map"]).shape == (64, 64)
-    with Image.open(r["overlay"]) as im:
+    assert Path(r.figure).name == "test00004_shirt_gradient_dress.png"
+    assert Path(r.overlay).name == "test00004_shirt_gradient_dress_overlay.png"
+    assert np.load(r.map).shape == (64, 64)
+    with Image.open(r.overlay) as im:
         assert im.size == (64, 64)
+    assert (r.method, r.target_name, r.true_name) == ("gradient", "Dress", "Shirt")
+    assert r.correct == (r.predicted_name == "Shirt") and r.top[0][0] == r.predicted_name
+
+
+def test_explain_file_answers_what_explain_found(model, tmp_path):
+    e = ex.explain(model, SAMPLE)
+    r = ex.explain_file(model, SAMPLE, out_dir=tmp_path, dpi=40)
+    np.testing.assert_array_equal(np.load(r.map), e.saliency.astype(np.float32))
+    assert (r.predicted_name, r.target_name, r.top) == (e.predicted_name, e.target_name, e.top)
+    x0, y0, x1, y1 = e.box
+    assert r.inside == (x0 <= e.peak[0] < x1 and y0 <= e.peak[1] < y1)
 
 
 def test_localize_and_compare_and_trace_files_know_the_truth(model, tmp_path):
     loc = ex.localize_file(model, SAMPLE, out_dir=tmp_path, dpi=60)
-    assert loc["true_box"] == (17, 6, 47, 42) and 0 <= loc["iou"] <= 1
+    assert loc.true_box == (17, 6, 47, 42) and 0 <= loc.iou <= 1
     cmp = ex.compare_file(model, SAMPLE, out_dir=tmp_path, progress=False, dpi=60)
-    assert cmp["true_name"] == "Shirt" and cmp["warning"] is None
+    assert cmp.true_name == "Shirt" and cmp.warning is None
+    assert cmp.methods == tuple(minicnn.saliency.METHODS)
     tr = ex.trace_file(model, SAMPLE, out_dir=tmp_path, dpi=60)
-    assert tr["layers"][0] == "classifier.4" and tr["layers"][-1] == "input"
-
-
-def test_demo_in_forked_processes_writes_what_one_process_writes(model, tmp_path):
-    """run_demo shares the figures out over forked copies of the process; the rows, their
-    order and the files are those of a run in one process."""
-    import json
-    import os
-    index = json.loads((SAMPLES_DIR / "samples.json").read_text())["images"]
-    names = list(index)[:5]
-    folder = tmp_path / "samples"
-    folder.mkdir()
-    for name in names:
-        (folder / name).write_bytes((SAMPLES_DIR / name).read_bytes())
-    (folder / "gone.png").write_bytes(b"not an image")       # a bad sample in the middle
-    chosen = {**{n: index[n] for n in names[:2]}, "gone.png": index[names[0]],
-              **{n: index[n] for n in names[2:]}}
-    (folder / "samples.json").write_text(json.dumps({"images": chosen}))
-    one = ex.run_demo(model, folder, tmp_path / "one", jobs=1, dpi=40)
-    two = ex.run_demo(model, folder, tmp_path / "two", jobs=2, dpi=40)
-    assert [r["name"] for r in two] == [r["name"] for r in one] == list(chosen)
-    for a, b in zip(one, two):
-        assert a.keys() == b.keys()
-        if "error" in a:
-            assert a["error"] == b["error"]
-            continue
-        assert (a["predicted"], a["peak"], a["inside"]) == (b["predicted"], b["peak"], b["inside"])
-        np.testing.assert_array_equal(np.load(a["map"]), np.load(b["map"]))
-    assert sorted(os.listdir(tmp_path / "one")) == sorted(os.listdir(tmp_path / "two"))
-    assert len(os.listdir(tmp_path / "two")) == 3 * len(names)
+    assert tr.layers[0] == "classifier.4" and tr.layers[-1] == "input"
+    assert tr.true_name == loc.true_name == "Shirt"
+    names = sorted(Path(r.figure).name for r in (loc, cmp, tr))
+    assert [n.split("_")[2] for n in names] == ["compare", "localize-threshold", "trace"]
