@@ -26,13 +26,13 @@ Choices, stated once:
   images it was computed.
 Everything is seeded: the same call gives the same numbers.
 
-Cost, measured on the project's idle 2-core machine with the shipped model (2026-11-27): the
-six one-pass methods (computed together by ``saliency.attribute``) and the three baselines
-with pointing game and threshold localisation: 10,000 images in 161 s. With SmoothGrad,
+Why the limits, measured on an idle 2-core machine with the shipped model: the six one-pass
+methods (computed together by ``saliency.attribute``) and the three baselines with pointing
+game and threshold localisation take 161 s for all 10,000 images, while adding SmoothGrad,
 integrated gradients and occlusion, deletion/insertion on the first 1,000 images and graph cut
-on the first 2,000: 31 minutes, most of it in those first 1,000 images (the progress bar weighs
-each image and method by its cost in passes, ``Method.cost``, so its estimate of the time
-left holds).
+on the first 2,000 takes 31 minutes, most of it in those first 1,000 images. The progress bar weighs
+each image and method by its cost in passes (``Method.cost``), so that its estimate of the
+time left holds although the first images are the slow ones.
 
 ``run_evaluation`` computes and returns the result dict; ``minicnn.viz.report`` writes it
 (``results.md``, ``results.csv``, ``results.json``, ``localization.png``, ``curves.png``).
