@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import minicnn
-from minicnn import _parallel
+from minicnn._parallel import MAX_JOBS, default_jobs, forked_map
 from minicnn.explain import ExplainError, explain_file
 from minicnn.io.images import ImageReadError
 from minicnn.io.samples import SAMPLES_DIR
@@ -19,18 +19,16 @@ needs_fork = pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork on this
 def test_forked_map_keeps_the_order_and_runs_closures_in_other_processes():
     big = np.arange(10)                               # inherited by the copies, not pickled
     here = os.getpid()
-    got = _parallel.forked_map(lambda k: (int(big[k]) ** 2, os.getpid() != here), range(7),
-                               jobs=2)
+    got = forked_map(lambda k: (int(big[k]) ** 2, os.getpid() != here), range(7), jobs=2)
     assert [v for v, _ in got] == [k * k for k in range(7)]
     assert all(elsewhere for _, elsewhere in got)
-    assert _parallel._WORK is None                    # nothing left for later calls
 
 
 def test_one_job_runs_in_this_process():
     here = os.getpid()
-    assert _parallel.forked_map(lambda k: os.getpid(), range(3), jobs=1) == [here] * 3
-    assert _parallel.forked_map(len, [], jobs=4) == []
-    assert 1 <= _parallel.default_jobs() <= _parallel.MAX_JOBS
+    assert forked_map(lambda k: os.getpid(), range(3), jobs=1) == [here] * 3
+    assert forked_map(len, [], jobs=4) == []
+    assert 1 <= default_jobs() <= MAX_JOBS
 
 
 @needs_fork
@@ -40,7 +38,7 @@ def test_an_error_in_a_copy_is_raised_here():
             raise ValueError("item 3")
         return k
     with pytest.raises(ValueError, match="item 3"):
-        _parallel.forked_map(fail_on_three, range(5), jobs=2)
+        forked_map(fail_on_three, range(5), jobs=2)
 
 
 @needs_fork
@@ -67,8 +65,8 @@ def test_explained_files_in_forked_copies_are_those_of_one_process(tmp_path):
                 return str(e)
         return one
 
-    one = _parallel.forked_map(explained("one"), chosen, jobs=1)
-    two = _parallel.forked_map(explained("two"), chosen, jobs=2)
+    one = forked_map(explained("one"), chosen, jobs=1)
+    two = forked_map(explained("two"), chosen, jobs=2)
     for a, b in zip(one, two, strict=True):
         if isinstance(a, str):
             assert a == b and "gone.png" in a

@@ -39,9 +39,10 @@ on one batch, sharing the passes they have in common; ``to_map`` turns any resul
 
 The code lives one idea per module: ``gradient.py`` (the class to explain, the vanilla
 gradient, the ReLU-rule variants, and the batching the other methods share: ``in_chunks``,
-``row_batches``, ``accumulate_per_image``), ``smoothgrad.py``, ``integrated.py``, ``baselines.py`` (what
-"absent" means: zeros, a blurred image), ``gradcam.py``, ``occlusion.py``, ``maps.py``
-(attribution -> map). These modules use the engine only; the registry is here.
+``row_batches``, ``accumulate_per_image``), ``smoothgrad.py``, ``integrated.py``,
+``baselines.py`` (what "absent" means: zeros, a blurred image), ``gradcam.py``,
+``occlusion.py``, ``maps.py`` (attribution -> map). These modules use the engine only; the
+registry is here.
 
 Adding a method, the checklist:
 1. one module ``saliency/<name>.py`` with ``<name>(model, x, target=None, **options)``, its
