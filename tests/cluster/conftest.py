@@ -14,6 +14,9 @@ from minicnn.io.images import Preprocess
 
 ROOT = Path(__file__).resolve().parents[2]
 CLASSES = ["T-shirt/top", "Trouser", "Pullover"]
+# for worker processes and subprocesses: this checkout first
+PYTHONPATH = os.pathsep.join(
+    [str(ROOT)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])
 
 
 @pytest.fixture(scope="session")
@@ -30,8 +33,7 @@ def cluster_client(dask_extra):
     and only then (left set, it would reach every later test's subprocesses: a pip install
     in tests/test_install.py then found this checkout and installed nothing)."""
     patch = pytest.MonkeyPatch()
-    patch.setenv("PYTHONPATH", os.pathsep.join(
-        [str(ROOT)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
+    patch.setenv("PYTHONPATH", PYTHONPATH)
     from minicnn.cluster.client import connect
     try:
         with connect(workers=2) as client:

@@ -1,9 +1,13 @@
-"""Faults and restarts (issue 14 item 4): a worker process killed in the middle of a run
-loses and duplicates nothing, and a rerun of an interrupted job computes only the chunks
-that were not complete."""
+"""Faults and restarts (issue 14 item 4, issue 24 item 8): a worker process killed in the
+middle of a run, or while the LocalCluster starts, loses and duplicates nothing; workers
+that cannot start at all are one line, exit 2, and the same command run again resumes
+the store; a rerun of an interrupted job computes only the chunks that were not
+complete."""
 import os
 import shutil
 import signal
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -13,6 +17,7 @@ pytest.importorskip("distributed")
 zarr = pytest.importorskip("zarr")
 
 from minicnn.cluster.attribute import attribute_dataset
+from tests.cluster.conftest import PYTHONPATH, write_images
 ARRAYS = ("gradient", "grad_cam", "class", "score", "probability", "ok", "error", "image",
           "done")
 
@@ -58,6 +63,95 @@ def test_a_worker_killed_mid_run_loses_and_duplicates_nothing(cluster_client, mo
     assert killed not in cluster_client.run(os.getpid).values()
     assert r["computed"] == [0, 1, 2, 3, 4] and r["unreadable"] == []
     assert_same_store(tmp_path / "clean.zarr", tmp_path / "hit.zarr")
+
+
+KILL_ONCE_AT_START = """\
+import os, signal
+try:
+    with open({marker!r}, "x") as f:
+        f.write(str(os.getpid()))
+except FileExistsError:
+    pass
+else:
+    os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def kill_once_at_start(marker: str) -> str:
+    """A worker preload (the text of a module, which Dask runs in each worker process as
+    it makes the worker, before the worker has connected to its nanny) that SIGKILLs its
+    own process, in the first worker process only: ``marker``, created exclusively,
+    records its pid. That is the moment at which a kill used to stop the job; a preload
+    reaches it every time, where a kill from outside would depend on timing."""
+    return KILL_ONCE_AT_START.format(marker=marker)
+
+
+def test_a_worker_killed_while_the_cluster_starts_loses_nothing(cluster_client, model_path,
+                                                                images, tmp_path,
+                                                                monkeypatch):
+    """The worker's nanny fails to start; LocalCluster(n_workers=2) then closes and raises,
+    so connect starts the cluster again."""
+    import dask
+    folder, _ = images
+    options = dict(model=model_path, chunk=8)
+    attribute_dataset(folder, ["gradient", "grad_cam"], tmp_path / "clean.zarr",
+                      client=cluster_client, **options)
+    monkeypatch.setenv("PYTHONPATH", PYTHONPATH)                 # for the new workers
+    marker = tmp_path / "killed"
+    with dask.config.set({"distributed.worker.preload": [kill_once_at_start(str(marker))]}):
+        r = attribute_dataset(folder, ["gradient", "grad_cam"], tmp_path / "hit.zarr",
+                              workers=2, **options)
+    assert marker.exists(), "no worker was killed: the test did not test anything"
+    assert r["computed"] == [0, 1, 2, 3, 4] and r["unreadable"] == []
+    assert_same_store(tmp_path / "clean.zarr", tmp_path / "hit.zarr")
+
+
+# Every worker process exits as Dask makes its worker, before it connects: Dask reads its
+# configuration from DASK_* variables, a preload with a space in it is a module's text.
+NO_WORKER_ENV = dict(os.environ, PYTHONPATH=PYTHONPATH,
+                     DASK_DISTRIBUTED__WORKER__PRELOAD=repr(["import os; os._exit(3)"]))
+START_FAILED = ("minicnn: error: the local Dask cluster could not start its 2 worker "
+                "process(es) in 3 attempts: ")
+
+
+def minicnn_command(*argv, env):
+    return subprocess.run([sys.executable, "-m", "minicnn", *map(str, argv)],
+                          capture_output=True, text=True, env=env, timeout=300)
+
+
+def test_when_no_worker_can_start_the_same_command_run_again_resumes(dask_extra, model_path,
+                                                                     tmp_path):
+    folder, out = tmp_path / "imgs", tmp_path / "s.zarr"
+    write_images(folder, 12)
+    argv = ["attribute", folder, "--out", out, "--workers", 2, "--chunk", 4,
+            "--model", model_path]
+    failed = minicnn_command(*argv, env=NO_WORKER_ENV)
+    assert failed.returncode == 2, failed.stderr
+    lines = failed.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(START_FAILED), failed.stderr
+    assert lines[0].endswith(f"; {out} keeps its 0 complete chunk(s) of 3: run the same "
+                             f"command again to resume it"), lines[0]
+    assert not zarr.open_group(str(out), mode="r")["done"][:].any()
+    env = dict(NO_WORKER_ENV, DASK_DISTRIBUTED__WORKER__PRELOAD="[]")   # workers start now
+    done = minicnn_command(*argv, env=env)
+    assert done.returncode == 0, done.stderr
+    assert "12 images, gradient: 3 chunk(s) computed" in done.stdout
+    assert zarr.open_group(str(out), mode="r")["done"][:].all()
+
+
+def test_when_no_worker_can_start_evaluate_is_one_line_and_exit_2(dask_extra, tmp_path):
+    from minicnn.io.datasets import DatasetNotFoundError, make_cluttered
+    try:
+        make_cluttered([0], "test", 0)
+    except DatasetNotFoundError:
+        pytest.skip("Fashion-MNIST files not installed")
+    failed = minicnn_command("evaluate", "-n", 4, "--methods", "gradient", "--slow-limit", 0,
+                             "--graphcut-limit", 0, "--curve-limit", 0, "--workers", 2,
+                             "--out", tmp_path / "e", env=NO_WORKER_ENV)
+    assert failed.returncode == 2, failed.stderr
+    lines = failed.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(START_FAILED), failed.stderr
+    assert not (tmp_path / "e").exists()
 
 
 def test_a_rerun_skips_complete_chunks_and_redoes_partial_ones(cluster_client, model_path,
