@@ -372,3 +372,252 @@ def test_unreadable_weights_file_is_a_permission_error(saved):
             load(path)
     finally:
         path.chmod(0o644)
+
+
+# ----------------------------------------------------------------------------- JSON of the wrong type
+
+def _with_json(path, out, key, text):
+    """Copy an npz with the JSON entry `key` replaced by `text` as it is."""
+    def change(a):
+        a[key] = np.array(text)
+    return _rewrite(path, out, change)
+
+
+@pytest.mark.parametrize("key, text, message", [
+    ("__meta__", '"just a string"', r"bad __meta__: expected a JSON object \(class names, input "
+                                     r"shape, \.\.\.\), got a string"),
+    ("__meta__", "null", r"bad __meta__: expected a JSON object .*, got null"),
+    ("__meta__", "3", r"bad __meta__: expected a JSON object .*, got a number"),
+    ("__meta__", '["a", "b"]', r"bad __meta__: expected a JSON object .*, got a list"),
+    ("__architecture__", '"Conv2d"', r"bad architecture: __architecture__ must be a list of layer "
+                                     r"dicts, got a string"),
+    ("__architecture__", "null", r"bad architecture: __architecture__ must be a list of layer "
+                                 r"dicts, got null"),
+    ("__architecture__", '{"name": "c"}', r"bad architecture: __architecture__ must be a list of "
+                                          r"layer dicts, got an object"),
+    ("__architecture__", "[true]", r"bad architecture: layer 0 must be a JSON object, got true"),
+    ("__meta__", "[" * 100_000 + "]" * 100_000, r"__meta__ cannot be read as JSON \(maximum "
+                                                r"recursion depth exceeded"),
+    ("__meta__", '{"seed": ' + "9" * 5000 + "}", r"__meta__ cannot be read as JSON \(Exceeds "
+                                                 r"the limit \(4300 digits\)"),
+])
+def test_json_entry_of_the_wrong_type_is_named(saved, tmp_path, key, text, message):
+    """Each was a TypeError (or a RecursionError, a ValueError) from deep inside load."""
+    _, path = saved
+    with pytest.raises(WeightsFileError, match=r"json\.npz: " + message):
+        load(_with_json(path, tmp_path / "json.npz", key, text))
+
+
+@pytest.mark.parametrize("layer, key, value, message", [
+    (0, "in_channels", "3", r"layer 'features\.0' has in_channels \"3\", expected an int in "
+                            r"1\.\.2,147,483,648"),
+    (0, "out_channels", 2.5, r"layer 'features\.0' has out_channels 2\.5, expected an int"),
+    (0, "in_channels", float("inf"), r"layer 'features\.0' has in_channels Infinity, expected an "
+                                     r"int"),                        # was int(inf): OverflowError
+    (-1, "in_features", 10**30, r"layer 'classifier\.0' has in_features "
+                                r"1000000000000000000000000000000, expected an int in 1\.\."),
+    (-1, "out_features", -1, r"layer 'classifier\.0' has out_features -1, expected an int in "
+                             r"1\.\."),
+    (0, "bias", "yes", r"layer 'features\.0' has bias \"yes\", expected true or false"),
+    (0, "kernel_size", [3], r"layer 'features\.0' has kernel_size \[3\], expected an int >= 1 or "
+                            r"a pair of them"),
+    (2, "stride", None, r"layer 'features\.2' has stride null, expected an int >= 1 or a pair"),
+    (0, "padding", [-1, 1], r"layer 'features\.0' has padding \[-1, 1\], expected an int >= 0 "
+                            r"or a pair of them"),
+    (0, "inputs", "input", r"layer 'features\.0' has inputs \"input\", expected a list of node "
+                           r"names"),
+    (0, "rng", 5, r"layer 'features\.0' has rng 5, expected nothing: rng is the loader's to "
+                  r"choose"),
+    (0, "name", 5, r"layer 0 needs a string 'name', got a number"),
+    (0, "type", ["Conv2d"], r"layer 0 needs a string 'type', got a list"),
+])
+def test_layer_argument_of_the_wrong_json_type_names_layer_and_key(saved, tmp_path, layer, key,
+                                                                    value, message):
+    _, path = saved
+    bad = _with_arch(path, tmp_path / "arg.npz", lambda arch: arch[layer].update({key: value}))
+    with pytest.raises(WeightsFileError, match=r"arg\.npz: bad architecture: " + message):
+        load(bad)
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"preprocess": ["resize", 64]}, r"preprocess must be a JSON object, got a list"),
+    ({"class_names": None}, r"class_names must be a list of strings, got null"),
+    ({"class_names": ["a", 2, "c"]}, r"class_names must be a list of strings, got a list "
+                                     r"holding other things"),
+    ({"input_shape": {"C": 3}}, r"input_shape must be \[3, H, W\] .*, got \{\"C\": 3\}"),
+    ({"input_shape": None}, r"input_shape must be \[3, H, W\] .*, got null"),
+    ({"sha256": 12}, r"sha256 must be 64 hexadecimal digits, got 12"),
+    ({"dataset": "cluttered"}, r"dataset must be a JSON object, got a string"),
+    ({"dataset": {"seed": "0"}}, r"dataset seed must be an int >= 0, got \"0\""),
+    ({"dataset": {"generator": ["x"]}}, r"dataset generator must be a string, got a list"),
+    ({"cam_layer": 3}, r"cam_layer must be the name of a node, got a number"),
+    ({"cam_layer": "layer4"}, r"cam_layer \"layer4\" names no node of the model"),
+])
+def test_metadata_of_the_wrong_json_type_is_named(saved, tmp_path, changes, message):
+    """Entries that other modules read (evaluate's int(meta["dataset"]["seed"]), Grad-CAM's
+    cam_layer) are checked here, where the file is named, not where they are used."""
+    _, path = saved
+    with pytest.raises(WeightsFileError, match=r"meta\.npz: bad __meta__: " + message):
+        load(_with_meta(path, tmp_path / "meta.npz", **changes))
+
+
+def test_metadata_entries_of_the_right_type_load(saved, tmp_path):
+    _, path = saved
+    good = _with_meta(path, tmp_path / "ok.npz", dataset={"seed": 3, "generator": "g"},
+                      cam_layer="features.1", input_shape=[3, 8, 8])
+    assert load(good).meta["dataset"]["seed"] == 3
+
+
+def test_too_many_layers_is_refused_before_building_them(saved, tmp_path):
+    """Graph's node checks take time quadratic in the number of nodes: 20,000 ReLUs, a file
+    of a few kB, took 36 s to build."""
+    from minicnn.io.weights import MAX_LAYERS
+    _, path = saved
+    bad = _with_arch(path, tmp_path / "long.npz", lambda arch: arch.extend(
+        {"name": f"r{i}", "type": "ReLU"} for i in range(MAX_LAYERS)))
+    with pytest.raises(WeightsFileError, match=r"long\.npz: bad architecture: __architecture__ "
+                                               r"lists 4,101 layers, more than the limit of 4,096"):
+        load(bad)
+
+
+def test_messages_quote_at_most_a_line_of_a_crafted_value(saved, tmp_path):
+    _, path = saved
+    bad = _with_arch(path, tmp_path / "long.npz",
+                     lambda arch: arch[0].update(name="n" * 10**6, bias="b" * 10**6))
+    with pytest.raises(WeightsFileError) as error:
+        load(bad)
+    message = str(error.value).replace(str(tmp_path), "")
+    assert len(message) < 200 and message.count(" ...") == 2, message
+
+
+# ----------------------------------------------------------------------------- archives
+
+def _recompressed(path, out, method):
+    with zipfile.ZipFile(path) as src, zipfile.ZipFile(out, "w", method) as dst:
+        for info in src.infolist():
+            dst.writestr(info.filename, src.read(info))
+    return out
+
+
+def _patch_headers(path, out, local_at, central_at, value: bytes):
+    """Overwrite one 2-byte field in every local and central header of a zip archive."""
+    data = bytearray(path.read_bytes())
+    for signature, at in ((b"PK\x03\x04", local_at), (b"PK\x01\x02", central_at)):
+        start = 0
+        while (start := data.find(signature, start)) >= 0:
+            data[start + at:start + at + 2] = value
+            start += 4
+    out.write_bytes(bytes(data))
+    return out
+
+
+@pytest.mark.parametrize("method", [zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA])
+def test_any_compression_zipfile_reads_loads(saved, tmp_path, method):
+    model, path = saved
+    loaded = load(_recompressed(path, tmp_path / "packed.npz", method))
+    np.testing.assert_array_equal(loaded["classifier.0"].weight, model["classifier.0"].weight)
+
+
+def test_encrypted_entry_and_unknown_compression_are_named(saved, tmp_path):
+    """zipfile raises RuntimeError and NotImplementedError for these."""
+    _, path = saved
+    deflated = _recompressed(path, tmp_path / "d.npz", zipfile.ZIP_DEFLATED)
+    locked = _patch_headers(deflated, tmp_path / "locked.npz", 6, 8, b"\x01\x00")  # flag bit 0
+    with pytest.raises(WeightsFileError, match=r"locked\.npz: array '__architecture__' is "
+                                               r"encrypted \(a minicnn weights file never is\)"):
+        load(locked)
+    odd = _patch_headers(deflated, tmp_path / "odd.npz", 8, 10, b"\x63\x00")      # method 99
+    with pytest.raises(WeightsFileError, match=r"odd\.npz: array '__architecture__' uses a "
+                                               r"compression method zipfile cannot read"):
+        load(odd)
+
+
+def test_two_entries_of_one_name_are_refused(saved, tmp_path):
+    _, path = saved
+    with zipfile.ZipFile(path) as src, zipfile.ZipFile(tmp_path / "twice.npz", "w") as dst:
+        for info in src.infolist():
+            dst.writestr(info.filename, src.read(info))
+        with pytest.warns(UserWarning, match="Duplicate name"):
+            dst.writestr("classifier.0.weight.npy", src.read("classifier.0.weight.npy"))
+    with pytest.raises(WeightsFileError, match=r"twice\.npz: holds two entries named "
+                                               r"'classifier\.0\.weight'"):
+        load(tmp_path / "twice.npz")
+
+
+def test_integer_array_is_refused_from_its_header(saved, tmp_path):
+    _, path = saved
+
+    def change(a):
+        a["features.0.bias"] = np.arange(4, dtype=np.int32)
+    bad = _rewrite(path, tmp_path / "int.npz", change)
+    with pytest.raises(WeightsFileError, match=r"int\.npz: array 'features\.0\.bias' holds int32, "
+                                               r"expected floats"):
+        load(bad)
+
+
+# ----------------------------------------------------------------------------- memory
+
+_PEAK_RSS = """
+import resource, sys
+from minicnn.io.weights import WeightsFileError, load
+try:
+    load(sys.argv[1] if len(sys.argv) > 1 else None)
+    print("loaded")
+except WeightsFileError as e:
+    print(e)
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)   # KiB on Linux
+"""
+
+
+def _load_in_a_new_process(*path):
+    """What `load` says in a fresh process, and the process's peak RSS in MiB."""
+    import subprocess
+    import sys
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    done = subprocess.run([sys.executable, "-c", _PEAK_RSS, *map(str, path)],
+                          capture_output=True, text=True, timeout=300,
+                          env=dict(os.environ, PYTHONPATH=root))
+    assert done.returncode == 0, done.stderr
+    said, peak = done.stdout.splitlines()
+    return said, int(peak) / (1024 if sys.platform != "darwin" else 1024**2)
+
+
+def _with_zeros(path, out, key, n):
+    """A copy of the weights file `path` whose entry `key` is a float32 array of `n` zeros,
+    deflated as it is written (1 GiB of zeros takes ~1 MB): the file stays small and this
+    process never holds more than one 16 MiB chunk of it."""
+    chunk = bytes(16 << 20)
+    with zipfile.ZipFile(path) as src, \
+            zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as dst:
+        for info in src.infolist():
+            if info.filename != key + ".npy":
+                dst.writestr(info, src.read(info))
+        with dst.open(key + ".npy", "w") as f:
+            np.lib.format.write_array_header_1_0(f, {"descr": "<f4", "fortran_order": False,
+                                                     "shape": (n,)})
+            for _ in range(n * 4 // len(chunk)):
+                f.write(chunk)
+    return out
+
+
+def test_a_huge_unknown_or_misshaped_entry_is_refused_before_it_is_inflated(tmp_path):
+    """The shipped model plus 1 GiB of compressed zeros, a file of a few MB, under a key the
+    architecture does not have, or under one of its keys with the wrong shape: both are
+    refused from the archive's directory and the .npy header, so loading them peaks no
+    higher than loading the shipped model itself (it was 1.3 GB, +1.15 GB, when the unknown
+    entry was inflated before its key was checked). A memory bound, not a timing."""
+    from minicnn.io.weights import default_weights_path
+    shipped = default_weights_path()
+    n = 1 << 28                                                   # 2**28 float32: 1 GiB
+    unknown = _with_zeros(shipped, tmp_path / "unknown.npz", "classifier.9.weight", n)
+    wrong = _with_zeros(shipped, tmp_path / "wrong.npz", "classifier.1.weight", n)
+    assert unknown.stat().st_size < 16 << 20 and wrong.stat().st_size < 16 << 20
+    said, baseline = _load_in_a_new_process()
+    assert said == "loaded"
+    for path, message in [
+            (unknown, "unexpected key 'classifier.9.weight': the architecture has no such "
+                      "weight; refusing to inflate it"),
+            (wrong, "array 'classifier.1.weight' has shape (268435456,), expected (128, 3072)")]:
+        said, peak = _load_in_a_new_process(path)
+        assert said.startswith(f"{path}: ") and message in said, said
+        assert peak - baseline < 300, (path.name, peak, baseline)
