@@ -505,3 +505,44 @@ def test_evaluate_overflow_is_an_error_not_a_result(tmp_path):
             run_evaluation(model, n_images=4, methods=["gradient"], progress=False,
                            target="predicted", graphcut_limit=0, curve_limit=0,
                            data_dir=tmp_path / "data")
+
+
+@pytest.mark.parametrize("key, text, message", [
+    ("__meta__", '"T-shirt/top, Trouser, Pullover"',
+     "bad __meta__: expected a JSON object (class names, input shape, ...), got a string"),
+    ("__meta__", "null", "bad __meta__: expected a JSON object (class names, input shape, ...), "
+                         "got null"),
+    ("__meta__", "[3, 64, 64]", "bad __meta__: expected a JSON object"),
+    ("__architecture__", '{"0": "Conv2d"}',
+     "bad architecture: __architecture__ must be a list of layer dicts, got an object"),
+    ("__architecture__", "[" * 50_000 + "]" * 50_000, "__architecture__ cannot be read as JSON"),
+])
+def test_json_entries_of_the_wrong_type_are_one_line(capsys, tmp_path, model_path, image_path,
+                                                     key, text, message):
+    """These were a TypeError (or RecursionError) traceback and exit 1."""
+    with np.load(model_path) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    arrays[key] = np.array(text)
+    np.savez(tmp_path / "bad.npz", **arrays)
+    code, out, err = run(capsys, "saliency", image_path, "--model", tmp_path / "bad.npz",
+                         "--out", tmp_path / "o")
+    assert code == 2 and out == ""
+    one_error(err, "bad.npz: ", message)
+    assert files(tmp_path / "o") is None
+
+
+@pytest.mark.parametrize("meta, message", [
+    (dict(dataset="cluttered"), "bad __meta__: dataset must be a JSON object, got a string"),
+    (dict(cam_layer=["features"]), "bad __meta__: cam_layer must be the name of a node, "
+                                   "got a list"),
+])
+def test_metadata_other_commands_read_is_checked_at_load(capsys, tmp_path, model_path,
+                                                         image_path, meta, message):
+    """evaluate reads meta["dataset"]["seed"], Grad-CAM meta["cam_layer"]: a wrong type
+    was an AttributeError or a TypeError there, after the model had loaded."""
+    bad = _rewrite(model_path, tmp_path / "bad.npz", **meta)
+    code, out, err = run(capsys, "saliency", image_path, "--method", "grad_cam",
+                         "--model", bad, "--out", tmp_path / "o")
+    assert code == 2 and out == ""
+    one_error(err, "bad.npz: ", message)
+    assert files(tmp_path / "o") is None
