@@ -1,6 +1,6 @@
 """The ``minicnn`` command line: each subcommand parses its arguments, calls one library
 function, and prints what it returned. Where a command runs many images the loop is here:
-``demo`` shares its images out over forked copies of the process (``minicnn._parallel``).
+``demo`` shares its images out over forked copies of the process (``forked_map``).
 
     minicnn demo                         saliency figures for the shipped sample images
     minicnn saliency IMAGE [IMAGE ...]   top-5 classes, a figure and the raw map per image
@@ -177,6 +177,50 @@ def _print_notes(result) -> None:
         _note(note)
 
 
+# ----------------------------------------------------------------------------- many images at once
+
+# ``minicnn demo`` draws a figure per sample image. Drawing and writing a figure costs five
+# times what computing its map does here, and matplotlib draws on one core, so the demo
+# shares its images out over forked copies of this process. A forked copy inherits what is
+# already in memory: the model is not pickled and the function need not be picklable (a
+# closure will do); only the items' positions go out, and the results come back pickled.
+
+_MAX_JOBS = 4   # the most copies forked_map makes unless told otherwise
+_FORKED_WORK = None   # (function, items) while forked_map's copies run: they inherit it
+
+
+def forked_map(function, items, jobs=None) -> list:
+    """[function(item) for item in items], in that order, over ``jobs`` forked copies of
+    this process (None: one per CPU this process may use, at most 4; 1: all in this
+    process). Where ``fork`` is missing (Windows, macOS's default) all run in this process.
+    An exception raised by ``function`` is raised here."""
+    import multiprocessing
+    import os
+    from concurrent.futures import ProcessPoolExecutor
+    items = list(items)
+    if jobs is None:
+        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        jobs = min(_MAX_JOBS, cpus or 1)
+    if "fork" not in multiprocessing.get_all_start_methods():
+        jobs = 1
+    jobs = max(1, min(int(jobs), len(items)))
+    if jobs == 1:
+        return [function(item) for item in items]
+    global _FORKED_WORK
+    _FORKED_WORK = (function, items)
+    try:
+        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("fork")) as pool:
+            return list(pool.map(_forked_call, range(len(items))))
+    finally:
+        _FORKED_WORK = None
+
+
+def _forked_call(k: int):
+    """In a forked copy: the function on item k of the inherited work."""
+    function, items = _FORKED_WORK
+    return function(items[k])
+
+
 # ----------------------------------------------------------------------------- subcommands
 
 def _figure_options(args) -> dict:
@@ -266,7 +310,6 @@ def cmd_trace(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    from ._parallel import forked_map
     from .explain import explain_file
     from .io.samples import load_sample_index
     _out_dir(args.out)
