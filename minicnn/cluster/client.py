@@ -3,9 +3,9 @@
 - ``connect(workers=N)``: a ``LocalCluster`` of N worker processes on the loopback
   interface, one thread each, no dashboard; it is shut down when the block ends. The
   worker processes get ``MINICNN_NUM_THREADS=1`` and one BLAS thread in their environment.
-  A worker process that dies while the cluster starts makes the start fail (Dask replaces
-  only workers that are running): the cluster is started again, up to START_ATTEMPTS
-  times in all, and then it is a ``WorkerStartError``, one line.
+  A worker process that dies while the cluster starts makes the start fail, or is never
+  replaced (Dask replaces only workers that are running): the cluster is started again,
+  up to START_ATTEMPTS times in all, and then it is a ``WorkerStartError``, one line.
 - ``connect(scheduler="tcp://host:8786")``: a client of a running cluster (``dask
   scheduler`` and ``dask worker`` commands); nothing else changes. An address that does not
   answer within ``timeout`` seconds is a ``SchedulerError``, one line.
@@ -25,10 +25,11 @@ import os
 from minicnn._checks import check_int
 
 __all__ = ["connect", "default_workers", "SchedulerError", "WorkerStartError", "WORKER_ENV",
-           "CONNECT_TIMEOUT", "START_ATTEMPTS"]
+           "CONNECT_TIMEOUT", "START_ATTEMPTS", "START_TIMEOUT"]
 
 CONNECT_TIMEOUT = 10   # seconds to wait for a scheduler to answer
 START_ATTEMPTS = 3     # LocalCluster starts tried before giving up on its workers
+START_TIMEOUT = 60     # seconds for a started LocalCluster's missing workers to come back
 
 # For worker processes that this module starts. Dask sets the BLAS ones itself by default
 # (distributed.nanny.pre-spawn-environ); they are written here so that it does not depend
@@ -91,9 +92,12 @@ def _local_cluster(workers: int):
     Once a worker process runs, Dask looks after it: its nanny starts a new one if it
     dies, and the scheduler gives its tasks to the other workers. While the cluster
     starts, nobody does: a worker process that dies before it has connected makes its
-    nanny fail ("Nanny failed to start"), and LocalCluster closes everything and raises.
-    So a failed start is tried again, START_ATTEMPTS times in all: a worker killed once
-    costs one more start, and workers that can never start are one WorkerStartError."""
+    nanny fail ("Nanny failed to start"), and LocalCluster closes everything and raises;
+    one that dies just after, before its nanny counts itself started, is never replaced,
+    and the cluster runs one worker short (with one worker, a job would wait forever).
+    So a start that fails, or that is still missing a worker after START_TIMEOUT seconds,
+    is tried again, START_ATTEMPTS times in all: a worker killed once costs one more
+    start, and workers that can never start are one WorkerStartError."""
     from distributed import LocalCluster
 
     from minicnn.cluster.workers import OneThreadPerWorker
@@ -105,12 +109,20 @@ def _local_cluster(workers: int):
             # takes any task. The scheduler's HTTP server (health checks, no dashboard)
             # takes any free loopback port: on 8787, which another cluster may hold, Dask
             # would warn on stderr.
-            return LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                host="127.0.0.1", dashboard_address=None,
-                                scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
-                                silence_logs=logging.ERROR, env=dict(WORKER_ENV),
-                                plugins=(OneThreadPerWorker(),))
+            cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                   host="127.0.0.1", dashboard_address=None,
+                                   scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
+                                   silence_logs=logging.ERROR, env=dict(WORKER_ENV),
+                                   plugins=(OneThreadPerWorker(),))
         except (RuntimeError, OSError, TimeoutError) as e:  # OSError: CommClosedError too
+            failure = e
+            continue
+        try:
+            # every worker registered before LocalCluster returned, unless one died since
+            cluster.wait_for_workers(workers, timeout=START_TIMEOUT)
+            return cluster
+        except TimeoutError as e:
+            cluster.close()
             failure = e
     while failure.__cause__ is not None:      # Dask wraps the reason: "Nanny failed to start."
         failure = failure.__cause__

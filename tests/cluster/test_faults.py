@@ -3,6 +3,7 @@ middle of a run, or while the LocalCluster starts, loses and duplicates nothing;
 that cannot start at all are one line, exit 2, and the same command run again resumes
 the store; a rerun of an interrupted job computes only the chunks that were not
 complete."""
+import asyncio
 import os
 import shutil
 import signal
@@ -16,6 +17,7 @@ import pytest
 pytest.importorskip("distributed")
 zarr = pytest.importorskip("zarr")
 
+from minicnn.cluster import client as client_module
 from minicnn.cluster.attribute import attribute_dataset
 from tests.cluster.conftest import PYTHONPATH, write_images
 ARRAYS = ("gradient", "grad_cam", "class", "score", "probability", "ok", "error", "image",
@@ -104,6 +106,33 @@ def test_a_worker_killed_while_the_cluster_starts_loses_nothing(cluster_client, 
     assert marker.exists(), "no worker was killed: the test did not test anything"
     assert r["computed"] == [0, 1, 2, 3, 4] and r["unreadable"] == []
     assert_same_store(tmp_path / "clean.zarr", tmp_path / "hit.zarr")
+
+
+def test_a_worker_that_dies_as_its_nanny_starts_is_replaced(dask_extra, monkeypatch):
+    """A worker process that dies after it has connected, before its nanny counts itself
+    started, is never restarted by Dask: connect starts the cluster again rather than run
+    a worker short (with one worker: no worker at all, and a job would wait forever)."""
+    from distributed import Nanny
+    from distributed.core import Status
+    instantiate, killed = Nanny.instantiate, []
+
+    async def instantiate_then_kill(nanny):
+        status = await instantiate(nanny)
+        if not killed and nanny.status == Status.init:      # starting, not restarting
+            killed.append(nanny.process.pid)
+            os.kill(nanny.process.pid, signal.SIGKILL)
+            await nanny.process.stopped.wait()   # the nanny has seen the process exit and
+            await asyncio.sleep(0.5)             # queued its decision: let that run first
+        return status
+
+    # the nannies of a LocalCluster run in this process, on its event loop thread
+    monkeypatch.setattr(Nanny, "instantiate", instantiate_then_kill)
+    monkeypatch.setattr(client_module, "START_TIMEOUT", 5)
+    monkeypatch.setenv("PYTHONPATH", PYTHONPATH)
+    with client_module.connect(workers=1) as client:
+        pids = list(client.run(os.getpid).values())
+    assert killed, "no worker was killed: the test did not test anything"
+    assert len(pids) == 1 and pids[0] != killed[0]
 
 
 # Every worker process exits as Dask makes its worker, before it connects: Dask reads its
