@@ -3,14 +3,14 @@
     minicnn convert vgg16-397923af.pth --arch vgg16 -o weights/vgg16.npz
     minicnn convert resnet50-11ad3fa6.pth --arch resnet50 -o weights/resnet50.npz
 
-This is the only step that needs PyTorch, and only to read the file: ``torch.load`` with
-``weights_only=True``, which unpickles tensors and plain containers and refuses anything
-that would run code. Every key and shape is checked against the architecture
-(``minicnn.io.zoo.checkpoint_shapes``), every array must be finite (no NaN or inf, before and
-after folding), every BatchNorm is folded into the convolution before it
-(``zoo.batchnorm_pairs``), and the result is written by ``minicnn.save`` with the metadata a
-saliency figure needs (architecture, ImageNet class names, preprocessing, the default
-Grad-CAM layer, source file).
+No PyTorch is needed: ``minicnn.io.checkpoint`` reads both of torch's file formats (the zip
+archive and the legacy pickle stream) itself, unpickling only tensors, storages and plain
+containers, refusing anything that would run code (one line naming the file and the global).
+Every key and shape is checked against the architecture (``minicnn.io.zoo.checkpoint_shapes``),
+every array must be finite (no NaN or inf, before and after folding), every BatchNorm is folded
+into the convolution before it (``zoo.batchnorm_pairs``), and the result is written by
+``minicnn.save`` with the metadata a saliency figure needs (architecture, ImageNet class names,
+preprocessing, the default Grad-CAM layer, source file).
 """
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ import numpy as np
 from minicnn._checks import check_finite
 from minicnn.io import imagenet, zoo
 from minicnn.io.atomic import OutputPathError, check_output_file
+from minicnn.io.checkpoint import CheckpointError, read_state_dict
 from minicnn.io.torch_import import fold_batchnorm
 from minicnn.io.weights import save
 
@@ -44,25 +45,11 @@ def _check_checkpoint_path(path: Path) -> None:
 
 
 def _read_state_dict(path: Path) -> dict:
+    """{key: array} from the checkpoint, unwrapped from {"state_dict": ...} or {"model": ...}."""
     try:
-        import torch
-    except ImportError:
-        raise ConversionError(
-            "reading a PyTorch checkpoint needs torch (only for this step): "
-            "pip install torch==2.13.0") from None
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # UnpicklingError for code, RuntimeError/EOFError for damage
-        first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ConversionError(f"{path}: refused by torch.load(weights_only=True): "
-                              f"{first_line}") from None
-    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
-        state = state["state_dict"]                      # a training checkpoint wrapper
-    if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
-                                              for k, v in state.items()):
-        raise ConversionError(f"{path}: not a state dict (a dict of tensors by name); got "
-                              f"{type(state).__name__}")
-    return {k: v.detach().cpu().numpy() for k, v in state.items()}
+        return read_state_dict(path)
+    except CheckpointError as e:
+        raise ConversionError(str(e)) from None
 
 
 def _check_keys(state: dict, expected: dict, path: Path, arch: str) -> None:
