@@ -447,3 +447,53 @@ def test_missing_file_and_folder(tmp_path):
         load_checkpoint(tmp_path / "gone.pth")
     with pytest.raises(CheckpointError, match=r"cannot be read \(Is a directory\)"):
         load_checkpoint(tmp_path)
+
+
+def zip_entries(entries: dict) -> bytes:
+    """A zip archive holding archive/<name> for each entry, and nothing else."""
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as archive:
+        for name, data in entries.items():
+            archive.writestr(f"archive/{name}", data)
+    return out.getvalue()
+
+
+PICKLE, ZERO = {"data.pkl": FOUR_FLOATS}, {"data/0": FLOATS}
+
+
+@pytest.mark.parametrize("data, message", [
+    (zip_entries({**PICKLE, **ZERO}),
+     "a zip archive, but not a PyTorch checkpoint (no version entry)"),
+    (zip_entries({**PICKLE, "version": b"11\n", **ZERO}),
+     "PyTorch zip format version b'11\\n', not one of 1 to 10"),
+    (zip_entries({**PICKLE, "version": b"3\n", "byteorder": b"middle", **ZERO}),
+     "byteorder b'middle' is neither little nor big"),
+    (zip_entries({"version": b"3\n", **ZERO}),
+     "a zip archive, but not a PyTorch checkpoint (no data.pkl)"),
+    (zip_entries({**PICKLE, "version": b"3\n"}), "storage '0' has no entry data/0"),
+    (legacy_file(FOUR_FLOATS_LEGACY, [("0", 3, FLOATS)]),
+     "storage '0' holds 3 elements, the pickle declares 4"),
+    (legacy_file(FOUR_FLOATS_LEGACY, [("0", 4, FLOATS), ("0", 4, FLOATS)]),
+     "storage '0' is listed twice or was never declared"),
+    (legacy_file(FOUR_FLOATS_LEGACY, [("1", 4, FLOATS)]),
+     "storage '1' is listed twice or was never declared"),
+    (legacy_file(FOUR_FLOATS_LEGACY), "storage '0' has no bytes in the file"),
+    (legacy_file(p_dict(w=p_tensor(p_storage("0", 4, legacy=True), 0, (4,), (1,)),
+                        v=p_tensor(p_storage("0", 2, "DoubleStorage", legacy=True), 0, (2,), (1,))),
+                 [("0", 4, FLOATS)]), "storage '0' is declared twice, differently"),
+    (pickle.dumps(MAGIC_NUMBER, protocol=2) + pickle.dumps(1000, protocol=2),
+     "legacy format protocol 1000; torch writes and reads only 1001"),
+])
+def test_the_formats_structure_is_checked(tmp_path, data, message):
+    (tmp_path / "c.pth").write_bytes(data)
+    with pytest.raises(CheckpointError) as error:
+        load_checkpoint(tmp_path / "c.pth")
+    assert str(error.value) == f"{tmp_path / 'c.pth'}: {message}"
+
+
+def test_a_legacy_file_too_large_is_refused_before_it_is_read(tmp_path):
+    with open(tmp_path / "huge.pth", "wb") as file:      # 5 GiB of holes: no disk, no memory
+        file.truncate(5 << 30)
+    with pytest.raises(CheckpointError, match=r"huge\.pth: 5,368,709,120 bytes, more than a "
+                                              r"checkpoint may hold \(4,299,161,600\)"):
+        load_checkpoint(tmp_path / "huge.pth")
