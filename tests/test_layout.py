@@ -13,6 +13,9 @@ listed for it, nothing else:
     cluster              whole datasets on Dask: maps into a Zarr store, evaluation in ranges
     cli                  the command line, on top
     minicnn              the package's front door (load, save, layers, from_torch)
+
+Inside the engine, the fast path is a room of its own: the files a student reads for the
+maths (layers.py, model.py and the reference kernels) never import ``kernels/fast/``.
 """
 import ast
 from pathlib import Path
@@ -120,6 +123,19 @@ def test_no_import_circles():
         if node not in state:
             visit(node)
     assert not cycles, "\n".join(" -> ".join(c) for c in cycles)
+
+
+READABLE = ("minicnn.engine.layers", "minicnn.engine.model", "minicnn.engine.kernels.reference",
+            "minicnn.engine.kernels", "minicnn.engine.settings", "minicnn.engine.frozen")
+FAST = "minicnn.engine.kernels.fast"
+
+
+def test_the_readable_engine_never_imports_the_fast_path():
+    edges = graph()
+    for name in READABLE:
+        assert name in edges, name
+        wrong = [t for t in edges[name] if t == FAST or t.startswith(FAST + ".")]
+        assert not wrong, f"{name} imports {wrong}: the fast path must stay out of it"
 
 
 def test_the_checker_sees_a_wrong_import(tmp_path, monkeypatch):

@@ -17,8 +17,15 @@ mode (``Dropout`` is the identity).
 Dtypes: a layer computes in the dtype of its input (float32 or float64). If its weights have
 another dtype they are cast once and the cast is cached. Any other input dtype is a TypeError.
 
-Hot loops are not here but in ``minicnn.engine.kernels``, reached through ``kernels.active()`` so that
-the readable reference kernels can replace the fast ones everywhere.
+Weights are read-only (``minicnn.engine.frozen``): to change them, assign a new array
+(``layer.weight = w``); the layer copies it and forgets what it derived from the old one.
+An in-place edit (``layer.weight[:16] = 0``) raises a ValueError that says so, because the
+engine keeps arrays computed from the weights (casts, Winograd's transformed filters) that
+such an edit would silently leave stale.
+
+Hot loops are not here but in ``minicnn.engine.kernels``, reached through ``kernels.active()``
+so that the readable reference kernels (``kernels/reference.py``, where the maths is) can
+replace the fast ones (``kernels/fast/``) everywhere.
 
 Adding a layer, the checklist:
 1. a class here with ``forward(x)`` and ``backward(grad_out)`` side by side, a docstring
@@ -26,8 +33,8 @@ Adding a layer, the checklist:
    ``config()`` returning its constructor arguments, and ``_params`` naming its weights;
 2. its entry in ``LAYER_TYPES`` (so weights files and ``from_config`` know it);
 3. if it has a loop: the kernel in ``kernels/reference.py`` (readable) and the same
-   signature in ``kernels/fast.py`` (Numba; conv and pool loops live in fast_conv.py and
-   fast_pool.py), tested equal both ways;
+   signature in ``kernels/fast/`` (Numba: conv.py, pool.py, elementwise.py, ...), exported
+   by ``kernels/fast/__init__.py``, tested equal both ways;
 4. its import in ``minicnn.io.torch_import`` (from the torch module) and in the tests'
    torch twin, and tests in ``tests/engine/test_layers.py``: forward and input gradient
    against torch.nn.functional + autograd and against central finite differences in
@@ -40,22 +47,23 @@ Springenberg et al. 2014 (arXiv:1412.6806, guided backpropagation) for the ReLU 
 from __future__ import annotations
 
 import math
+import weakref
 
 import numpy as np
 
 from minicnn._checks import FLOAT_DTYPES, check_array
 from minicnn.engine import kernels
+from minicnn.engine.frozen import freeze, placeholder
+from minicnn.engine.kernels import RELU_RULES
 
 __all__ = [
     "Layer", "Conv2d", "ReLU", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d",
     "Flatten", "Linear", "Dropout", "BatchNorm2d", "Add", "Concat", "RELU_RULES",
-    "LAYER_TYPES", "layer_from_config",
+    "LAYER_TYPES", "layer_from_config", "pair", "batchnorm_scale_shift", "fold_batchnorm",
 ]
 
-RELU_RULES = ("gradient", "deconvnet", "guided")
 
-
-def _pair(value, what):
+def pair(value, what):
     """An int or a pair of ints -> (int, int), as PyTorch's ``_pair``."""
     if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
         return (int(value), int(value))
@@ -72,11 +80,24 @@ def _uniform(rng, shape, bound, dtype, init=True):
     be loaded (VGG16's 138 M values would otherwise be drawn, ~4 s and 0.5 GB, only to be
     overwritten; and a file that declares a giant layer fails on its shapes, not on memory)."""
     if not init:
-        return np.broadcast_to(np.zeros((), dtype=dtype), shape)
+        return placeholder(shape, dtype)
     values = rng.random(shape, dtype=dtype)
     values *= 2 * bound
     values -= bound
     return values
+
+
+class _ArrayName:
+    """How a layer's weight is called in messages, e.g. "Conv2d 'features.4'.weight": the
+    layer's name as it is when the message is made (a model names its layers after they are
+    built). A weak reference, so that the array does not keep its layer alive."""
+
+    def __init__(self, layer, attr):
+        self.layer, self.attr = weakref.ref(layer), attr
+
+    def __str__(self):
+        layer = self.layer()
+        return f"{layer.describe() if layer is not None else 'a layer'}.{self.attr}"
 
 
 class Layer:
@@ -89,6 +110,31 @@ class Layer:
     name: str | None = None
     _params: tuple = ()  # names of the array attributes that hold weights
     _buffers: tuple = ()  # arrays that are not weights but load with them (running statistics)
+
+    def __setattr__(self, attr, value):
+        """A weight or buffer is stored as a read-only copy, and what the layer derived from
+        the old one (casts to another dtype) is forgotten; other attributes as usual."""
+        if attr in self._params or attr in self._buffers:
+            self.set_array(attr, value)
+        else:
+            object.__setattr__(self, attr, value)
+
+    def set_array(self, attr, value, copy=True, dtype=None):
+        """Store ``value`` (in ``dtype``, default its own) as the weight or buffer ``attr``,
+        read-only (``frozen.freeze``). copy=False takes the array itself when it can
+        (C-contiguous, owning its memory: an array just read from a file, which the caller
+        then no longer writes to)."""
+        if value is not None:
+            value = freeze(value, _ArrayName(self, attr), dtype, copy)
+        self.__dict__.pop("_cast_cache", None)
+        object.__setattr__(self, attr, value)
+
+    def __setstate__(self, state):
+        """copy.deepcopy and pickle: the copy's weights are read-only again."""
+        arrays = {k: state.pop(k) for k in list(state) if k in self._params + self._buffers}
+        self.__dict__.update(state)
+        for attr, value in arrays.items():
+            setattr(self, attr, value)
 
     def __call__(self, *xs):
         return self.forward(*xs)
@@ -128,21 +174,20 @@ class Layer:
         if dtype not in FLOAT_DTYPES:
             raise TypeError(f"{self.describe()}: weights can be float32 or float64, got {dtype}")
         for p, value in self.parameters().items():
-            setattr(self, p, np.ascontiguousarray(value, dtype=dtype))
+            if value.dtype != dtype:
+                setattr(self, p, value.astype(dtype))
         return self
 
     def _weight_as(self, attr, dtype):
-        """The parameter ``attr`` in ``dtype``; a cast is made once and cached until the
-        attribute is replaced by another array (an in-place edit of the array is not seen)."""
+        """The parameter ``attr`` in ``dtype``; a cast is made once and kept until the
+        attribute is assigned again (the weights are read-only, so it cannot go stale)."""
         value = getattr(self, attr)
         if value is None or value.dtype == dtype:
             return value
         cache = self.__dict__.setdefault("_cast_cache", {})
-        source, cast = cache.get((attr, dtype), (None, None))
-        if source is not value:
-            cast = np.ascontiguousarray(value, dtype=dtype)
-            cache[(attr, dtype)] = (value, cast)
-        return cast
+        if (attr, dtype) not in cache:
+            cache[(attr, dtype)] = freeze(value, _ArrayName(self, attr), dtype)
+        return cache[(attr, dtype)]
 
     # --- checks at the public boundary ------------------------------------------------------
 
@@ -193,9 +238,9 @@ class Conv2d(Layer):
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, bias=True,
                  *, dtype=np.float32, rng=None, init=True):
         self.in_channels, self.out_channels = int(in_channels), int(out_channels)
-        self.kernel_size = _pair(kernel_size, "Conv2d kernel_size")
-        self.stride = _pair(stride, "Conv2d stride")
-        self.padding = _pair(padding, "Conv2d padding")
+        self.kernel_size = pair(kernel_size, "Conv2d kernel_size")
+        self.stride = pair(stride, "Conv2d stride")
+        self.padding = pair(padding, "Conv2d padding")
         if min(self.kernel_size) < 1 or min(self.stride) < 1 or min(self.padding) < 0:
             raise ValueError(f"Conv2d: kernel_size and stride must be >= 1 and padding >= 0, "
                              f"got {self.kernel_size}, {self.stride}, {self.padding}")
@@ -280,9 +325,9 @@ class _Pool2d(Layer):
 
     def __init__(self, kernel_size, stride=None, padding=0):
         kind = type(self).__name__
-        self.kernel_size = _pair(kernel_size, f"{kind} kernel_size")
-        self.stride = self.kernel_size if stride is None else _pair(stride, f"{kind} stride")
-        self.padding = _pair(padding, f"{kind} padding")
+        self.kernel_size = pair(kernel_size, f"{kind} kernel_size")
+        self.stride = self.kernel_size if stride is None else pair(stride, f"{kind} stride")
+        self.padding = pair(padding, f"{kind} padding")
         if min(self.kernel_size) < 1 or min(self.stride) < 1 or min(self.padding) < 0:
             raise ValueError(f"{kind}: kernel_size and stride must be >= 1 and padding >= 0, "
                              f"got {self.kernel_size}, {self.stride}, {self.padding}")
@@ -374,7 +419,7 @@ class AdaptiveAvgPool2d(Layer):
     """
 
     def __init__(self, output_size):
-        self.output_size = _pair(output_size, "AdaptiveAvgPool2d output_size")
+        self.output_size = pair(output_size, "AdaptiveAvgPool2d output_size")
         if min(self.output_size) < 1:
             raise ValueError(f"AdaptiveAvgPool2d: output_size must be >= 1, "
                              f"got {self.output_size}")
@@ -495,8 +540,8 @@ class BatchNorm2d(Layer):
     - weight, bias: (C,) (gamma, beta); running_mean, running_var: (C,) buffers
     - forward: x (N, C, H, W) -> (N, C, H, W); backward: the same shapes
 
-    A BatchNorm right after a convolution can be folded into it (``minicnn.fold_batchnorm``,
-    the default when importing a torch model): the same function with one layer fewer.
+    A BatchNorm right after a convolution can be folded into it (``fold_batchnorm``, the
+    default when importing a torch model): the same function with one layer fewer.
     """
 
     _params = ("weight", "bias")
@@ -519,12 +564,9 @@ class BatchNorm2d(Layer):
         return {"type": "BatchNorm2d", "num_features": self.num_features, "eps": self.eps}
 
     def scale_shift(self, dtype=np.float64):
-        """(scale, shift), each (C,): y = x * scale + shift, computed in float64."""
-        var, mean = (np.asarray(getattr(self, a), np.float64) for a in ("running_var",
-                                                                         "running_mean"))
-        scale = np.asarray(self.weight, np.float64) / np.sqrt(var + self.eps)   # (C,)
-        shift = np.asarray(self.bias, np.float64) - mean * scale                # (C,)
-        return scale.astype(dtype), shift.astype(dtype)
+        """(scale, shift), each (C,): y = x * scale + shift (``batchnorm_scale_shift``)."""
+        return batchnorm_scale_shift(self.weight, self.bias, self.running_mean,
+                                     self.running_var, self.eps, dtype)
 
     def forward(self, x):
         """x: (N, C, H, W) -> (N, C, H, W)"""
@@ -542,6 +584,43 @@ class BatchNorm2d(Layer):
         """grad_out: (N, C, H, W) -> grad_x: (N, C, H, W), grad_out * scale per channel"""
         grad_out = self._check_grad(grad_out)
         return grad_out * self._scale[:, None, None]
+
+
+def batchnorm_scale_shift(weight, bias, running_mean, running_var, eps, dtype=np.float64):
+    """An eval-mode BatchNorm as an affine map per channel, computed in float64:
+
+        scale = weight / sqrt(running_var + eps),   shift = bias - running_mean * scale
+
+    Input: weight (gamma), bias (beta): (C,) or None (an affine=False BatchNorm: 1 and 0);
+    running_mean, running_var: (C,); eps: float. Returns (scale, shift), each (C,) in dtype.
+    """
+    var = np.asarray(running_var, np.float64)
+    C = var.shape[0]
+    gamma = np.ones(C) if weight is None else np.asarray(weight, np.float64)
+    beta = np.zeros(C) if bias is None else np.asarray(bias, np.float64)
+    scale = gamma / np.sqrt(var + eps)                                          # (C,)
+    shift = beta - np.asarray(running_mean, np.float64) * scale                 # (C,)
+    return scale.astype(dtype), shift.astype(dtype)
+
+
+def fold_batchnorm(conv_w, conv_b, bn_weight, bn_bias, running_mean, running_var, eps):
+    """Fold an eval-mode BatchNorm2d into the convolution before it.
+
+    BN(conv(x)) = gamma * (w*x + b - mean) / sqrt(var + eps) + beta
+                = (w * s) * x + ((b - mean) * s + beta),   s = gamma / sqrt(var + eps)
+
+    Input (numpy arrays):
+    - conv_w: (F, C, KH, KW); conv_b: (F,) or None (treated as zeros)
+    - bn_weight (gamma), bn_bias (beta): (F,) or None (an affine=False BatchNorm: 1 and 0)
+    - running_mean, running_var: (F,); eps: float
+    Returns:
+    - (w', b'): (F, C, KH, KW) and (F,), computed in float64 and returned in conv_w's dtype
+    """
+    dtype = np.asarray(conv_w).dtype
+    scale, shift = batchnorm_scale_shift(bn_weight, bn_bias, running_mean, running_var, eps)
+    b = 0.0 if conv_b is None else np.asarray(conv_b, np.float64)
+    w = np.asarray(conv_w, np.float64) * scale[:, None, None, None]            # (F, C, KH, KW)
+    return w.astype(dtype), (b * scale + shift).astype(dtype)
 
 
 # ============================================================================ Add, Concat

@@ -15,17 +15,26 @@ the tie rule.
 """
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 
 from minicnn.engine.kernels import adaptive_bins, output_size
 
 __all__ = [
-    "conv2d_forward", "conv2d_backward_input", "im2col", "col2im",
+    "pass_context",
+    "conv2d_forward", "conv2d_backward_input",
     "maxpool2d_forward", "maxpool2d_values", "maxpool2d_backward",
     "avgpool2d_forward", "avgpool2d_backward",
     "adaptive_avgpool2d_forward", "adaptive_avgpool2d_backward",
     "relu_forward", "relu_backward", "linear_forward", "linear_backward_input",
 ]
+
+
+def pass_context():
+    """What a whole pass needs around it: nothing, for these kernels (the fast ones keep BLAS
+    to one thread while their own threads run)."""
+    return contextlib.nullcontext()
 
 
 def _pad(x, padding, value=0.0):
@@ -90,53 +99,6 @@ def conv2d_backward_input(grad_out, w, stride, padding, in_shape):
                 for j in range(OW):
                     grad_pad[n, :, i * sh:i * sh + KH, j * sw:j * sw + KW] += w[f] * grad_out[n, f, i, j]
     return np.ascontiguousarray(grad_pad[:, :, ph:ph + H, pw:pw + W])  # (N, C, H, W)
-
-
-def im2col(x, kernel, stride, padding, out=None):
-    """Unfold every KH x KW window of x into one column, so that a convolution is one matmul.
-
-    Input:
-    - x: (N, C, H, W)
-    - kernel, stride, padding: (int, int)
-    - out: optional (C*KH*KW, N*OH*OW) array to write into
-    Returns:
-    - cols: (C*KH*KW, N*OH*OW); row index (c, kh, kw) and column index (n, i, j), both in
-      C order, so that conv2d_forward(x, w, None, ...) == (w.reshape(F, -1) @ cols)
-      reshaped to (F, N, OH, OW) and transposed to (N, F, OH, OW).
-    """
-    N, C, H, W = x.shape
-    (KH, KW), (sh, sw) = kernel, stride
-    OH, OW = output_size(H, KH, sh, padding[0]), output_size(W, KW, sw, padding[1])
-    x_pad = _pad(x, padding)  # (N, C, H+2ph, W+2pw)
-    cols = np.empty((C * KH * KW, N * OH * OW), dtype=x.dtype) if out is None else out
-    cols6 = cols.reshape(C, KH, KW, N, OH, OW)  # (C, KH, KW, N, OH, OW), a view of cols
-    for kh in range(KH):
-        for kw in range(KW):
-            # element (kh, kw) of every window: rows kh, kh+sh, ..., columns kw, kw+sw, ...
-            patch = x_pad[:, :, kh:kh + sh * OH:sh, kw:kw + sw * OW:sw]  # (N, C, OH, OW)
-            cols6[:, kh, kw] = patch.transpose(1, 0, 2, 3)  # (C, N, OH, OW)
-    return cols
-
-
-def col2im(cols, in_shape, kernel, stride, padding):
-    """The adjoint of im2col: add every column back onto the window it came from.
-
-    Input:
-    - cols: (C*KH*KW, N*OH*OW), laid out as im2col's output
-    - in_shape: (N, C, H, W)
-    - kernel, stride, padding: (int, int)
-    Returns:
-    - x: (N, C, H, W); an input element covered by several windows receives the sum.
-    """
-    N, C, H, W = in_shape
-    (KH, KW), (sh, sw), (ph, pw) = kernel, stride, padding
-    OH, OW = output_size(H, KH, sh, ph), output_size(W, KW, sw, pw)
-    cols6 = cols.reshape(C, KH, KW, N, OH, OW)  # (C, KH, KW, N, OH, OW), a view of cols
-    x_pad = np.zeros((N, C, H + 2 * ph, W + 2 * pw), dtype=cols.dtype)
-    for kh in range(KH):
-        for kw in range(KW):
-            x_pad[:, :, kh:kh + sh * OH:sh, kw:kw + sw * OW:sw] += cols6[:, kh, kw].transpose(1, 0, 2, 3)  # (N, C, OH, OW)
-    return np.ascontiguousarray(x_pad[:, :, ph:ph + H, pw:pw + W])  # (N, C, H, W)
 
 
 # ----------------------------------------------------------------------------- pooling

@@ -12,10 +12,9 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from minicnn.engine.kernels import adaptive_bins, output_size
-from minicnn.engine.kernels.fast_conv import _ints
-from minicnn.engine.kernels import threads as thread_pool  # (its settings, read per call)
-from minicnn.engine.kernels.threads import n_threads, run_chunks, split
+from minicnn.engine.kernels import adaptive_bins, output_size, window_ints
+from minicnn.engine.kernels.fast import threads as thread_pool  # thresholds read per call
+from minicnn.engine.kernels.fast.threads import n_threads, run_chunks, split
 
 __all__ = ["maxpool2d_forward", "maxpool2d_values", "maxpool2d_backward", "avgpool2d_forward",
            "avgpool2d_backward", "adaptive_avgpool2d_forward", "adaptive_avgpool2d_backward"]
@@ -165,7 +164,7 @@ def maxpool2d_forward(x, kernel, stride, padding, ceil_mode=False):
         _over_planes(N * C, H * W, lambda p0, p1: _maxpool3x3s2_forward_loops(
             planes[p0:p1], out[p0:p1], argmax[p0:p1], ph, pw))
     else:
-        ints = _ints(kernel, stride, padding)
+        ints = window_ints(kernel, stride, padding)
         _over_planes(N * C, H * W, lambda p0, p1: _maxpool_forward_loops(
             planes[p0:p1], out[p0:p1], argmax[p0:p1], *ints))
     return out.reshape(N, C, OH, OW), argmax.reshape(N, C, OH, OW)  # (N, C, OH, OW) each
@@ -258,7 +257,7 @@ def maxpool2d_values(x, kernel, stride, padding, ceil_mode=False):
         _over_planes(N * C, H * W, lambda p0, p1: _maxpool3x3s2_values_loops(
             planes[p0:p1], out[p0:p1], ph, pw))
     else:
-        ints = _ints(kernel, stride, padding)
+        ints = window_ints(kernel, stride, padding)
         _over_planes(N * C, H * W, lambda p0, p1: _maxpool_values_loops(
             planes[p0:p1], out[p0:p1], *ints))
     return out.reshape(N, C, OH, OW)  # (N, C, OH, OW)
@@ -328,7 +327,7 @@ def avgpool2d_forward(x, kernel, stride, padding):
     assert OH >= 1 and OW >= 1
     planes = x.reshape(N * C, H, W)  # (P, H, W), a view
     out = np.empty((N * C, OH, OW), dtype=x.dtype)
-    ints = _ints(kernel, stride, padding)
+    ints = window_ints(kernel, stride, padding)
     _over_planes(N * C, H * W, lambda p0, p1: _avgpool_forward_loops(
         planes[p0:p1], out[p0:p1], *ints))
     return out.reshape(N, C, OH, OW)  # (N, C, OH, OW)
@@ -343,7 +342,7 @@ def avgpool2d_backward(grad_out, kernel, stride, padding, in_shape):
     assert grad_out.shape == (N, C, OH, OW)
     g = grad_out.reshape(N * C, OH, OW)  # (P, OH, OW), a view
     grad_x = np.zeros((N * C, H, W), dtype=grad_out.dtype)
-    ints = _ints(kernel, stride, padding)
+    ints = window_ints(kernel, stride, padding)
     _over_planes(N * C, H * W, lambda p0, p1: _avgpool_backward_loops(
         g[p0:p1], grad_x[p0:p1], *ints))
     return grad_x.reshape(N, C, H, W)  # (N, C, H, W)

@@ -39,7 +39,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from minicnn.engine.kernels import allocator, winograd
+from minicnn.engine.kernels.fast import allocator, winograd
 
 __all__ = ["BT", "G", "AT", "conv3x3", "conv3x3_backward_input", "conv3x3_numpy",
            "conv3x3_backward_input_numpy"]
