@@ -35,7 +35,7 @@ import numpy as np
 
 from minicnn.engine import settings
 
-__all__ = ["tune", "tuned", "scratch", "release_scratch"]
+__all__ = ["tune", "tuned", "scratch", "release_scratch", "read_only", "bias_vector"]
 
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # from glibc's malloc.h
 MMAP_THRESHOLD = 32 << 20
@@ -89,3 +89,20 @@ def release_scratch():
     """Free every thread's scratch buffers. Call it while no kernel is running."""
     for buffers in _every_thread_buffers:
         buffers.clear()
+
+
+# ----------------------------------------------------------------------------- weights
+
+def read_only(a, dtype=None):
+    """``a`` as a C-contiguous, read-only array (a view when it already is one). A layer's
+    weights are read-only (``minicnn.engine.frozen``), and Numba compiles a separate version
+    of a loop for read-only arguments, so every caller hands weights to the loops this way:
+    one version per dtype, not two."""
+    view = np.ascontiguousarray(a, dtype=dtype).view()
+    view.flags.writeable = False
+    return view
+
+
+def bias_vector(b, F, dtype):
+    """The bias (F,) in ``dtype``, zeros where there is none, read-only (``read_only``)."""
+    return read_only(np.zeros(F, dtype=dtype) if b is None else b, dtype)

@@ -197,7 +197,7 @@ def _direct3x3_forward(x, w, bias, padding, threads):
     F = w.shape[0]
     ph, pw = padding
     out = np.empty((N, F, H + 2 * ph - 2, W + 2 * pw - 2), dtype=x.dtype)
-    w = np.ascontiguousarray(w)
+    w = allocator.read_only(w)
 
     def work(n, f0, f1):
         xp = _scratch("padded", (C, H + 2 * ph, W + 2 * pw), x.dtype)
@@ -245,7 +245,7 @@ def conv2d_forward(x, w, b, stride, padding):
     OH, OW = output_size(H, KH, sh, ph), output_size(W, KW, sw, pw)
     Hp, Wp = H + 2 * ph, W + 2 * pw
     K = C * KH * KW
-    bias = np.zeros(F, dtype=x.dtype) if b is None else np.ascontiguousarray(b, dtype=x.dtype)
+    bias = allocator.bias_vector(b, F, x.dtype)
     shifted = (sh, sw) == (1, 1)  # the stride-1 lowering: rows of Wp columns, junk cropped
     row_width = Wp if shifted else OW
     threads = n_threads(N * F * K * OH * OW, thread_pool.PARALLEL_MIN_MACS)

@@ -321,14 +321,10 @@ def _output_transform_loops(M, col0, out, bias, r0, r1, TW, turn):
                         out[f, row + step, q + step] = u11 - u12 - u13 + bias[f]
 
 
-def _bias(b, F, dtype):
-    return np.zeros(F, dtype=dtype) if b is None else np.ascontiguousarray(b, dtype=dtype)
-
-
 def conv3x3(x, w, b, padding):
     """See conv3x3_numpy: the same convolution, with w's transform U (16, F, C) cached."""
     x = np.ascontiguousarray(x)
-    return convolve(x, cached_U(w), _bias(b, w.shape[0], x.dtype), padding, _F2)
+    return convolve(x, cached_U(w), allocator.bias_vector(b, w.shape[0], x.dtype), padding, _F2)
 
 
 def conv3x3_backward_input(grad_out, w, padding):
@@ -354,7 +350,7 @@ def backward_input(grad_out, w, padding, tiles, kind, GG, cached_U):
     ``kind``, or, for layers whose U is larger than BACKWARD_FILTERS_MAX_BYTES, the forward's
     ``cached_U(w)`` read transposed and grad_out turned."""
     grad_out = np.ascontiguousarray(grad_out)
-    zeros = np.zeros(w.shape[1], grad_out.dtype)
+    zeros = allocator.bias_vector(None, w.shape[1], grad_out.dtype)
     back_padding = (2 - padding[0], 2 - padding[1])
     if len(GG) * (w.size // 9) * w.itemsize <= BACKWARD_FILTERS_MAX_BYTES:
         flipped = cached_filters(w, kind + " backward", lambda w: filter_transform(
