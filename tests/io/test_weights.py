@@ -178,10 +178,11 @@ def test_loading_leaves_no_random_init_behind(tmp_path):
     empty = minicnn.Sequential.from_config(model.config(), init=False)
     assert empty.state_dict().keys() == model.state_dict().keys()
     state = {k: v.copy() for k, v in model.state_dict().items()}
-    kept = empty.load_state_dict(state, copy=False)
-    assert all(kept.state_dict()[k] is state[k] for k in state)
     copied = minicnn.Sequential.from_config(model.config()).load_state_dict(state)
-    assert not any(copied.state_dict()[k] is state[k] for k in state)
+    assert not any(np.shares_memory(copied.state_dict()[k], state[k]) for k in state)
+    kept = empty.load_state_dict(state, copy=False)  # handed over: taken as they are, frozen
+    assert all(np.shares_memory(kept.state_dict()[k], state[k]) for k in state)
+    assert not any(state[k].flags.writeable for k in state)
 
 
 def test_written_files_get_ordinary_permissions(tmp_path):
