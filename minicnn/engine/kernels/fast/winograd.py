@@ -410,7 +410,7 @@ def convolve(x, U, bias, padding, tiles, turn=False):
     """
     N, C, H, W = x.shape
     F = U.shape[1]
-    m, T2 = tiles.m, tiles.T * tiles.T
+    m = tiles.m
     ph, pw = padding
     OH, OW = H + 2 * ph - 2, W + 2 * pw - 2
     TH, TW = -(-OH // m), -(-OW // m)  # tiles per column and per row
