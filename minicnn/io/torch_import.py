@@ -272,11 +272,11 @@ class _Converter:
                                   f"{m.return_indices} (only 1, False)")
             return MaxPool2d(m.kernel_size, m.stride, m.padding, ceil_mode=m.ceil_mode)
         if kind is nn.AvgPool2d:
-            if m.ceil_mode or not m.count_include_pad or m.divisor_override is not None:
-                self.refuse(node, f"AvgPool2d with ceil_mode={m.ceil_mode}, count_include_pad="
-                                  f"{m.count_include_pad}, divisor_override="
-                                  f"{m.divisor_override} (only False, True, None)")
-            return AvgPool2d(m.kernel_size, m.stride, m.padding)
+            if m.divisor_override is not None:
+                self.refuse(node, f"AvgPool2d with divisor_override={m.divisor_override} "
+                                  f"(only None)")
+            return AvgPool2d(m.kernel_size, m.stride, m.padding, m.ceil_mode,
+                             m.count_include_pad)
         if kind is nn.AdaptiveAvgPool2d:
             sizes = m.output_size if isinstance(m.output_size, (tuple, list)) else [m.output_size]
             if None in sizes:

@@ -31,7 +31,7 @@ import importlib
 from minicnn.engine import settings
 
 __all__ = ["KERNEL_NAMES", "RELU_RULES", "active", "active_name", "get", "use_kernels",
-           "output_size", "window_ints", "adaptive_bins"]
+           "output_size", "pool_window", "window_ints", "adaptive_bins"]
 
 KERNEL_NAMES = ("fast", "reference")
 # How a ReLU passes a signal back (``layers.ReLU.backward``): the chain rule, or the rules of
@@ -55,6 +55,22 @@ def output_size(size: int, kernel: int, stride: int, padding: int,
         return 1 + (size + 2 * padding - kernel) // stride
     out = 1 + -(-(size + 2 * padding - kernel) // stride)
     return out - 1 if (out - 1) * stride >= size + padding else out
+
+
+def pool_window(i: int, size: int, kernel: int, stride: int, padding: int,
+                count_include_pad: bool = True) -> tuple[int, int, int]:
+    """Average pooling's window i along one axis, as PyTorch's avg_pool2d: (start, end,
+    count), the window's inputs being [start, end) of the unpadded axis.
+
+    The window spans [i*stride - padding, + kernel), cut at the far edge of the padded input
+    (a last, partial window of ceil_mode stops there). ``count``, what the mean divides by:
+    with count_include_pad, the window's length within the padded input (``kernel`` except
+    for such a partial window); without, only the real inputs in it, end - start."""
+    start = i * stride - padding
+    end = min(start + kernel, size + padding)
+    count = end - start
+    start, end = max(start, 0), min(end, size)
+    return start, end, (count if count_include_pad else end - start)
 
 
 def window_ints(kernel, stride, padding) -> tuple[int, ...]:

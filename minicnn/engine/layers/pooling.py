@@ -8,10 +8,15 @@ __all__ = ["MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d"]
 
 
 class _Pool2d(Layer):
-    """Shared constructor and checks of MaxPool2d and AvgPool2d."""
+    """Shared constructor and checks of MaxPool2d and AvgPool2d.
 
-    def __init__(self, kernel_size, stride=None, padding=0):
+    ceil_mode: PyTorch's; True rounds OH up, keeping a last, partial window as long as it
+    starts inside the input or its left padding (``kernels.output_size``). SqueezeNet's
+    max-pools use it: 3x3 windows with stride 2 over 109 rows give 54, not 53."""
+
+    def __init__(self, kernel_size, stride=None, padding=0, ceil_mode=False):
         kind = type(self).__name__
+        self.ceil_mode = bool(ceil_mode)
         self.kernel_size = pair(kernel_size, f"{kind} kernel_size")
         self.stride = self.kernel_size if stride is None else pair(stride, f"{kind} stride")
         self.padding = pair(padding, f"{kind} padding")
@@ -25,7 +30,8 @@ class _Pool2d(Layer):
 
     def config(self):
         return {"type": type(self).__name__, "kernel_size": list(self.kernel_size),
-                "stride": list(self.stride), "padding": list(self.padding)}
+                "stride": list(self.stride), "padding": list(self.padding),
+                "ceil_mode": self.ceil_mode}
 
     def _check_pool_input(self, x):
         self._check_input(x, 4, "(N, C, H, W)")
@@ -39,17 +45,7 @@ class MaxPool2d(_Pool2d):
       winning element in its (H, W) plane
     - backward: each output gradient goes to its window's winner. Ties (a choice, the same as
       PyTorch's CPU kernel): the FIRST maximum in row-major order within the window wins.
-    - ceil_mode: PyTorch's; True rounds OH up, keeping a last, partial window as long as it
-      starts inside the input or its left padding (``kernels.output_size``). SqueezeNet uses
-      it: 3x3 windows with stride 2 over 109 rows give 54, not 53.
     """
-
-    def __init__(self, kernel_size, stride=None, padding=0, ceil_mode=False):
-        super().__init__(kernel_size, stride, padding)
-        self.ceil_mode = bool(ceil_mode)
-
-    def config(self):
-        return {**super().config(), "ceil_mode": self.ceil_mode}
 
     def forward(self, x):
         """x: (N, C, H, W) -> (N, C, OH, OW)"""
@@ -75,16 +71,30 @@ class MaxPool2d(_Pool2d):
 
 
 class AvgPool2d(_Pool2d):
-    """Mean over KH x KW windows, zero padding counted (PyTorch's count_include_pad=True).
+    """Mean over KH x KW windows, as PyTorch's AvgPool2d (``kernels.pool_window``).
 
+    - count_include_pad=True (PyTorch's default): padding counts as zeros, so a window
+      divides by KH*KW (a last, partial window of ceil_mode by its part inside the padded
+      input); False: a window divides by the number of real inputs it covers (GoogLeNet's
+      and DenseNet's pools use the default, TensorFlow-made networks False)
     - forward: x (N, C, H, W) -> (N, C, OH, OW)
-    - backward: each output gradient is spread as 1/(KH*KW) over its window
+    - backward: each output gradient is shared equally by its window's inputs, divided by
+      what the forward divided by
     """
+
+    def __init__(self, kernel_size, stride=None, padding=0, ceil_mode=False,
+                 count_include_pad=True):
+        super().__init__(kernel_size, stride, padding, ceil_mode)
+        self.count_include_pad = bool(count_include_pad)
+
+    def config(self):
+        return {**super().config(), "count_include_pad": self.count_include_pad}
 
     def forward(self, x):
         """x: (N, C, H, W) -> (N, C, OH, OW)"""
         self._check_pool_input(x)
-        out = kernels.active().avgpool2d_forward(x, self.kernel_size, self.stride, self.padding)
+        out = kernels.active().avgpool2d_forward(x, self.kernel_size, self.stride, self.padding,
+                                                 self.ceil_mode, self.count_include_pad)
         self._remember(x, out)
         return out
 
@@ -92,7 +102,8 @@ class AvgPool2d(_Pool2d):
         """grad_out: (N, C, OH, OW) -> grad_x: (N, C, H, W)"""
         grad_out = self._check_grad(grad_out)
         return kernels.active().avgpool2d_backward(grad_out, self.kernel_size, self.stride,
-                                                   self.padding, self._in_shape)
+                                                   self.padding, self._in_shape,
+                                                   self.ceil_mode, self.count_include_pad)
 
 
 class AdaptiveAvgPool2d(Layer):

@@ -60,10 +60,13 @@ def test_pools_match(dtype):
         g = rng.standard_normal(out.shape).astype(dtype)
         close(fast.maxpool2d_backward(g, argmax, shape), reference.maxpool2d_backward(g, argmax, shape), dtype)
 
-        out = reference.avgpool2d_forward(x, kernel, stride, padding)
-        close(fast.avgpool2d_forward(x, kernel, stride, padding), out, dtype)
-        close(fast.avgpool2d_backward(g, kernel, stride, padding, shape),
-              reference.avgpool2d_backward(g, kernel, stride, padding, shape), dtype)
+        ceil, counted = bool(trial % 2), trial % 4 < 2  # every combination of the options
+        out = reference.avgpool2d_forward(x, kernel, stride, padding, ceil, counted)
+        close(fast.avgpool2d_forward(x, kernel, stride, padding, ceil, counted), out, dtype)
+        g = rng.standard_normal(out.shape).astype(dtype)
+        close(fast.avgpool2d_backward(g, kernel, stride, padding, shape, ceil, counted),
+              reference.avgpool2d_backward(g, kernel, stride, padding, shape, ceil, counted),
+              dtype)
 
         size = tuple(int(s) for s in rng.integers(1, 9, 2))
         out = reference.adaptive_avgpool2d_forward(x, size)
