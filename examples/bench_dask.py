@@ -68,8 +68,10 @@ def single_process(folder: str, work: str, chunk: int) -> float:
                                            write_predictions)
     from minicnn.cluster.sources import folder_source
     from minicnn.cluster.workers import file_sha256
+    from minicnn.engine.kernels.fast import allocator
     from minicnn.io.images import Preprocess
     from minicnn.io.weights import default_weights_path, load
+    allocator.tune()  # as the minicnn command does (and its Dask workers)
 
     def job(out, limit=None):
         weights = default_weights_path().resolve()

@@ -47,7 +47,9 @@ BATCH = 100
 def minicnn_worker(n_images, curve_images):
     """{method or "all": (seconds, result rows)} from run_evaluation itself."""
     import minicnn
+    from minicnn.engine.kernels.fast import allocator
     from minicnn.experiments.evaluate import run_evaluation
+    allocator.tune()  # as the minicnn command does: freed arrays reused, not faulted in
     model = minicnn.load()
     # warm-up, untimed: the dataset files read, the kernels compiled or loaded from the cache
     run_evaluation(model, 10, list(METHODS), progress=False, slow_limit=0, graphcut_limit=0,

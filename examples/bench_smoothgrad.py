@@ -70,7 +70,9 @@ def load_model():
     """(minicnn model, True if random weights stand in for the missing shipped file)."""
     import numpy as np
     import minicnn
+    from minicnn.engine.kernels.fast import allocator
     from minicnn.io.weights import default_weights_path
+    allocator.tune()  # as the minicnn command does: freed arrays reused, not faulted in
     if default_weights_path().is_file():
         return minicnn.load(), False
     model = minicnn.Sequential.from_config(shipped_architecture())

@@ -90,9 +90,14 @@ def _out_dir(path) -> Path:
 
 def _load_model(path):
     """The weights file, checked (``weights.load``); a model whose metadata declares no
-    input size gets the one the command line will feed it checked too."""
+    input size gets the one the command line will feed it checked too.
+
+    The command is a program of its own, so it lets glibc keep freed memory for the passes
+    to come (``allocator.tune``; ``import minicnn`` never does that to someone's process)."""
+    from .engine.kernels.fast import allocator
     from .io.images import Preprocess
     from .io.weights import check_runs, default_weights_path, load
+    allocator.tune()
     model = load(path)
     if "input_shape" not in model.meta and "preprocess" not in model.meta:
         crop = Preprocess().crop

@@ -34,3 +34,21 @@ def torch():
 def captum_attr(torch):
     """captum.attr, the oracle for the attribution methods; the test is skipped without it."""
     return pytest.importorskip("captum.attr")
+
+
+@pytest.fixture
+def engine_setting():
+    """``engine_setting("num_threads", 3)``: an engine setting (``minicnn.engine.settings``)
+    for this test only; what was set before is restored afterwards."""
+    from minicnn.engine import settings
+    saved = {}
+
+    def put(name, value):
+        saved.setdefault(name, settings.explicit(name))
+        settings.set(name, value)
+    yield put
+    for name, value in saved.items():
+        if value is None:
+            settings.reset(name)
+        else:
+            settings.set(name, value)

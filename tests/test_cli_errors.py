@@ -300,30 +300,6 @@ def test_file_name_that_is_not_utf8(tmp_path, model_path, image_path):
     assert b"predicted" in done.stdout
 
 
-@pytest.mark.parametrize("setting, message", [
-    ("MINICNN_SPIN_US=fast", "MINICNN_SPIN_US must be a whole number of microseconds >= 0, "
-                             "got 'fast'"),
-    ("MINICNN_WINOGRAD=7", "MINICNN_WINOGRAD must be 2, 4 or off, got '7'"),
-    ("MINICNN_NUM_THREADS=two", "MINICNN_NUM_THREADS must be a whole number >= 1, got 'two'"),
-    ("MINICNN_KERNELS=cuda", "MINICNN_KERNELS must be one of ('fast', 'reference'), "
-                             "got 'cuda'")])
-def test_bad_environment_setting_is_named_not_blamed_on_the_model(tmp_path, setting, message):
-    """These settings are read when the first convolution (Winograd's module), the first
-    parallel call (the thread pool's watching time) or the first pass (threads, kernels)
-    needs them, i.e. inside the check that loading runs on the model: the line names the
-    variable, not the weights file, and there is no traceback from ``import minicnn``. The
-    shipped model, whose layers are large enough to use all of them."""
-    name, value = setting.split("=")
-    sample = ROOT / "minicnn" / "io" / "data" / "samples" / "test00000_ankle-boot.png"
-    done = subprocess.run([sys.executable, "-m", "minicnn", "saliency", str(sample),
-                           "--out", str(tmp_path / "o")],
-                          capture_output=True, text=True, env={**ENV, name: value}, timeout=300)
-    assert done.returncode == 2 and "Traceback" not in done.stderr
-    one_error(done.stderr, message)
-    assert "architecture" not in done.stderr
-    assert files(tmp_path / "o") in (None, [])
-
-
 def _rewrite(path, out, arch=None, **meta_changes):
     with np.load(path) as npz:
         arrays = {k: npz[k] for k in npz.files}

@@ -13,6 +13,9 @@ listed for it, nothing else:
     cluster              whole datasets on Dask: maps into a Zarr store, evaluation in ranges
     cli                  the command line, on top
     minicnn              the package's front door (load, save, layers, from_torch)
+
+Inside the engine, the fast path is a room of its own: the files a student reads for the
+maths (layers.py, model.py and the reference kernels) never import ``kernels/fast/``.
 """
 import ast
 from pathlib import Path
@@ -120,6 +123,22 @@ def test_no_import_circles():
         if node not in state:
             visit(node)
     assert not cycles, "\n".join(" -> ".join(c) for c in cycles)
+
+
+FAST = "minicnn.engine.kernels.fast"
+
+
+def test_the_readable_engine_never_imports_the_fast_path():
+    """Every engine module outside kernels/fast/ (the layers, the model, the reference
+    kernels and the switch, settings, frozen weights) keeps its imports out of it."""
+    edges = graph()
+    readable = [n for n in edges if n.startswith("minicnn.engine")
+                and not (n == FAST or n.startswith(FAST + "."))]
+    assert {"minicnn.engine.layers.conv", "minicnn.engine.model",
+            "minicnn.engine.kernels.reference"} <= set(readable)
+    for name in readable:
+        wrong = [t for t in edges[name] if t == FAST or t.startswith(FAST + ".")]
+        assert not wrong, f"{name} imports {wrong}: the fast path must stay out of it"
 
 
 def test_the_checker_sees_a_wrong_import(tmp_path, monkeypatch):

@@ -63,27 +63,6 @@ def test_scores_and_input_gradients_equal_torch_float64(shipped, samples):
     np.testing.assert_allclose(grad, want_grad, rtol=1e-9, atol=1e-12 * np.abs(want_grad).max())
 
 
-def test_scores_and_input_gradients_equal_torch_float32(shipped, samples):
-    """In float32 the two libraries sum in different orders, so a max-pool whose two largest
-    inputs differ by ~1e-7 can pick different winners: then a few gradient entries move to a
-    neighbouring pixel. Scores agree to float32 rounding; gradients agree everywhere except
-    such rare flips (the float64 test above is the exact check).
-
-    Measured (2026-12-02): 17 of the 20 images agree to ~1e-6; the other three differ by
-    0.4%, 0.7% and 5.2%. Each library flips on its own images: against float64, PyTorch's
-    float32 gradient is 0.7% off on one image, minicnn's 0.4% and 5.2% on two others. The
-    next test checks that every one of minicnn's differences from float64 is such a tie."""
-    torch = pytest.importorskip("torch")
-    from tests.helpers.torch_twin import torch_input_gradient, torch_twin
-    x, labels, _ = samples
-    want_scores, want_grad = torch_input_gradient(torch_twin(shipped, dtype=torch.float32), x, labels)
-    grad, scores, _ = saliency.backprop(shipped, x, labels)
-    assert np.abs(scores - want_scores).max() <= 1e-5 * np.abs(want_scores).max()
-    rel = np.array([np.linalg.norm(g - w) / np.linalg.norm(w) for g, w in zip(grad, want_grad)])
-    assert np.median(rel) < 1e-5, rel  # most images: float32 rounding only
-    assert (rel > 1e-4).sum() <= 3 and rel.max() < 0.1, rel  # a few images with a flip
-
-
 def _inputs_of(model, kind):
     """{name: the input (N, ...) of that node in the last forward} for the nodes of type kind"""
     return {name: model.activation(model.inputs[i][0])
@@ -91,18 +70,23 @@ def _inputs_of(model, kind):
             if isinstance(layer, kind)}
 
 
-def test_float32_gradients_differ_from_float64_only_at_near_ties(shipped, samples):
-    """What the float32 test above allows, explained image by image. The gradient has two
-    kinds of switch: a max-pool window passes it only through its winner, and a ReLU only
-    where its input is > 0. Where a window's two largest inputs, or a ReLU's input and 0, are
-    within float32 rounding of each other, float32 and float64 may switch differently, and
-    the gradient flows along another path. Everything else is rounding.
+def _relative(a, b):
+    """Per image: |a - b| / |b| over the image's gradient."""
+    return np.array([np.linalg.norm(p - q) / np.linalg.norm(q) for p, q in zip(a, b)])
 
-    So: on every image where every switch is set the same in both precisions, the float32
-    gradient equals the float64 one to 1e-4; and every switch set differently was a near
-    tie in the float32 pass (within 1e-5 of that layer input's largest value). Measured
-    (2026-12-02): ties on 3 of the 20 images (one max-pool window, three ReLU units), two of
-    which move the gradient, by 5.2% and 0.4%; the other 17 images agree to 1e-6."""
+
+@pytest.fixture(scope="module")
+def float32_ties(shipped, samples):
+    """minicnn's float32 gradients, its float64 ones, and the images on which a switch of the
+    backward pass was set differently in the two precisions, each checked to be a near tie.
+
+    The gradient has two kinds of switch: a max-pool window passes it only through its
+    winner, and a ReLU only where its input is > 0. Where a window's two largest inputs, or a
+    ReLU's input and 0, are within float32 rounding of each other, float32 and float64 may
+    switch differently, and the gradient flows along another path. How many such ties an
+    image set has depends on the CPU's summation order (BLAS kernels, vector width), so no
+    count is asserted: every switch set differently must be a near tie in the float32 pass
+    (within 1e-5 of that layer input's largest value)."""
     x, labels, _ = samples
     g32, _, _ = saliency.backprop(shipped, x, labels)
     model64 = minicnn.load().astype(np.float64)
@@ -125,11 +109,40 @@ def test_float32_gradients_differ_from_float64_only_at_near_ties(shipped, sample
                 f"{name}: image {n}, unit {tuple(where)} passes the gradient in one precision "
                 f"only though its input is {value:.3g}: not a rounding tie with 0")
             tied.add(int(n))
-    for n in range(len(x)):
-        rel = np.linalg.norm(g32[n] - g64[n]) / np.linalg.norm(g64[n])
+    return g32, g64, tied
+
+
+def test_float32_gradients_differ_from_float64_only_at_near_ties(float32_ties):
+    """On every image where every switch is set the same in both precisions, the float32
+    gradient equals the float64 one to 1e-4 (rounding alone: ~1e-6, Winograd F(4x4)
+    included); the images with a near tie were checked by the fixture."""
+    g32, g64, tied = float32_ties
+    for n, rel in enumerate(_relative(g32, g64)):
         if n not in tied:
             assert rel < 1e-4, f"image {n}: no near tie, yet float32 is {rel:.2g} off"
-    assert len(tied) <= len(x) // 4, f"near ties on images {sorted(tied)}"
+
+
+def test_scores_and_input_gradients_equal_torch_float32(shipped, samples, float32_ties):
+    """In float32 the two libraries sum in different orders. Scores agree to float32
+    rounding (a tie moves the gradient's path, not the score, which is continuous there).
+    Gradients agree to 1e-4 on every image, except where one library took another path at
+    a near tie: either minicnn's float32 gradient left float64's there (the tie is checked
+    by the fixture), or minicnn's equals float64's and PyTorch's float32 is the one that
+    flipped. Which images flip depends on the CPU; that every difference is one of these
+    does not."""
+    torch = pytest.importorskip("torch")
+    from tests.helpers.torch_twin import torch_input_gradient, torch_twin
+    x, labels, _ = samples
+    want_scores, want_grad = torch_input_gradient(torch_twin(shipped, dtype=torch.float32), x, labels)
+    grad, scores, _ = saliency.backprop(shipped, x, labels)
+    assert np.abs(scores - want_scores).max() <= 1e-5 * np.abs(want_scores).max()
+    _, g64, tied = float32_ties
+    ours, theirs = _relative(grad, g64), _relative(want_grad, g64)
+    for n, rel in enumerate(_relative(grad, want_grad)):
+        if rel > 1e-4:
+            assert n in tied or (ours[n] < 1e-4 and theirs[n] > 1e-4), (
+                f"image {n}: the float32 gradients differ by {rel:.2g}, and neither a near tie "
+                f"of minicnn's nor a difference of PyTorch's from float64 explains it")
 
 
 def test_samples_classified_as_well_as_the_recorded_accuracy_suggests(shipped, samples):

@@ -28,17 +28,20 @@ __all__ = ["OneThreadPerWorker", "model_for", "file_sha256", "worker_threads"]
 
 
 class OneThreadPerWorker(WorkerPlugin):
-    """Set minicnn's threads and BLAS's to one in the worker process, at its start."""
+    """Set minicnn's threads and BLAS's to one in the worker process, at its start, and let
+    it keep freed memory (``allocator.tune``), as the ``minicnn`` command does."""
 
     name = "minicnn-one-thread"     # Dask keeps one plugin per name on a worker
 
     def setup(self, worker):
         from threadpoolctl import threadpool_limits
 
-        from minicnn.engine.kernels import threads
+        from minicnn.engine import settings
+        from minicnn.engine.kernels.fast import allocator
         os.environ.update(MINICNN_NUM_THREADS="1", OMP_NUM_THREADS="1",
                           OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
-        threads.set_num_threads(1)
+        settings.set_num_threads(1)
+        allocator.tune()  # a worker computes pass after pass: reuse freed arrays
         self._limit = threadpool_limits(limits=1, user_api="blas")   # kept for the process
 
 
@@ -46,8 +49,8 @@ def worker_threads() -> dict:
     """What a worker runs with: {"pid", "minicnn", "blas": [threads of each BLAS]}."""
     from threadpoolctl import threadpool_info
 
-    from minicnn.engine.kernels import threads
-    return {"pid": os.getpid(), "minicnn": threads.NUM_THREADS,
+    from minicnn.engine import settings
+    return {"pid": os.getpid(), "minicnn": settings.get("num_threads"),
             "blas": [lib["num_threads"] for lib in threadpool_info()
                      if lib.get("user_api") == "blas"]}
 

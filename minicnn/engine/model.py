@@ -36,12 +36,12 @@ from __future__ import annotations
 import numpy as np
 
 from minicnn._checks import check_array, check_finite
-from minicnn.engine.kernels.threads import blas_single_threaded
+from minicnn.engine import kernels
 from minicnn.engine.layers import (RELU_RULES, Add, AdaptiveAvgPool2d, AvgPool2d, BatchNorm2d,
                                    Concat, Conv2d, Layer, Linear, MaxPool2d, ReLU,
                                    layer_from_config)
 
-__all__ = ["Graph", "Sequential", "model_from_config", "INPUT"]
+__all__ = ["Graph", "Sequential", "model_from_config", "as_model", "INPUT"]
 
 INPUT = "input"  # the name under which a node reads the model's input
 # Layers whose output is always a new array of their own. Not Flatten or Dropout, which pass
@@ -156,20 +156,19 @@ class Graph:
         """Node i reads exactly the node before it (or the input, if it is the first)."""
         return self.inputs[i] == ((self.names[i - 1] if i else INPUT),)
 
+    def is_chain(self) -> bool:
+        """Every node reads exactly the node before it: a ``Sequential`` would do."""
+        return all(self._chained(i) for i in range(len(self)))
+
     # --- forward and backward -------------------------------------------------------------------
 
     def forward(self, x):
         """x: (N, C, H, W) float32 or float64 -> scores (N, K) before the softmax.
 
-        The computation runs in x's dtype. Every node's output is kept for ``activation``.
+        The computation runs in x's dtype. Every node's output is kept for ``activation`` and
+        for ``backward``.
         """
-        check_array(x, f"{type(self).__name__}.forward: x")
-        check_finite(x, f"{type(self).__name__}.forward: x")  # once here, not in every layer
-        values = {INPUT: x}
-        with blas_single_threaded():  # minicnn's threads share the cores, see kernels/threads.py
-            for name, layer, reads in zip(self.names, self.layers, self.inputs):
-                values[name] = layer.forward(*(values[r] for r in reads))
-        self._activations = [values[name] for name in self.names]
+        self._activations = self._run(x, "forward", keep=True)
         self._input, self._gradients = x, None
         return self._activations[-1]
 
@@ -185,17 +184,26 @@ class Graph:
         max-pools find their maxima without the argmax that only backward needs. Afterwards
         ``activation`` and ``backward`` need a new ``forward``.
         """
-        check_array(x, f"{type(self).__name__}.predict: x")
-        check_finite(x, f"{type(self).__name__}.predict: x")
         self._activations = self._gradients = None
+        return self._run(x, "predict", keep=False)[-1]
+
+    def _run(self, x, what, keep):
+        """The nodes in order on x. keep=True: every node's ``forward``, and the list of
+        their outputs; keep=False: every node's ``infer``, each value dropped once its last
+        reader has run, and a list holding only the last output."""
+        check_array(x, f"{type(self).__name__}.{what}: x")
+        check_finite(x, f"{type(self).__name__}.{what}: x")  # once here, not in every layer
         readers = {INPUT: 0, **{name: 0 for name in self.names}}  # nodes yet to read each value
         for reads in self.inputs:
             for read in reads:
                 readers[read] += 1
         values = {INPUT: x}
-        with blas_single_threaded():
+        with kernels.active().pass_context():  # e.g. BLAS on one thread beside our own pool
             for name, layer, reads in zip(self.names, self.layers, self.inputs):
                 inputs = [values[r] for r in reads]
+                if keep:
+                    values[name] = layer.forward(*inputs)
+                    continue
                 if isinstance(layer, ReLU):
                     out = layer.infer(inputs[0], inplace=self._may_overwrite(reads[0], readers))
                 else:
@@ -205,7 +213,7 @@ class Graph:
                     if readers[read] == 0:
                         del values[read]
                 values[name] = out
-        return values[self.names[-1]]
+        return [values[name] for name in self.names] if keep else [values[self.names[-1]]]
 
     def _may_overwrite(self, key, readers) -> bool:
         """May the node reading value ``key`` write over it? Only if nothing else reads it
@@ -239,7 +247,7 @@ class Graph:
         stop = None if stop_at is None else self.index(stop_at)
         grads = {self.names[-1]: grad_scores}  # d(start)/d(value), by the value's name
         gradients = [None] * len(self)
-        with blas_single_threaded():
+        with kernels.active().pass_context():
             for i in reversed(range(len(self))):
                 name, layer = self.names[i], self.layers[i]
                 # every consumer of this node comes after it, so its gradient is complete now
@@ -300,8 +308,10 @@ class Graph:
         """Copy weights in, strictly: every key of ``state_dict()`` must be present with the
         same shape, and no other key. Values are cast to the model's current dtype.
 
-        copy=False keeps the given arrays themselves when they are already C-contiguous in the
-        right dtype (for a caller that owns them, like ``weights.load``)."""
+        The model keeps read-only copies (``Layer.set_array``). copy=False takes the given
+        arrays themselves when they are already C-contiguous in the right dtype and own their
+        memory, and makes them read-only (for a caller that hands them over, like
+        ``weights.load``)."""
         expected = self.state_dict()
         for key, value in expected.items():
             if key not in state:
@@ -321,10 +331,7 @@ class Graph:
                                  f"{expected[key].shape}")
         for key, value in state.items():
             name, p = key.rsplit(".", 1)
-            target = expected[key]
-            value = np.array(value, dtype=target.dtype, order="C") if copy \
-                else np.ascontiguousarray(value, dtype=target.dtype)  # copies only if it must
-            setattr(self[name], p, value)
+            self[name].set_array(p, value, copy=copy, dtype=expected[key].dtype)
         return self
 
     # --- architecture as data -------------------------------------------------------------------
@@ -391,7 +398,7 @@ class Sequential(Graph):
     def from_config(cls, config, init: bool = True, dtype=np.float32) -> "Sequential":
         """Inverse of ``config()``; see ``Graph.from_config``."""
         graph = Graph.from_config(config, init, dtype)
-        if not all(graph._chained(i) for i in range(len(graph))):
+        if not graph.is_chain():
             raise ValueError("Sequential.from_config: the config describes a graph, not a "
                              "chain; use Graph.from_config")
         return cls(list(zip(graph.names, graph.layers)))
@@ -400,8 +407,15 @@ class Sequential(Graph):
 def model_from_config(config, init: bool = True, dtype=np.float32) -> Graph:
     """A ``Sequential`` if the config is a chain, else a ``Graph``."""
     graph = Graph.from_config(config, init, dtype)
-    if all(graph._chained(i) for i in range(len(graph))):
-        return Sequential(list(zip(graph.names, graph.layers)))
+    return as_model(list(zip(graph.names, graph.layers, graph.inputs)))
+
+
+def as_model(nodes, meta: dict | None = None) -> Graph:
+    """(name, layer, inputs) triples -> a ``Sequential`` if every node reads the one before
+    it (the first reads the input), else a ``Graph``."""
+    graph = Graph(nodes, meta)
+    if graph.is_chain():
+        return Sequential(list(zip(graph.names, graph.layers)), graph.meta)
     return graph
 
 

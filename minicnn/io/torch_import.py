@@ -36,37 +36,14 @@ import re
 import numpy as np
 
 from minicnn.engine.layers import (AdaptiveAvgPool2d, Add, AvgPool2d, BatchNorm2d, Concat, Conv2d,
-                                   Dropout, Flatten, Linear, MaxPool2d, ReLU)
-from minicnn.engine.model import INPUT, Graph, Sequential
+                                   Dropout, Flatten, Linear, MaxPool2d, ReLU, fold_batchnorm, pair)
+from minicnn.engine.model import INPUT, as_model
 
 __all__ = ["from_torch", "fold_batchnorm", "SUPPORTED"]
 
 SUPPORTED = ("modules Conv2d, BatchNorm2d, ReLU, MaxPool2d, AvgPool2d, AdaptiveAvgPool2d, "
              "Flatten, Linear, Dropout, Identity; functions + (two tensors), torch.cat(dim=1), "
              "torch.flatten(x, 1), F.relu, F.adaptive_avg_pool2d")
-
-
-def fold_batchnorm(conv_w, conv_b, bn_weight, bn_bias, running_mean, running_var, eps):
-    """Fold an eval-mode BatchNorm2d into the convolution before it.
-
-    BN(conv(x)) = gamma * (w*x + b - mean) / sqrt(var + eps) + beta
-                = (w * s) * x + ((b - mean) * s + beta),   s = gamma / sqrt(var + eps)
-
-    Input (numpy arrays):
-    - conv_w: (F, C, KH, KW); conv_b: (F,) or None (treated as zeros)
-    - bn_weight (gamma), bn_bias (beta): (F,) or None (an affine=False BatchNorm: 1 and 0)
-    - running_mean, running_var: (F,); eps: float
-    Returns:
-    - (w', b'): (F, C, KH, KW) and (F,), in conv_w's dtype
-    """
-    F = conv_w.shape[0]
-    dtype = conv_w.dtype
-    gamma = np.ones(F, dtype) if bn_weight is None else np.asarray(bn_weight, dtype)
-    beta = np.zeros(F, dtype) if bn_bias is None else np.asarray(bn_bias, dtype)
-    b = np.zeros(F, dtype) if conv_b is None else np.asarray(conv_b, dtype)
-    scale = gamma / np.sqrt(np.asarray(running_var, dtype) + dtype.type(eps))  # (F,)
-    w = conv_w * scale.reshape(F, 1, 1, 1)  # (F, C, KH, KW)
-    return w, (b - np.asarray(running_mean, dtype)) * scale + beta
 
 
 def from_torch(module, fold_batchnorm: bool = True):
@@ -90,11 +67,7 @@ def from_torch(module, fold_batchnorm: bool = True):
     nodes = _prune(nodes)
     if fold_batchnorm:
         nodes = _fold_batchnorms(nodes)
-    chain = all(reads == ((nodes[i - 1][0] if i else INPUT),)
-                for i, (_, _, reads) in enumerate(nodes))
-    if chain:
-        return Sequential([(name, layer) for name, layer, _ in nodes])
-    return Graph(nodes)
+    return as_model(nodes)
 
 
 # ----------------------------------------------------------------------------- tracing
@@ -294,26 +267,26 @@ class _Converter:
             layer.weight, layer.bias = _array(m.weight, self.dtype), _array(m.bias, self.dtype)
             return layer
         if kind is nn.MaxPool2d:
-            if _pair(m.dilation) != (1, 1) or m.return_indices:
+            if pair(m.dilation, "dilation") != (1, 1) or m.return_indices:
                 self.refuse(node, f"MaxPool2d with dilation={m.dilation}, return_indices="
                                   f"{m.return_indices} (only 1, False)")
             return MaxPool2d(m.kernel_size, m.stride, m.padding, ceil_mode=m.ceil_mode)
         if kind is nn.AvgPool2d:
-            if m.ceil_mode or not m.count_include_pad or m.divisor_override is not None:
-                self.refuse(node, f"AvgPool2d with ceil_mode={m.ceil_mode}, count_include_pad="
-                                  f"{m.count_include_pad}, divisor_override="
-                                  f"{m.divisor_override} (only False, True, None)")
-            return AvgPool2d(m.kernel_size, m.stride, m.padding)
+            if m.divisor_override is not None:
+                self.refuse(node, f"AvgPool2d with divisor_override={m.divisor_override} "
+                                  f"(only None)")
+            return AvgPool2d(m.kernel_size, m.stride, m.padding, m.ceil_mode,
+                             m.count_include_pad)
         if kind is nn.AdaptiveAvgPool2d:
-            size = _pair(m.output_size)
-            if any(s is None for s in size):
+            sizes = m.output_size if isinstance(m.output_size, (tuple, list)) else [m.output_size]
+            if None in sizes:
                 self.refuse(node, f"AdaptiveAvgPool2d(output_size={m.output_size}) (None "
                                   f"entries; only ints)")
-            return AdaptiveAvgPool2d(size)
+            return AdaptiveAvgPool2d(m.output_size)
         self.refuse(node, f"module {kind.__name__}")
 
     def conv(self, node, m):
-        if _pair(m.dilation) != (1, 1) or m.groups != 1 or m.padding_mode != "zeros":
+        if pair(m.dilation, "dilation") != (1, 1) or m.groups != 1 or m.padding_mode != "zeros":
             self.refuse(node, f"Conv2d with dilation={m.dilation}, groups={m.groups}, "
                               f"padding_mode={m.padding_mode!r} (only 1, 1, 'zeros')")
         padding = m.padding
@@ -404,5 +377,4 @@ def _array(tensor, dtype, default=None):
     return tensor.detach().cpu().numpy().astype(dtype, copy=True)
 
 
-def _pair(v):
-    return tuple(v) if isinstance(v, (tuple, list)) else (v, v)
+

@@ -14,7 +14,6 @@ import pytest
 pytest.importorskip("distributed")
 zarr = pytest.importorskip("zarr")
 
-from minicnn.engine.kernels import threads
 
 from minicnn.cluster.evaluate import evaluate_on_cluster
 from minicnn.experiments import evaluate
@@ -40,10 +39,10 @@ def as_text(result) -> str:
 
 
 def test_cluster_evaluation_equals_the_single_process_one(cluster_client, model_file,
-                                                          monkeypatch):
+                                                          engine_setting):
     import minicnn
     from threadpoolctl import threadpool_limits
-    monkeypatch.setattr(threads, "NUM_THREADS", 1)             # as inside every worker
+    engine_setting("num_threads", 1)                           # as inside every worker
     options = dict(n_images=23, methods=["gradient", "grad_cam", "integrated_gradients"],
                    batch_size=5, slow_limit=7, graphcut_limit=0, curve_limit=12,
                    curve_step=1024, baselines=["random", "center_gaussian", "sobel"])

@@ -162,13 +162,18 @@ def test_maxpool2d_padding_is_minus_infinity(kernel_name):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_avgpool2d_matches_torch(kernel_name, dtype, rng):
+@pytest.mark.parametrize("ceil_mode", [False, True])
+@pytest.mark.parametrize("count_include_pad", [True, False])
+def test_avgpool2d_matches_torch(kernel_name, dtype, ceil_mode, count_include_pad, rng):
+    """Every window rule: padding counted or not, and ceil_mode's last, partial windows,
+    which divide by their part inside the padded input (or by their real inputs)."""
     F = pytest.importorskip("torch.nn.functional")
     for _ in range(25):
         shape, kernel, stride, padding = random_geometry(rng, pool=True)
-        layer = AvgPool2d(kernel, stride, padding)
+        layer = AvgPool2d(kernel, stride, padding, ceil_mode, count_include_pad)
         x = rng.standard_normal(shape).astype(dtype)
-        check_against_torch(layer, lambda t: F.avg_pool2d(t, kernel, stride, padding), x, rng)
+        check_against_torch(layer, lambda t: F.avg_pool2d(t, kernel, stride, padding, ceil_mode,
+                                                          count_include_pad), x, rng)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -223,9 +228,11 @@ def away_from_kinks(rng, shape):
     (lambda: AdaptiveAvgPool2d(1), (2, 3, 5, 4)),
     (lambda: Conv2d(3, 4, 1, stride=2, dtype=np.float64, rng=3), (2, 3, 5, 6)),
     (lambda: _batchnorm(), (2, 3, 4, 2)),
+    (lambda: AvgPool2d(3, stride=2, padding=1, ceil_mode=True, count_include_pad=False),
+     (2, 2, 6, 7)),
 ], ids=["conv-rect", "conv-stride3", "relu", "maxpool-pad", "maxpool-rect", "avgpool",
         "adaptive", "flatten", "linear", "dropout", "maxpool-ceil", "global-avgpool",
-        "conv1x1-stride2", "batchnorm"])
+        "conv1x1-stride2", "batchnorm", "avgpool-ceil-nopad"])
 def test_backward_matches_finite_differences(kernel_name, make_layer, shape, rng):
     layer = make_layer()
     x = away_from_kinks(rng, shape)

@@ -234,23 +234,6 @@ def test_import_loads_no_compiler():
     assert result.stdout.strip() == "[]"
 
 
-def test_environment_variable_selects_kernels():
-    result = run_python("from minicnn.engine import kernels; print(kernels.active_name())",
-                        MINICNN_KERNELS="reference")
-    assert result.stdout.strip() == "reference", result.stderr
-    # a bad name: the import goes through, every layer refuses to run until use_kernels
-    result = run_python("import numpy as np, minicnn\n"
-                        "try:\n    minicnn.ReLU()(np.ones(2))\n"
-                        "except minicnn._checks.SettingError as e:\n    print(e)\n"
-                        "with minicnn.use_kernels('reference'):\n"
-                        "    print(minicnn.ReLU()(np.ones(2)))", MINICNN_KERNELS="cuda")
-    assert result.stdout.splitlines() == [
-        "MINICNN_KERNELS must be one of ('fast', 'reference'), got 'cuda'", "[1. 1.]"], \
-        result.stderr
-
-
-# ----------------------------------------------------------------------------- graphs
-
 def residual_net(rng, dtype=np.float64):
     """input -> conv a -> relu -> (conv b -> relu -> conv c) + skip -> relu -> pool -> linear:
     the relu's output feeds both the block and the skip connection."""

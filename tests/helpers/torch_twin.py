@@ -19,9 +19,12 @@ def _torch_layer(cfg):
     if kind == "ReLU":
         return nn.ReLU()
     if kind == "MaxPool2d":
-        return nn.MaxPool2d(tuple(cfg["kernel_size"]), tuple(cfg["stride"]), tuple(cfg["padding"]))
+        return nn.MaxPool2d(tuple(cfg["kernel_size"]), tuple(cfg["stride"]), tuple(cfg["padding"]),
+                            ceil_mode=cfg.get("ceil_mode", False))
     if kind == "AvgPool2d":
-        return nn.AvgPool2d(tuple(cfg["kernel_size"]), tuple(cfg["stride"]), tuple(cfg["padding"]))
+        return nn.AvgPool2d(tuple(cfg["kernel_size"]), tuple(cfg["stride"]), tuple(cfg["padding"]),
+                            ceil_mode=cfg.get("ceil_mode", False),
+                            count_include_pad=cfg.get("count_include_pad", True))
     if kind == "AdaptiveAvgPool2d":
         return nn.AdaptiveAvgPool2d(tuple(cfg["output_size"]))
     if kind == "Flatten":

@@ -183,9 +183,7 @@ def test_fold_batchnorm_is_exact_in_float64():
     (nn.Sequential(nn.Conv2d(3, 4, 2, padding="same")), r"padding='same' and the even kernel"),
     (nn.Sequential(nn.MaxPool2d(2, return_indices=True)), r"return_indices=True"),
     (nn.Sequential(nn.MaxPool2d(3, dilation=2)), r"MaxPool2d with dilation=2, .* at '0'"),
-    (nn.Sequential(nn.AvgPool2d(2, count_include_pad=False)), r"AvgPool2d with .*count_include_pad=False"),
     (nn.Sequential(nn.AvgPool2d(2, divisor_override=3)), r"divisor_override=3"),
-    (nn.Sequential(nn.AvgPool2d(2, ceil_mode=True)), r"AvgPool2d with ceil_mode=True"),
     (nn.Sequential(nn.AdaptiveAvgPool2d((None, 3))), r"AdaptiveAvgPool2d\(output_size=\(None, 3\)\) .* at '0'"),
     (nn.Sequential(nn.Flatten(0)), r"Flatten\(start_dim=0, end_dim=-1\) \(only 1, -1\) at '0'"),
     (nn.Linear(3, 4), r"unsupported use of the parameter or buffer 'weight' outside a module "

@@ -178,10 +178,11 @@ def test_loading_leaves_no_random_init_behind(tmp_path):
     empty = minicnn.Sequential.from_config(model.config(), init=False)
     assert empty.state_dict().keys() == model.state_dict().keys()
     state = {k: v.copy() for k, v in model.state_dict().items()}
-    kept = empty.load_state_dict(state, copy=False)
-    assert all(kept.state_dict()[k] is state[k] for k in state)
     copied = minicnn.Sequential.from_config(model.config()).load_state_dict(state)
-    assert not any(copied.state_dict()[k] is state[k] for k in state)
+    assert not any(np.shares_memory(copied.state_dict()[k], state[k]) for k in state)
+    kept = empty.load_state_dict(state, copy=False)  # handed over: taken as they are, frozen
+    assert all(np.shares_memory(kept.state_dict()[k], state[k]) for k in state)
+    assert not any(state[k].flags.writeable for k in state)
 
 
 def test_written_files_get_ordinary_permissions(tmp_path):
@@ -236,7 +237,9 @@ def test_non_finite_weights_are_refused_naming_the_array(saved, tmp_path, value)
 
 def test_save_refuses_non_finite_weights(tmp_path):
     model = tiny_model()
-    model["features.0"].bias[1] = np.nan
+    bias = model["features.0"].bias.copy()
+    bias[1] = np.nan
+    model["features.0"].bias = bias
     with pytest.raises(ValueError, match=r"save: weight 'features\.0\.bias' contains NaN or inf"):
         save(model, tmp_path / "m.npz")
     assert not list(tmp_path.iterdir())

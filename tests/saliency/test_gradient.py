@@ -88,8 +88,8 @@ def _one_relu_net(conv_weight, out_weight):
     """x (1, 1, 1, 1) -> conv 1x1 -> ReLU -> Linear(1, 1): score = out_weight * relu(w x)."""
     model = minicnn.Sequential([minicnn.Conv2d(1, 1, 1), minicnn.ReLU(), minicnn.Flatten(),
                                 minicnn.Linear(1, 1)]).astype(np.float64)
-    model[0].weight[...], model[0].bias[...] = conv_weight, 0.0
-    model[3].weight[...], model[3].bias[...] = out_weight, 0.0
+    model[0].weight, model[0].bias = np.full((1, 1, 1, 1), conv_weight), np.zeros(1)
+    model[3].weight, model[3].bias = np.full((1, 1), out_weight), np.zeros(1)
     return model
 
 

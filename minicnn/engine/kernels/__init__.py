@@ -1,35 +1,42 @@
 """The kernel switch: every hot loop of minicnn exists twice, and this module picks one.
 
-- ``minicnn.engine.kernels.reference``: the definitions, written as plain loops over NumPy arrays.
-  Slow, and meant to be read.
-- ``minicnn.engine.kernels.fast``: the same functions with identical signatures; the loops are
-  compiled by Numba and each convolution is one BLAS matrix product (im2col, Chellapilla,
-  Puri & Simard 2006, "High Performance Convolutional Neural Networks for Document Processing").
+- ``reference.py`` (beside this file): the definitions, written as plain loops over NumPy
+  arrays. Slow, and meant to be read: this is where the maths of each layer is.
+- ``fast/``: the same functions with identical signatures, compiled by Numba, most
+  convolutions as BLAS matrix products (im2col, Chellapilla, Puri & Simard 2006; Winograd's
+  minimal filtering, Lavin & Gray 2016), run on minicnn's own thread pool. Everything that
+  exists only for speed lives there; nothing above it needs to be read to learn the maths.
 
 Layers never import either module: they call ``kernels.active()`` at every forward/backward,
 so the whole engine can be switched for teaching or debugging::
 
-    MINICNN_KERNELS=reference python my_script.py      # environment, read at import
+    MINICNN_KERNELS=reference python my_script.py      # environment, read at first use
 
     minicnn.use_kernels("reference")                   # from now on
     with minicnn.use_kernels("reference"):             # only inside the block
         model.forward(x)
 
+Besides the kernels, each set provides ``pass_context()``: what a whole forward or backward
+pass needs around it (the fast set keeps BLAS on one thread while its own threads share the
+cores; the reference set needs nothing). ``Graph`` enters it once per pass.
+
 Shared shape rules live here (``output_size``, ``adaptive_bins``) so that both
-implementations compute sizes the same way. The fast module is imported on first use, so
+implementations compute sizes the same way. The fast set is imported on first use, so
 ``MINICNN_KERNELS=reference`` never imports Numba.
 """
 from __future__ import annotations
 
 import importlib
-import os
 
-from minicnn._checks import SettingError
+from minicnn.engine import settings
 
-__all__ = ["KERNEL_NAMES", "active", "active_name", "get", "use_kernels",
-           "output_size", "adaptive_bins"]
+__all__ = ["KERNEL_NAMES", "RELU_RULES", "active", "active_name", "get", "use_kernels",
+           "output_size", "pool_window", "window_ints", "adaptive_bins"]
 
 KERNEL_NAMES = ("fast", "reference")
+# How a ReLU passes a signal back (``layers.ReLU.backward``): the chain rule, or the rules of
+# two later saliency methods. Kernels receive one of these names.
+RELU_RULES = ("gradient", "deconvnet", "guided")
 
 
 def output_size(size: int, kernel: int, stride: int, padding: int,
@@ -50,6 +57,28 @@ def output_size(size: int, kernel: int, stride: int, padding: int,
     return out - 1 if (out - 1) * stride >= size + padding else out
 
 
+def pool_window(i: int, size: int, kernel: int, stride: int, padding: int,
+                count_include_pad: bool = True) -> tuple[int, int, int]:
+    """Average pooling's window i along one axis, as PyTorch's avg_pool2d: (start, end,
+    count), the window's inputs being [start, end) of the unpadded axis.
+
+    The window spans [i*stride - padding, + kernel), cut at the far edge of the padded input
+    (a last, partial window of ceil_mode stops there). ``count``, what the mean divides by:
+    with count_include_pad, the window's length within the padded input (``kernel`` except
+    for such a partial window); without, only the real inputs in it, end - start."""
+    start = i * stride - padding
+    end = min(start + kernel, size + padding)
+    count = end - start
+    start, end = max(start, 0), min(end, size)
+    return start, end, (count if count_include_pad else end - start)
+
+
+def window_ints(kernel, stride, padding) -> tuple[int, ...]:
+    """(KH, KW, sh, sw, ph, pw) as plain ints, the form compiled loops take (a tuple argument
+    would make Numba compile a version per tuple type)."""
+    return tuple(int(v) for v in (*kernel, *stride, *padding))
+
+
 def adaptive_bins(size: int, out_size: int) -> list[tuple[int, int]]:
     """PyTorch's adaptive-pooling bins: bin i covers [floor(i*size/out), ceil((i+1)*size/out)).
 
@@ -59,62 +88,44 @@ def adaptive_bins(size: int, out_size: int) -> list[tuple[int, int]]:
     return [((i * size) // out_size, -((-(i + 1) * size) // out_size)) for i in range(out_size)]
 
 
-def _check_name(name: str) -> str:
-    if name not in KERNEL_NAMES:
-        raise ValueError(f"minicnn kernels: expected one of {KERNEL_NAMES}, got {name!r}")
-    return name
-
-
-def _from_environment() -> str | None:
-    """$MINICNN_KERNELS, or None if it names no kernels: then the first layer to run raises
-    the SettingError (not ``import minicnn``, so that the command line can report it as one
-    line) until ``use_kernels`` picks a valid name."""
-    name = os.environ.get("MINICNN_KERNELS", "fast")
-    return name if name in KERNEL_NAMES else None
-
-
-_modules: dict = {}
-_active_name = _from_environment()
-
-
 def get(name: str):
     """The kernel module called ``name`` ("fast" or "reference"), imported on first use."""
-    _check_name(name)
+    name = settings.SETTINGS["kernels"].check(name)
     if name not in _modules:
         _modules[name] = importlib.import_module(f"minicnn.engine.kernels.{name}")
     return _modules[name]
 
 
+_modules: dict = {}
+
+
 def active():
-    """The kernel module the layers use right now."""
-    return get(active_name())
+    """The kernel module the layers use right now (``MINICNN_KERNELS``, or ``use_kernels``)."""
+    return get(settings.get("kernels"))
 
 
 def active_name() -> str:
     """ "fast" or "reference"."""
-    if _active_name is None:
-        raise SettingError(f"MINICNN_KERNELS must be one of {KERNEL_NAMES}, got "
-                           f"{os.environ.get('MINICNN_KERNELS')!r}")
-    return _active_name
+    return settings.get("kernels")
 
 
 class use_kernels:
     """Switch every layer to the "fast" or "reference" kernels.
 
     Takes effect immediately; used as a context manager it restores the previous choice on
-    exit. Not thread-safe: the choice is global to the process.
-    """
+    exit. The choice is global to the process (not per thread)."""
 
     def __init__(self, name: str):
-        global _active_name
-        self.previous = _active_name
-        _active_name = _check_name(name)
+        self.previous = settings.explicit("kernels")
         get(name)  # import now, so a broken install fails here and not inside a layer
+        settings.set("kernels", name)
 
     def __enter__(self):
         return self
 
     def __exit__(self, *exc_info):
-        global _active_name
-        _active_name = self.previous
+        if self.previous is None:
+            settings.reset("kernels")
+        else:
+            settings.set("kernels", self.previous)
         return False

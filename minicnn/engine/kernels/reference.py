@@ -15,17 +15,26 @@ the tie rule.
 """
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 
-from minicnn.engine.kernels import adaptive_bins, output_size
+from minicnn.engine.kernels import adaptive_bins, output_size, pool_window
 
 __all__ = [
-    "conv2d_forward", "conv2d_backward_input", "im2col", "col2im",
+    "pass_context",
+    "conv2d_forward", "conv2d_backward_input",
     "maxpool2d_forward", "maxpool2d_values", "maxpool2d_backward",
     "avgpool2d_forward", "avgpool2d_backward",
     "adaptive_avgpool2d_forward", "adaptive_avgpool2d_backward",
     "relu_forward", "relu_backward", "linear_forward", "linear_backward_input",
 ]
+
+
+def pass_context():
+    """What a whole pass needs around it: nothing, for these kernels (the fast ones keep BLAS
+    to one thread while their own threads run)."""
+    return contextlib.nullcontext()
 
 
 def _pad(x, padding, value=0.0):
@@ -90,53 +99,6 @@ def conv2d_backward_input(grad_out, w, stride, padding, in_shape):
                 for j in range(OW):
                     grad_pad[n, :, i * sh:i * sh + KH, j * sw:j * sw + KW] += w[f] * grad_out[n, f, i, j]
     return np.ascontiguousarray(grad_pad[:, :, ph:ph + H, pw:pw + W])  # (N, C, H, W)
-
-
-def im2col(x, kernel, stride, padding, out=None):
-    """Unfold every KH x KW window of x into one column, so that a convolution is one matmul.
-
-    Input:
-    - x: (N, C, H, W)
-    - kernel, stride, padding: (int, int)
-    - out: optional (C*KH*KW, N*OH*OW) array to write into
-    Returns:
-    - cols: (C*KH*KW, N*OH*OW); row index (c, kh, kw) and column index (n, i, j), both in
-      C order, so that conv2d_forward(x, w, None, ...) == (w.reshape(F, -1) @ cols)
-      reshaped to (F, N, OH, OW) and transposed to (N, F, OH, OW).
-    """
-    N, C, H, W = x.shape
-    (KH, KW), (sh, sw) = kernel, stride
-    OH, OW = output_size(H, KH, sh, padding[0]), output_size(W, KW, sw, padding[1])
-    x_pad = _pad(x, padding)  # (N, C, H+2ph, W+2pw)
-    cols = np.empty((C * KH * KW, N * OH * OW), dtype=x.dtype) if out is None else out
-    cols6 = cols.reshape(C, KH, KW, N, OH, OW)  # (C, KH, KW, N, OH, OW), a view of cols
-    for kh in range(KH):
-        for kw in range(KW):
-            # element (kh, kw) of every window: rows kh, kh+sh, ..., columns kw, kw+sw, ...
-            patch = x_pad[:, :, kh:kh + sh * OH:sh, kw:kw + sw * OW:sw]  # (N, C, OH, OW)
-            cols6[:, kh, kw] = patch.transpose(1, 0, 2, 3)  # (C, N, OH, OW)
-    return cols
-
-
-def col2im(cols, in_shape, kernel, stride, padding):
-    """The adjoint of im2col: add every column back onto the window it came from.
-
-    Input:
-    - cols: (C*KH*KW, N*OH*OW), laid out as im2col's output
-    - in_shape: (N, C, H, W)
-    - kernel, stride, padding: (int, int)
-    Returns:
-    - x: (N, C, H, W); an input element covered by several windows receives the sum.
-    """
-    N, C, H, W = in_shape
-    (KH, KW), (sh, sw), (ph, pw) = kernel, stride, padding
-    OH, OW = output_size(H, KH, sh, ph), output_size(W, KW, sw, pw)
-    cols6 = cols.reshape(C, KH, KW, N, OH, OW)  # (C, KH, KW, N, OH, OW), a view of cols
-    x_pad = np.zeros((N, C, H + 2 * ph, W + 2 * pw), dtype=cols.dtype)
-    for kh in range(KH):
-        for kw in range(KW):
-            x_pad[:, :, kh:kh + sh * OH:sh, kw:kw + sw * OW:sw] += cols6[:, kh, kw].transpose(1, 0, 2, 3)  # (N, C, OH, OW)
-    return np.ascontiguousarray(x_pad[:, :, ph:ph + H, pw:pw + W])  # (N, C, H, W)
 
 
 # ----------------------------------------------------------------------------- pooling
@@ -204,47 +166,55 @@ def maxpool2d_backward(grad_out, argmax, in_shape):
     return grad_x.reshape(N, C, H, W)  # (N, C, H, W)
 
 
-def avgpool2d_forward(x, kernel, stride, padding):
-    """Mean over each window, zero padding included in the count (PyTorch's
-    count_include_pad=True): every window divides by KH * KW.
+def avgpool2d_forward(x, kernel, stride, padding, ceil_mode=False, count_include_pad=True):
+    """Mean over each window, as PyTorch's avg_pool2d (``kernels.pool_window``): window
+    (i, j) sums the inputs it covers and divides by its size within the padded input
+    (count_include_pad=True: padding counts as zeros; KH*KW but for ceil_mode's last,
+    partial windows) or by the number of real inputs in it (count_include_pad=False).
 
     Input:
     - x: (N, C, H, W)
     - kernel, stride, padding: (int, int)
+    - ceil_mode: round the output size up (``output_size``)
     Returns:
     - out: (N, C, OH, OW)
     """
     N, C, H, W = x.shape
-    (KH, KW), (sh, sw) = kernel, stride
-    OH, OW = output_size(H, KH, sh, padding[0]), output_size(W, KW, sw, padding[1])
-    x_pad = _pad(x, padding)  # (N, C, H+2ph, W+2pw)
+    (KH, KW), (sh, sw), (ph, pw) = kernel, stride, padding
+    OH, OW = output_size(H, KH, sh, ph, ceil_mode), output_size(W, KW, sw, pw, ceil_mode)
     out = np.empty((N, C, OH, OW), dtype=x.dtype)
     for i in range(OH):
+        h0, h1, rows = pool_window(i, H, KH, sh, ph, count_include_pad)
         for j in range(OW):
-            window = x_pad[:, :, i * sh:i * sh + KH, j * sw:j * sw + KW]  # (N, C, KH, KW)
-            out[:, :, i, j] = window.sum(axis=(2, 3)) / (KH * KW)
+            w0, w1, cols = pool_window(j, W, KW, sw, pw, count_include_pad)
+            out[:, :, i, j] = x[:, :, h0:h1, w0:w1].sum(axis=(2, 3)) / (rows * cols)
     return out
 
 
-def avgpool2d_backward(grad_out, kernel, stride, padding, in_shape):
-    """Each output gradient is shared equally, 1 / (KH*KW) each, by its window.
+def avgpool2d_backward(grad_out, kernel, stride, padding, in_shape, ceil_mode=False,
+                       count_include_pad=True):
+    """Each output gradient is shared equally by the inputs of its window, divided by what
+    the forward pass divided by (see avgpool2d_forward); padding receives nothing.
 
     Input:
     - grad_out: (N, C, OH, OW)
     - kernel, stride, padding: (int, int)
     - in_shape: (N, C, H, W)
+    - ceil_mode, count_include_pad: as the forward pass
     Returns:
     - grad_x: (N, C, H, W)
     """
     N, C, H, W = in_shape
     (KH, KW), (sh, sw), (ph, pw) = kernel, stride, padding
     _, _, OH, OW = grad_out.shape
-    grad_pad = np.zeros((N, C, H + 2 * ph, W + 2 * pw), dtype=grad_out.dtype)
+    grad_x = np.zeros((N, C, H, W), dtype=grad_out.dtype)
     for i in range(OH):
+        h0, h1, rows = pool_window(i, H, KH, sh, ph, count_include_pad)
         for j in range(OW):
-            share = grad_out[:, :, i, j] / (KH * KW)  # (N, C)
-            grad_pad[:, :, i * sh:i * sh + KH, j * sw:j * sw + KW] += share[:, :, None, None]
-    return np.ascontiguousarray(grad_pad[:, :, ph:ph + H, pw:pw + W])  # (N, C, H, W)
+            w0, w1, cols = pool_window(j, W, KW, sw, pw, count_include_pad)
+            share = grad_out[:, :, i, j] / (rows * cols)  # (N, C)
+            grad_x[:, :, h0:h1, w0:w1] += share[:, :, None, None]
+    return grad_x
 
 
 def adaptive_avgpool2d_forward(x, output_size):

@@ -1,10 +1,14 @@
-"""fast.py against reference.py: same signature, same answers, over many random shapes."""
+"""kernels/fast/ against kernels/reference.py: same signatures, same answers, over many random
+shapes."""
 import numpy as np
 import pytest
 
 from minicnn.engine import kernels
-from minicnn.engine.kernels import (adaptive_bins, allocator, fast, fast_conv, fast_pool,
-                                    output_size, reference, winograd, winograd4)
+from minicnn._checks import SettingError
+from minicnn.engine.kernels import adaptive_bins, fast, reference
+from minicnn.engine.kernels.fast import allocator, elementwise, winograd, winograd4
+from minicnn.engine.kernels.fast import conv as fast_conv
+from minicnn.engine.kernels.fast import pool as fast_pool
 
 EXACT = {np.float64: 1e-12, np.float32: 1e-5}  # relative to the largest magnitude
 
@@ -27,7 +31,7 @@ def random_window(rng, pool=False):
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_conv_and_im2col_match(dtype):
+def test_convolutions_match(dtype):
     rng = np.random.default_rng(1)
     for _ in range(40):
         shape, kernel, stride, padding = random_window(rng)
@@ -39,21 +43,6 @@ def test_conv_and_im2col_match(dtype):
         g = rng.standard_normal(out.shape).astype(dtype)
         close(fast.conv2d_backward_input(g, w, stride, padding, shape),
               reference.conv2d_backward_input(g, w, stride, padding, shape), dtype)
-        cols = reference.im2col(x, kernel, stride, padding)
-        np.testing.assert_array_equal(fast.im2col(x, kernel, stride, padding), cols)
-        close(fast.col2im(cols, shape, kernel, stride, padding),
-              reference.col2im(cols, shape, kernel, stride, padding), dtype)
-
-
-def test_im2col_matmul_is_conv():
-    """The identity fast.py relies on: conv == W(F, C*KH*KW) @ cols, reordered to NCHW."""
-    rng = np.random.default_rng(2)
-    x = rng.standard_normal((2, 3, 7, 6))
-    w = rng.standard_normal((4, 3, 3, 2))
-    cols = reference.im2col(x, (3, 2), (2, 1), (1, 0))  # (3*3*2, 2*OH*OW)
-    OH, OW = output_size(7, 3, 2, 1), output_size(6, 2, 1, 0)
-    out = (w.reshape(4, -1) @ cols).reshape(4, 2, OH, OW).transpose(1, 0, 2, 3)
-    np.testing.assert_allclose(out, reference.conv2d_forward(x, w, None, (2, 1), (1, 0)), rtol=1e-12)
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
@@ -71,10 +60,13 @@ def test_pools_match(dtype):
         g = rng.standard_normal(out.shape).astype(dtype)
         close(fast.maxpool2d_backward(g, argmax, shape), reference.maxpool2d_backward(g, argmax, shape), dtype)
 
-        out = reference.avgpool2d_forward(x, kernel, stride, padding)
-        close(fast.avgpool2d_forward(x, kernel, stride, padding), out, dtype)
-        close(fast.avgpool2d_backward(g, kernel, stride, padding, shape),
-              reference.avgpool2d_backward(g, kernel, stride, padding, shape), dtype)
+        ceil, counted = bool(trial % 2), trial % 4 < 2  # every combination of the options
+        out = reference.avgpool2d_forward(x, kernel, stride, padding, ceil, counted)
+        close(fast.avgpool2d_forward(x, kernel, stride, padding, ceil, counted), out, dtype)
+        g = rng.standard_normal(out.shape).astype(dtype)
+        close(fast.avgpool2d_backward(g, kernel, stride, padding, shape, ceil, counted),
+              reference.avgpool2d_backward(g, kernel, stride, padding, shape, ceil, counted),
+              dtype)
 
         size = tuple(int(s) for s in rng.integers(1, 9, 2))
         out = reference.adaptive_avgpool2d_forward(x, size)
@@ -122,8 +114,9 @@ def test_switch():
             assert kernels.active() is fast
         assert kernels.active_name() == "reference"
     assert kernels.active_name() == previous
-    with pytest.raises(ValueError, match=r"expected one of \('fast', 'reference'\), got 'numpy'"):
+    with pytest.raises(SettingError, match=r"MINICNN_KERNELS must be fast or reference, got 'numpy'"):
         kernels.use_kernels("numpy")
+    assert kernels.active_name() == previous
 
 
 def test_both_dtypes_are_cached_on_disk():
@@ -132,11 +125,11 @@ def test_both_dtypes_are_cached_on_disk():
              fast_pool._maxpool_backward_loops, fast_pool._avgpool_forward_loops,
              fast_pool._avgpool_backward_loops, fast_pool._adaptive_forward_loops,
              fast_pool._adaptive_backward_loops, fast_conv._pad_flat_loops, fast_conv._shift_cols_loops,
-             fast_conv._crop_bias_loops, fast._relu_forward_loops, fast._relu_backward_loops,
+             fast_conv._crop_bias_loops, elementwise._relu_forward_loops, elementwise._relu_backward_loops,
              fast_pool._maxpool2x2_forward_loops, fast_pool._maxpool3x3s2_forward_loops,
              fast_pool._maxpool_values_loops, fast_pool._maxpool2x2_values_loops,
              fast_pool._maxpool3x3s2_values_loops,
-             winograd._pad_loops, winograd._input_transform_loops,
+             winograd.pad_loops, winograd._input_transform_loops,
              winograd._output_transform_loops, winograd4._input_transform_loops,
              winograd4._output_transform_loops]  # (their helpers _bt6, _at6 are compiled into them)
     for dtype in (np.float32, np.float64):
@@ -208,13 +201,13 @@ def test_relu_rules_by_hand():
 
 
 @pytest.fixture
-def every_kernel_threaded(monkeypatch):
-    """Make fast.py split every kernel, however small, over 3 threads (an odd count, so that
-    chunks are uneven), as it does for large layers."""
-    from minicnn.engine.kernels import threads
-    if not threads.parallel_ok() and threads.NUM_THREADS > 1:
+def every_kernel_threaded(monkeypatch, engine_setting):
+    """Make the fast kernels split every kernel, however small, over 3 threads (an odd
+    count, so that chunks are uneven), as they do for large layers."""
+    from minicnn.engine.kernels.fast import threads
+    if not threads.parallel_ok() and threads.num_threads() > 1:
         pytest.skip("the BLAS library's threads cannot be limited here")
-    monkeypatch.setattr(threads, "NUM_THREADS", 3)
+    engine_setting("num_threads", 3)
     monkeypatch.setattr(threads, "_blas_found", None)
     monkeypatch.setattr(threads, "PARALLEL_MIN_MACS", 0)
     monkeypatch.setattr(threads, "PARALLEL_MIN_ELEMENTS", 0)

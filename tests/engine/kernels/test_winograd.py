@@ -9,7 +9,10 @@ import sys
 import numpy as np
 import pytest
 
-from minicnn.engine.kernels import fast, fast_conv, reference, threads, winograd, winograd4
+from minicnn.engine.frozen import freeze
+from minicnn.engine.kernels import fast, reference
+from minicnn.engine.kernels.fast import conv as fast_conv
+from minicnn.engine.kernels.fast import threads, winograd, winograd4
 
 ALGORITHMS = [winograd, winograd4]
 EPS32 = float(np.finfo(np.float32).eps)
@@ -82,11 +85,11 @@ def test_fast_and_numpy_versions_have_the_same_signature(module):
 # ----------------------------------------------------------------------------- compiled drivers
 
 @pytest.fixture
-def three_threads(monkeypatch):
+def three_threads(monkeypatch, engine_setting):
     """Every Winograd convolution, however small, split over 3 threads (uneven chunks)."""
-    if not threads.parallel_ok() and threads.NUM_THREADS > 1:
+    if not threads.parallel_ok() and threads.num_threads() > 1:
         pytest.skip("the BLAS library's threads cannot be limited here")
-    monkeypatch.setattr(threads, "NUM_THREADS", 3)
+    engine_setting("num_threads", 3)
     monkeypatch.setattr(threads, "_blas_found", None)
     monkeypatch.setattr(threads, "PARALLEL_MIN_MACS", 0)
 
@@ -143,7 +146,6 @@ def test_band_tasks_cover_every_tile_once_and_share_the_work_evenly():
     ``columns`` tiles, and the
     threads' shares (threads.split of the task list) within one tile row of each
     other whenever there are fewer images than threads (batch 1: ResNet's 56x56 layers)."""
-    from minicnn.engine.kernels import threads
     cases = [(1, 14, 14, 64, 2), (1, 56, 56, 64, 2), (1, 7, 7, 64, 2), (2, 14, 14, 64, 3),
              (1, 13, 9, 20, 3), (50, 8, 8, 64, 2), (3, 5, 5, 200, 2), (1, 1, 1, 64, 2)]
     for N, TH, TW, columns, n_threads in cases:
@@ -240,12 +242,13 @@ def test_float64_f4_is_exact_against_pytorch():
 
 # ----------------------------------------------------------------------------- filter cache
 
-def test_filters_are_transformed_once_per_weight_array(monkeypatch):
+def test_filters_are_transformed_once_per_frozen_weight_array(monkeypatch):
     calls = []
     real = winograd.filter_transform
     monkeypatch.setattr(winograd, "filter_transform", lambda *a, **k: calls.append(1) or real(*a, **k))
     rng = np.random.default_rng(15)
-    x, w = rng.standard_normal((1, 4, 6, 6)), rng.standard_normal((5, 4, 3, 3))
+    x = rng.standard_normal((1, 4, 6, 6))
+    w = freeze(rng.standard_normal((5, 4, 3, 3)), "w")  # as a layer holds its weights
     first = winograd4.conv3x3(x, w, None, (1, 1))
     np.testing.assert_array_equal(winograd4.conv3x3(x, w, None, (1, 1)), first)
     assert len(calls) == 1
@@ -257,20 +260,38 @@ def test_filters_are_transformed_once_per_weight_array(monkeypatch):
     winograd.conv3x3(x, w, None, (1, 1))
     assert len(calls) == 3  # one more for the other algorithm
     # a replaced array is a new entry: the layer's weights changed, the output must too
-    w2 = 2 * w
+    w2 = freeze(2 * w, "w2")
     np.testing.assert_allclose(winograd4.conv3x3(x, w2, None, (1, 1)), 2 * first, rtol=1e-12)
     assert len(calls) == 4
     key = id(w2)
     del w2  # its entry goes with it
     assert key not in winograd._cache
-    w[...] = 0  # edited in place: not seen until the cache is cleared
-    winograd.clear_cache()
-    np.testing.assert_array_equal(winograd4.conv3x3(x, w, None, (1, 1)), 0 * first)
+
+
+def test_an_array_that_can_change_is_never_cached():
+    """A writable array (or a read-only view of one) is transformed at every call, so an
+    edit in place is seen at once: a stale transform cannot exist."""
+    rng = np.random.default_rng(15)
+    x = rng.standard_normal((1, 4, 6, 6))
+    w = rng.standard_normal((5, 4, 3, 3))
+    view = w.view()
+    view.flags.writeable = False  # read-only, but w can still change under it
+    for weights in (w, view):
+        first = winograd4.conv3x3(x, weights, None, (1, 1))
+        w[:2] = 0
+        edited = winograd4.conv3x3(x, weights, None, (1, 1))
+        np.testing.assert_array_equal(edited[:, :2], 0 * first[:, :2])
+        assert relative_error(edited, reference.conv2d_forward(x, w, None, (1, 1), (1, 1))) < 1e-12
+        w[...] = rng.standard_normal(w.shape)
+        assert relative_error(winograd4.conv3x3_backward_input(first, weights, (1, 1)),
+                              reference.conv2d_backward_input(first, w, (1, 1), (1, 1),
+                                                              x.shape)) < 1e-12
+    assert not winograd._cache or all(entry[0]() is not w for entry in winograd._cache.values())
 
 
 def test_cache_entry_checks_shape_and_data():
     rng = np.random.default_rng(16)
-    w = rng.standard_normal((2, 3, 3, 3))
+    w = freeze(rng.standard_normal((2, 3, 3, 3)), "w")
     U = winograd4.cached_U(w)
     assert U.shape == (36, 2, 3) and winograd4.cached_U(w) is U
     w.shape = (3, 2, 3, 3)  # the same object and memory, another shape
@@ -279,8 +300,8 @@ def test_cache_entry_checks_shape_and_data():
 
 # ----------------------------------------------------------------------------- the choice
 
-def test_choice_follows_the_measured_rules(monkeypatch):
-    monkeypatch.setattr(winograd, "ALGORITHM", "4")
+def test_choice_follows_the_measured_rules(engine_setting):
+    engine_setting("winograd", "4")
     assert fast_conv.winograd_for(1, 64, 64, 224, 224, (3, 3), (1, 1), (1, 1)) is winograd4
     assert fast_conv.winograd_for(1, 512, 512, 28, 28, (3, 3), (1, 1), (1, 1)) is winograd4
     assert fast_conv.winograd_for(50, 64, 64, 32, 32, (3, 3), (1, 1), (1, 1)) is winograd4
@@ -295,17 +316,17 @@ def test_choice_follows_the_measured_rules(monkeypatch):
     assert fast_conv.winograd_for(50, 64, 64, 32, 32, (3, 3), (2, 2), (1, 1)) is None  # strided
     assert fast_conv.winograd_for(50, 64, 64, 32, 32, (5, 5), (1, 1), (2, 2)) is None
     assert not winograd.supported((3, 3), (1, 1), (3, 1))  # the backward would need padding -1
-    monkeypatch.setattr(winograd, "ALGORITHM", "2")
+    engine_setting("winograd", "2")
     assert fast_conv.winograd_for(1, 64, 64, 224, 224, (3, 3), (1, 1), (1, 1)) is winograd
     assert fast_conv.winograd_for(1, 512, 512, 14, 14, (3, 3), (1, 1), (1, 1)) is winograd
-    monkeypatch.setattr(winograd, "ALGORITHM", "off")
+    engine_setting("winograd", "off")
     assert fast_conv.winograd_for(1, 64, 64, 224, 224, (3, 3), (1, 1), (1, 1)) is None
 
 
 @pytest.mark.parametrize("setting", ["2", "4", "off"])
-def test_fast_conv_uses_the_chosen_algorithm(monkeypatch, setting):
+def test_fast_conv_uses_the_chosen_algorithm(monkeypatch, engine_setting, setting):
     """Through fast.conv2d_forward/backward, each setting gives the convolution."""
-    monkeypatch.setattr(winograd, "ALGORITHM", setting)
+    engine_setting("winograd", setting)
     monkeypatch.setattr(winograd, "F4_MIN_TILES", 0)
     monkeypatch.setattr(winograd, "F4_MAX_PADDING", 100)
     monkeypatch.setattr(winograd, "MIN_CHANNELS", 1)
@@ -317,15 +338,3 @@ def test_fast_conv_uses_the_chosen_algorithm(monkeypatch, setting):
         g = rng.standard_normal(out.shape)
         assert relative_error(fast.conv2d_backward_input(g, w, (1, 1), padding, x.shape),
                               reference.conv2d_backward_input(g, w, (1, 1), padding, x.shape)) < 1e-12
-
-
-def test_environment_variable_is_read_and_checked():
-    code = "from minicnn.engine.kernels import winograd; print(winograd.ALGORITHM)"
-    for value in ("2", "4", "off"):
-        run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                             env=dict(os.environ, MINICNN_WINOGRAD=value), check=True)
-        assert run.stdout.strip() == value
-    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         env=dict(os.environ, MINICNN_WINOGRAD="8"))
-    assert run.returncode != 0
-    assert "MINICNN_WINOGRAD must be 2, 4 or off, got '8'" in run.stderr

@@ -8,14 +8,17 @@ comes back as new pages that the kernel must zero on first touch. Measured here 
 with 50 samples: 23,000 page faults and ~200 ms of system time per call, 390 ms in all;
 with the settings below, ~0 faults and 260 ms.
 
-``tune()`` (called when the fast kernels are imported) sets, on glibc only:
+``tune()`` sets, on glibc only:
 
 - ``M_MMAP_THRESHOLD`` = 32 MB (glibc's maximum): smaller blocks come from the heap;
 - ``M_TRIM_THRESHOLD`` = 512 MB: free memory at the top of the heap is kept for reuse rather
   than returned to the OS until more than this much piles up.
 
 These are process-wide malloc settings: the process's resident memory stays near its peak
-after a large pass instead of shrinking. Set ``MINICNN_TUNE_MALLOC=0`` to leave malloc alone.
+after a large pass instead of shrinking. So ``import minicnn`` never calls ``tune()``: the
+``minicnn`` command and the benchmarks do, being whole programs of their own, and a program
+that wants it (a notebook computing many maps) can call it. ``MINICNN_TUNE_MALLOC=0`` (or
+``settings.set("tune_malloc", "0")``) makes ``tune()`` leave malloc alone.
 
 The kernels' own temporaries (im2col columns, Winograd tiles) are not allocated per call at
 all: ``scratch(name, shape, dtype)`` hands each thread its own buffer by name, grown when a
@@ -25,13 +28,14 @@ from __future__ import annotations
 
 import ctypes
 import math
-import os
 import platform
 import threading
 
 import numpy as np
 
-__all__ = ["tune", "tuned", "scratch", "release_scratch"]
+from minicnn.engine import settings
+
+__all__ = ["tune", "tuned", "scratch", "release_scratch", "read_only", "bias_vector"]
 
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # from glibc's malloc.h
 MMAP_THRESHOLD = 32 << 20
@@ -43,7 +47,7 @@ tuned = False  # True once tune() changed glibc's settings
 def tune() -> bool:
     """Apply the settings above if this is glibc and not opted out; True if applied."""
     global tuned
-    if tuned or os.environ.get("MINICNN_TUNE_MALLOC", "1") == "0":
+    if tuned or settings.get("tune_malloc") == "0":
         return tuned
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
         return False
@@ -85,3 +89,20 @@ def release_scratch():
     """Free every thread's scratch buffers. Call it while no kernel is running."""
     for buffers in _every_thread_buffers:
         buffers.clear()
+
+
+# ----------------------------------------------------------------------------- weights
+
+def read_only(a, dtype=None):
+    """``a`` as a C-contiguous, read-only array (a view when it already is one). A layer's
+    weights are read-only (``minicnn.engine.frozen``), and Numba compiles a separate version
+    of a loop for read-only arguments, so every caller hands weights to the loops this way:
+    one version per dtype, not two."""
+    view = np.ascontiguousarray(a, dtype=dtype).view()
+    view.flags.writeable = False
+    return view
+
+
+def bias_vector(b, F, dtype):
+    """The bias (F,) in ``dtype``, zeros where there is none, read-only (``read_only``)."""
+    return read_only(np.zeros(F, dtype=dtype) if b is None else b, dtype)

@@ -27,11 +27,13 @@ import math
 import numpy as np
 from numba import njit
 
-from minicnn.engine.kernels import allocator, output_size, winograd, winograd4
-from minicnn.engine.kernels import threads as thread_pool  # (its settings, read per call)
-from minicnn.engine.kernels.threads import (n_threads, parallel, run_chunks, run_tasks, split)
+from minicnn.engine import settings
+from minicnn.engine.kernels import output_size, window_ints
+from minicnn.engine.kernels.fast import allocator, winograd, winograd4
+from minicnn.engine.kernels.fast import threads as thread_pool  # thresholds read per call
+from minicnn.engine.kernels.fast.threads import n_threads, parallel, run_chunks, run_tasks, split
 
-__all__ = ["conv2d_forward", "conv2d_backward_input", "im2col", "col2im", "winograd_for"]
+__all__ = ["conv2d_forward", "conv2d_backward_input", "winograd_for"]
 
 _scratch = allocator.scratch  # per-thread buffers, reused call after call
 
@@ -39,12 +41,13 @@ _scratch = allocator.scratch  # per-thread buffers, reused call after call
 def winograd_for(N, C, F, OH, OW, kernel, stride, padding):
     """The module (``winograd``: F(2x2, 3x3), or ``winograd4``: F(4x4, 3x3)) whose
     ``conv3x3`` and ``conv3x3_backward_input`` should compute this layer, or None for
-    im2col; ``MINICNN_WINOGRAD`` and the thresholds are in winograd.py."""
-    if (winograd.ALGORITHM == "off" or not winograd.supported(kernel, stride, padding)
+    im2col: ``MINICNN_WINOGRAD`` (``settings``) and the thresholds in winograd.py."""
+    algorithm = settings.get("winograd")
+    if (algorithm == "off" or not winograd.supported(kernel, stride, padding)
             or min(C, F) < winograd.MIN_CHANNELS):
         return None
     TH, TW = -(-OH // 4), -(-OW // 4)  # F(4x4)'s tiles
-    if (winograd.ALGORITHM == "4" and TH * TW >= winograd.F4_MIN_TILES
+    if (algorithm == "4" and TH * TW >= winograd.F4_MIN_TILES
             and 16 * TH * TW <= winograd.F4_MAX_PADDING * OH * OW):
         return winograd4
     return winograd
@@ -158,8 +161,8 @@ def _crop_bias_loops(wide, out, bias, i0, Wp):
 # A first layer sees 3 colour channels: im2col's matrix product then sums over only C*9 = 27
 # rows, too few for BLAS to run at speed, and making the columns costs as much as the product.
 # The direct loop below adds the nine taps of each channel along a whole output row at once
-# (vectorised along the row), reading a padded copy of the image. Measured on one thread
-# (2026-12-02, fourth session): the small net's 3->32 layer at batch 50, 16.3 -> 9.5 ms;
+# (vectorised along the row), reading a padded copy of the image. Measured on one thread:
+# the small net's 3->32 layer at batch 50, 16.3 -> 9.5 ms;
 # VGG16's conv1_1, 4.7 -> 4.0 ms. Only the forward pass: its input gradient sums over the
 # 32-64 filters, where im2col's product is efficient again.
 DIRECT_MAX_CHANNELS = 4
@@ -194,48 +197,16 @@ def _direct3x3_forward(x, w, bias, padding, threads):
     F = w.shape[0]
     ph, pw = padding
     out = np.empty((N, F, H + 2 * ph - 2, W + 2 * pw - 2), dtype=x.dtype)
-    w = np.ascontiguousarray(w)
+    w = allocator.read_only(w)
 
     def work(n, f0, f1):
         xp = _scratch("padded", (C, H + 2 * ph, W + 2 * pw), x.dtype)
-        winograd._pad_loops(x[n], xp, ph, pw, 0, False)  # the same zero padding
+        winograd.pad_loops(x[n], xp, ph, pw, 0, False)  # the same zero padding
         _direct3x3_loops(xp, w, bias, out[n], f0, f1)
 
     tasks = [(n, f0, f1) for n in range(N) for f0, f1 in split(F, _pieces_per_image(N, threads))]
     run_tasks(tasks, work, threads)
     return out
-
-
-def _ints(kernel, stride, padding):
-    return tuple(int(v) for v in (*kernel, *stride, *padding))  # KH, KW, sh, sw, ph, pw
-
-
-def im2col(x, kernel, stride, padding, out=None):
-    """See reference.im2col. x: (N, C, H, W) -> cols: (C*KH*KW, N*OH*OW)."""
-    x = np.ascontiguousarray(x)
-    N, C, H, W = x.shape
-    (KH, KW), (sh, sw), (ph, pw) = kernel, stride, padding
-    OH, OW = output_size(H, KH, sh, ph), output_size(W, KW, sw, pw)
-    shape = (C * KH * KW, N * OH * OW)
-    if out is None:
-        out = np.empty(shape, dtype=x.dtype)
-    assert out.shape == shape and out.dtype == x.dtype and out.flags.c_contiguous
-    for n in range(N):
-        _im2col_loops(x[n], out, n * OH * OW, *_ints(kernel, stride, padding), 0, OH, OW)
-    return out
-
-
-def col2im(cols, in_shape, kernel, stride, padding):
-    """See reference.col2im. cols: (C*KH*KW, N*OH*OW) -> x: (N, C, H, W)."""
-    N, C, H, W = in_shape
-    (KH, KW), (sh, sw), (ph, pw) = kernel, stride, padding
-    OH, OW = output_size(H, KH, sh, ph), output_size(W, KW, sw, pw)
-    cols = np.ascontiguousarray(cols)
-    assert cols.shape == (C * KH * KW, N * OH * OW)
-    x = np.zeros((N, C, H, W), dtype=cols.dtype)
-    for n in range(N):
-        _col2im_loops(cols, n * OH * OW, x[n], *_ints(kernel, stride, padding), 0, OH, OW)
-    return x
 
 
 # Columns are made for one image and a band of output rows at a time, at most this many bytes:
@@ -274,7 +245,7 @@ def conv2d_forward(x, w, b, stride, padding):
     OH, OW = output_size(H, KH, sh, ph), output_size(W, KW, sw, pw)
     Hp, Wp = H + 2 * ph, W + 2 * pw
     K = C * KH * KW
-    bias = np.zeros(F, dtype=x.dtype) if b is None else np.ascontiguousarray(b, dtype=x.dtype)
+    bias = allocator.bias_vector(b, F, x.dtype)
     shifted = (sh, sw) == (1, 1)  # the stride-1 lowering: rows of Wp columns, junk cropped
     row_width = Wp if shifted else OW
     threads = n_threads(N * F * K * OH * OW, thread_pool.PARALLEL_MIN_MACS)
@@ -287,7 +258,7 @@ def conv2d_forward(x, w, b, stride, padding):
         return _direct3x3_forward(x, w, bias, padding, threads)
     w2 = np.ascontiguousarray(w).reshape(F, K)  # (F, K)
     out = np.empty((N, F, OH, OW), dtype=x.dtype)
-    ints = _ints((KH, KW), stride, padding)
+    ints = window_ints((KH, KW), stride, padding)
     bands_wanted = _pieces_per_image(N, threads)
     if shifted:  # and a band's wide scratch, F x rows*Wp, within WIDE_BYTES
         bands_wanted = max(bands_wanted, -(-F * OH * row_width * x.itemsize // WIDE_BYTES))
@@ -398,7 +369,7 @@ def conv2d_backward_input(grad_out, w, stride, padding, in_shape):
         return _pointwise_backward(grad_out, w, stride, in_shape, threads)
     w2t = np.asarray(w).reshape(F, C * KK).T  # (C*KH*KW, F), a transposed view: BLAS reads it as is
     grad_x = np.zeros((N, C, H, W), dtype=grad_out.dtype)
-    ints = _ints((KH, KW), stride, padding)
+    ints = window_ints((KH, KW), stride, padding)
     bands = _row_bands(OH, C * KK * OW * grad_out.itemsize)
     tasks = [(n, c0, c1) for n in range(N) for c0, c1 in split(C, _pieces_per_image(N, threads))]
 

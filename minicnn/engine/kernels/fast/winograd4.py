@@ -39,7 +39,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from minicnn.engine.kernels import allocator, winograd
+from minicnn.engine.kernels.fast import allocator, winograd
 
 __all__ = ["BT", "G", "AT", "conv3x3", "conv3x3_backward_input", "conv3x3_numpy",
            "conv3x3_backward_input_numpy"]
@@ -192,7 +192,7 @@ def cached_U(w):
 def conv3x3(x, w, b, padding):
     """See conv3x3_numpy: the same convolution, with w's transform U (36, F, C) cached."""
     x = np.ascontiguousarray(x)
-    bias = np.zeros(w.shape[0], x.dtype) if b is None else np.ascontiguousarray(b, x.dtype)
+    bias = allocator.bias_vector(b, w.shape[0], x.dtype)
     return winograd.convolve(x, cached_U(w), bias, padding, _F4)
 
 

@@ -12,10 +12,9 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from minicnn.engine.kernels import adaptive_bins, output_size
-from minicnn.engine.kernels.fast_conv import _ints
-from minicnn.engine.kernels import threads as thread_pool  # (its settings, read per call)
-from minicnn.engine.kernels.threads import n_threads, run_chunks, split
+from minicnn.engine.kernels import adaptive_bins, output_size, window_ints
+from minicnn.engine.kernels.fast import threads as thread_pool  # thresholds read per call
+from minicnn.engine.kernels.fast.threads import n_threads, run_chunks, split
 
 __all__ = ["maxpool2d_forward", "maxpool2d_values", "maxpool2d_backward", "avgpool2d_forward",
            "avgpool2d_backward", "adaptive_avgpool2d_forward", "adaptive_avgpool2d_backward"]
@@ -165,7 +164,7 @@ def maxpool2d_forward(x, kernel, stride, padding, ceil_mode=False):
         _over_planes(N * C, H * W, lambda p0, p1: _maxpool3x3s2_forward_loops(
             planes[p0:p1], out[p0:p1], argmax[p0:p1], ph, pw))
     else:
-        ints = _ints(kernel, stride, padding)
+        ints = window_ints(kernel, stride, padding)
         _over_planes(N * C, H * W, lambda p0, p1: _maxpool_forward_loops(
             planes[p0:p1], out[p0:p1], argmax[p0:p1], *ints))
     return out.reshape(N, C, OH, OW), argmax.reshape(N, C, OH, OW)  # (N, C, OH, OW) each
@@ -258,7 +257,7 @@ def maxpool2d_values(x, kernel, stride, padding, ceil_mode=False):
         _over_planes(N * C, H * W, lambda p0, p1: _maxpool3x3s2_values_loops(
             planes[p0:p1], out[p0:p1], ph, pw))
     else:
-        ints = _ints(kernel, stride, padding)
+        ints = window_ints(kernel, stride, padding)
         _over_planes(N * C, H * W, lambda p0, p1: _maxpool_values_loops(
             planes[p0:p1], out[p0:p1], *ints))
     return out.reshape(N, C, OH, OW)  # (N, C, OH, OW)
@@ -283,69 +282,74 @@ def maxpool2d_backward(grad_out, argmax, in_shape):
 
 
 @njit(cache=True, nogil=True)
-def _avgpool_forward_loops(x, out, KH, KW, sh, sw, ph, pw):
+def _pool_window(i, size, kernel, stride, padding, count_include_pad):
+    """kernels.pool_window, compiled: (start, end, count) of window i along one axis."""
+    start = i * stride - padding
+    end = min(start + kernel, size + padding)
+    count = end - start
+    start, end = max(start, 0), min(end, size)
+    return start, end, (count if count_include_pad else end - start)
+
+
+@njit(cache=True, nogil=True)
+def _avgpool_forward_loops(x, out, KH, KW, sh, sw, ph, pw, count_include_pad):
     P, H, W = x.shape
     OH, OW = out.shape[1], out.shape[2]
-    count = KH * KW  # count_include_pad=True: padding zeros count too
     for p in range(P):
         for i in range(OH):
-            h0 = max(i * sh - ph, 0)
-            h1 = min(i * sh - ph + KH, H)
+            h0, h1, rows = _pool_window(i, H, KH, sh, ph, count_include_pad)
             for j in range(OW):
-                w0 = max(j * sw - pw, 0)
-                w1 = min(j * sw - pw + KW, W)
+                w0, w1, cols = _pool_window(j, W, KW, sw, pw, count_include_pad)
                 total = 0.0
                 for ih in range(h0, h1):
                     for iw in range(w0, w1):
                         total += x[p, ih, iw]
-                out[p, i, j] = total / count
+                out[p, i, j] = total / (rows * cols)
 
 
 @njit(cache=True, nogil=True)
-def _avgpool_backward_loops(grad_out, grad_x, KH, KW, sh, sw, ph, pw):
+def _avgpool_backward_loops(grad_out, grad_x, KH, KW, sh, sw, ph, pw, count_include_pad):
     P, H, W = grad_x.shape
     OH, OW = grad_out.shape[1], grad_out.shape[2]
-    count = KH * KW
     for p in range(P):
         for i in range(OH):
-            h0 = max(i * sh - ph, 0)
-            h1 = min(i * sh - ph + KH, H)
+            h0, h1, rows = _pool_window(i, H, KH, sh, ph, count_include_pad)
             for j in range(OW):
-                w0 = max(j * sw - pw, 0)
-                w1 = min(j * sw - pw + KW, W)
-                share = grad_out[p, i, j] / count
+                w0, w1, cols = _pool_window(j, W, KW, sw, pw, count_include_pad)
+                share = grad_out[p, i, j] / (rows * cols)
                 for ih in range(h0, h1):
                     for iw in range(w0, w1):
                         grad_x[p, ih, iw] += share
 
 
-def avgpool2d_forward(x, kernel, stride, padding):
+def avgpool2d_forward(x, kernel, stride, padding, ceil_mode=False, count_include_pad=True):
     """See reference.avgpool2d_forward. x: (N, C, H, W) -> (N, C, OH, OW)."""
     x = np.ascontiguousarray(x)
     N, C, H, W = x.shape
     (KH, KW), (sh, sw), (ph, pw) = kernel, stride, padding
-    OH, OW = output_size(H, KH, sh, ph), output_size(W, KW, sw, pw)
+    OH, OW = output_size(H, KH, sh, ph, ceil_mode), output_size(W, KW, sw, pw, ceil_mode)
     assert OH >= 1 and OW >= 1
     planes = x.reshape(N * C, H, W)  # (P, H, W), a view
     out = np.empty((N * C, OH, OW), dtype=x.dtype)
-    ints = _ints(kernel, stride, padding)
+    ints = window_ints(kernel, stride, padding)
     _over_planes(N * C, H * W, lambda p0, p1: _avgpool_forward_loops(
-        planes[p0:p1], out[p0:p1], *ints))
+        planes[p0:p1], out[p0:p1], *ints, bool(count_include_pad)))
     return out.reshape(N, C, OH, OW)  # (N, C, OH, OW)
 
 
-def avgpool2d_backward(grad_out, kernel, stride, padding, in_shape):
+def avgpool2d_backward(grad_out, kernel, stride, padding, in_shape, ceil_mode=False,
+                       count_include_pad=True):
     """See reference.avgpool2d_backward. grad_out: (N, C, OH, OW) -> (N, C, H, W)."""
     N, C, H, W = in_shape
     (KH, KW), (sh, sw), (ph, pw) = kernel, stride, padding
     grad_out = np.ascontiguousarray(grad_out)
-    OH, OW = output_size(H, KH, sh, ph), output_size(W, KW, sw, pw)
+    OH, OW = output_size(H, KH, sh, ph, ceil_mode), output_size(W, KW, sw, pw, ceil_mode)
     assert grad_out.shape == (N, C, OH, OW)
     g = grad_out.reshape(N * C, OH, OW)  # (P, OH, OW), a view
     grad_x = np.zeros((N * C, H, W), dtype=grad_out.dtype)
-    ints = _ints(kernel, stride, padding)
+    ints = window_ints(kernel, stride, padding)
     _over_planes(N * C, H * W, lambda p0, p1: _avgpool_backward_loops(
-        g[p0:p1], grad_x[p0:p1], *ints))
+        g[p0:p1], grad_x[p0:p1], *ints, bool(count_include_pad)))
     return grad_x.reshape(N, C, H, W)  # (N, C, H, W)
 
 

@@ -5,7 +5,7 @@ virtual machine the wake-up of a sleeping CPU goes through the hypervisor. On th
 machine of BENCHMARKS.md an empty parallel call (work out, "done" back: two wake-ups) took
 65 us, and a ResNet-50 gradient makes ~130 parallel calls. A thread that is still awake,
 re-reading a counter that the other thread will increase, notices the change in about a
-microsecond. So the pool's threads watch a counter for a short while (``SPIN_SECONDS``, 1 ms
+microsecond. So the pool's threads watch a counter for a short while (``spin_seconds()``, 1 ms
 unless ``MINICNN_SPIN_US`` says otherwise) before they fall back to sleeping on a lock, as
 OpenMP runtimes do. Between two reads the watcher offers its CPU to any other ready thread
 (sched_yield), so on a busy machine it does not keep the thread it waits for off the CPU.
@@ -31,27 +31,18 @@ from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from minicnn._checks import SettingError
+from minicnn.engine import settings
 
-__all__ = ["spin_until", "spin_until_python", "spins_per_second", "SPIN_SECONDS"]
-
-
-def _spin_seconds() -> float:
-    """``$MINICNN_SPIN_US`` microseconds if set (0: never watch, sleep at once), else 1 ms:
-    the gaps between a network's parallel calls at batch 1 are 0.1-0.4 ms here (serial
-    layers and Python between them). Always 0 on Windows, whose C library has no
-    sched_yield."""
-    value = os.environ.get("MINICNN_SPIN_US")
-    if value is not None and not value.isdigit():
-        raise SettingError(f"MINICNN_SPIN_US must be a whole number of microseconds >= 0, "
-                         f"got {value!r}")
-    if os.name == "nt":
-        return 0.0
-    return 1e-3 if value is None else int(value) * 1e-6
+__all__ = ["spin_until", "spin_until_python", "spins_per_second", "spin_seconds"]
 
 
-# How long a waiting thread of the pool watches its counter before it sleeps.
-SPIN_SECONDS = _spin_seconds()
+def spin_seconds() -> float:
+    """How long a waiting pool thread watches its counter before it sleeps:
+    ``MINICNN_SPIN_US`` microseconds (0: never watch, sleep at once), 1 ms by default (the
+    gaps between a network's parallel calls at batch 1 are 0.1-0.4 ms here: serial layers and
+    Python between them). Always 0 on Windows, whose C library has no sched_yield."""
+    microseconds = settings.get("spin_us")  # checked everywhere, used where it can be
+    return 0.0 if os.name == "nt" else microseconds * 1e-6
 
 
 @intrinsic

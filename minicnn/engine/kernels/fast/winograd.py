@@ -33,11 +33,12 @@ directions, at the price of slower reversed reads and writes (``backward_input``
 
 Transformed filters are cached, once per weight array (``cached_filters``): a layer passes
 the same array every call, and re-transforming 512x512 filters costs as much as the
-convolution at 28x28. The cache notices an array being replaced (a new object), not an
-array edited in place: after ``layer.weight[...] = ...`` call ``clear_cache()``.
+convolution at 28x28. Only arrays that cannot change are cached (``minicnn.engine.frozen``:
+a layer's weights are read-only, and assigning new ones makes a new array); any other array
+is transformed at every call, so a stale transform is impossible.
 
-Which algorithm runs where (``fast_conv.winograd_for``, with the thresholds below) is set by the
-environment variable ``MINICNN_WINOGRAD``, read at import:
+Which algorithm runs where (``conv.winograd_for``, with the thresholds below) is set by
+``MINICNN_WINOGRAD`` (``minicnn.engine.settings``):
 
     MINICNN_WINOGRAD=4    (default) F(4x4) where its blocks fit, F(2x2) on the other layers
     MINICNN_WINOGRAD=2    F(2x2) only: 3-10x less float32 error, slower
@@ -53,17 +54,16 @@ transforms, multiplies and transforms back.
 """
 from __future__ import annotations
 
-import os
 import threading
 import weakref
 
 import numpy as np
 from numba import njit
 
-from minicnn._checks import SettingError
-from minicnn.engine.kernels import allocator, threads
+from minicnn.engine.frozen import is_frozen
+from minicnn.engine.kernels.fast import allocator, threads
 
-__all__ = ["BT", "G", "AT", "ALGORITHM", "supported", "cached_filters",
+__all__ = ["BT", "G", "AT", "supported", "cached_filters", "pad_loops",
            "clear_cache", "conv3x3", "conv3x3_backward_input", "backward_input", "conv3x3_numpy",
            "conv3x3_backward_input_numpy", "convolve", "convolve_numpy", "backward_numpy"]
 
@@ -81,16 +81,7 @@ AT = np.array([[1, 1, 1, 0],
 
 # ----------------------------------------------------------------------------- the choice
 
-def _algorithm_from_environment() -> str:
-    value = os.environ.get("MINICNN_WINOGRAD", "4")
-    if value not in ("2", "4", "off"):
-        raise SettingError(f"MINICNN_WINOGRAD must be 2, 4 or off, got {value!r}")
-    return value
-
-
-ALGORITHM = _algorithm_from_environment()
-
-# Measured on VGG16's, AlexNet's and the small net's shapes (BENCHMARKS.md, 2026-12-02).
+# Measured on VGG16's, AlexNet's and the small net's shapes (BENCHMARKS.md).
 # Winograd needs both channel counts to fill its GEMMs (an RGB first layer, C = 3, is faster
 # through im2col). With its filters transformed once, F(2x2) beat im2col on every 3x3 layer
 # with >= 16 channels measured, from 224x224 down to 4x4 (VGG16's 14x14 layers: 1.6x).
@@ -98,8 +89,8 @@ MIN_CHANNELS = 16
 # F(4x4) needs enough tiles for its 36 GEMMs next to U[ab] (F, C), 2.25x F(2x2)'s U, and
 # blocks that fit the map: on 14x14 (or 13x13, 7x7) a third of its outputs would be padding.
 # Counted per image: with many images a small map still has few tiles per row, and its
-# transforms, not its products, set the pace. Measured on the small net at batch 50
-# (2026-12-02, fourth session), F(2x2) is as fast or faster on its 16x16 and 8x8 layers
+# transforms, not its products, set the pace. Measured on the small net at batch 50,
+# F(2x2) is as fast or faster on its 16x16 and 8x8 layers
 # (128->128 at 16x16, forward + backward: 29.5 ms against 35; 128->192 at 8x8: 11.2 against
 # 13.8); F(4x4) wins from 28x28 up (64->64 at 32x32: 39.6 against 50.3).
 F4_MIN_TILES = 48  # ceil(OH/4) * ceil(OW/4): 28x28 (49) gains, 16x16 (16) not
@@ -119,11 +110,13 @@ _cache_lock = threading.RLock()
 
 
 def cached_filters(w, kind, transform):
-    """``transform(w)``, computed once per weight array ``w`` and ``kind`` and then reused.
+    """``transform(w)``, computed once per weight array ``w`` and ``kind`` and then reused,
+    if w cannot change (``is_frozen``); for any other array, computed afresh at every call.
 
     An entry is found by the array's identity and checked against its data address, shape
-    and dtype; it is dropped when the array is garbage-collected. In-place edits of w are not
-    seen (see ``clear_cache``)."""
+    and dtype; it is dropped when the array is garbage-collected."""
+    if not is_frozen(w):
+        return transform(w)
     key = id(w)
     address = w.__array_interface__["data"][0]
     entry = _cache.get(key)
@@ -147,8 +140,7 @@ def _forget(key, ref):
 
 
 def clear_cache():
-    """Forget every transformed filter (frees their memory; needed after editing weights in
-    place)."""
+    """Forget every transformed filter (frees their memory)."""
     with _cache_lock:
         _cache.clear()
 
@@ -227,7 +219,7 @@ def conv3x3_backward_input_numpy(grad_out, w, padding):
 
 
 @njit(cache=True, nogil=True)
-def _pad_loops(x, xp, ph, pw, h0, turn):
+def pad_loops(x, xp, ph, pw, h0, turn):
     """xp[c, i, j] = x_pad[c, h0 + i, j], x_pad being x[c] placed at (ph, pw) in zeros: the
     padded rows h0 <= h < h0 + xp.shape[1] that a band of tiles reads, without bounds checks
     in the transforms. turn: read x[c] turned by 180 degrees (the backward pass)."""
@@ -329,14 +321,10 @@ def _output_transform_loops(M, col0, out, bias, r0, r1, TW, turn):
                         out[f, row + step, q + step] = u11 - u12 - u13 + bias[f]
 
 
-def _bias(b, F, dtype):
-    return np.zeros(F, dtype=dtype) if b is None else np.ascontiguousarray(b, dtype=dtype)
-
-
 def conv3x3(x, w, b, padding):
     """See conv3x3_numpy: the same convolution, with w's transform U (16, F, C) cached."""
     x = np.ascontiguousarray(x)
-    return convolve(x, cached_U(w), _bias(b, w.shape[0], x.dtype), padding, _F2)
+    return convolve(x, cached_U(w), allocator.bias_vector(b, w.shape[0], x.dtype), padding, _F2)
 
 
 def conv3x3_backward_input(grad_out, w, padding):
@@ -362,7 +350,7 @@ def backward_input(grad_out, w, padding, tiles, kind, GG, cached_U):
     ``kind``, or, for layers whose U is larger than BACKWARD_FILTERS_MAX_BYTES, the forward's
     ``cached_U(w)`` read transposed and grad_out turned."""
     grad_out = np.ascontiguousarray(grad_out)
-    zeros = np.zeros(w.shape[1], grad_out.dtype)
+    zeros = allocator.bias_vector(None, w.shape[1], grad_out.dtype)
     back_padding = (2 - padding[0], 2 - padding[1])
     if len(GG) * (w.size // 9) * w.itemsize <= BACKWARD_FILTERS_MAX_BYTES:
         flipped = cached_filters(w, kind + " backward", lambda w: filter_transform(
@@ -422,7 +410,7 @@ def convolve(x, U, bias, padding, tiles, turn=False):
     """
     N, C, H, W = x.shape
     F = U.shape[1]
-    m, T2 = tiles.m, tiles.T * tiles.T
+    m = tiles.m
     ph, pw = padding
     OH, OW = H + 2 * ph - 2, W + 2 * pw - 2
     TH, TW = -(-OH // m), -(-OW // m)  # tiles per column and per row
@@ -450,7 +438,7 @@ def _whole_layer(x, U, bias, padding, tiles, out, n_threads, turn):
         c0, c1 = chunk
         xp = allocator.scratch("winograd_padded", (c1 - c0, m * TH + 2, m * TW + 2), x.dtype)
         for n in range(N):
-            _pad_loops(x[n, c0:c1], xp, ph, pw, 0, turn)
+            pad_loops(x[n, c0:c1], xp, ph, pw, 0, turn)
             tiles.input_transform(xp, V, c0, n * per_image, TW)
 
     def multiply_filters(chunk):
@@ -503,7 +491,7 @@ def _bands(x, U, bias, padding, tiles, out, n_threads, turn):
             M = _planes("winograd_out", T2, F, cols, x.dtype)  # (T2, F, cols)
             xp = allocator.scratch("winograd_padded", (C, m * (r1 - r0) + 2, m * TW + 2), x.dtype)
             for n in range(n0, n1):
-                _pad_loops(x[n], xp, ph, pw, m * r0, turn)  # the padded rows this band reads
+                pad_loops(x[n], xp, ph, pw, m * r0, turn)  # the padded rows this band reads
                 tiles.input_transform(xp, V, 0, (n - n0) * per_image, TW)
             np.matmul(U, V, out=M)  # T2 BLAS calls: (F, C) @ (C, cols)
             for n in range(n0, n1):

@@ -8,10 +8,9 @@ fought for the same two cores. So each kernel splits its work into independent c
 row bands or channels) and runs one chunk per thread, every thread doing its own im2col AND
 its own single-threaded matrix product. Only one pool is busy at any time, as in PyTorch.
 
-- ``NUM_THREADS``: ``$MINICNN_NUM_THREADS`` if set, else the CPUs this process may use (a
-  bad value is reported by the first forward pass); ``set_num_threads(n)`` changes it later
-  (a Dask worker, one of several processes on a machine, sets 1 once minicnn is already
-  imported).
+- ``num_threads()``: ``$MINICNN_NUM_THREADS`` if set, else the CPUs this process may use;
+  ``minicnn.engine.settings.set_num_threads(n)`` changes it later (a Dask worker, one of
+  several processes on a machine, sets 1 once minicnn is already imported).
 - ``run_chunks(work, chunks)``: ``work(chunk)`` for every chunk, spread over the threads.
   The jitted loops are compiled with ``nogil=True`` and NumPy's matmul releases the GIL, so
   the threads really run at the same time.
@@ -19,7 +18,7 @@ its own single-threaded matrix product. Only one pool is busy at any time, as in
   two of our threads calling it do not start four BLAS threads on two cores. If the BLAS
   cannot be controlled, ``parallel_ok()`` is False and the kernels run serially.
 
-The pool is NUM_THREADS - 1 persistent workers, each waiting on a lock of its own that the
+The pool is num_threads() - 1 persistent workers, each waiting on a lock of its own that the
 caller releases to hand it work, and answering on a second lock. A VGG pass makes ~100
 parallel calls and the small net's layers take tens of microseconds each, so the hand-off
 matters: ~20 us per call this way against ~60 us through ``concurrent.futures`` (a queue, a
@@ -38,42 +37,21 @@ import threading
 
 import numpy as np
 
-from minicnn._checks import SettingError, check_int
+from minicnn.engine import settings
 
-__all__ = ["NUM_THREADS", "set_num_threads", "run_chunks", "run_tasks", "split", "n_threads", "parallel",
+__all__ = ["num_threads", "run_chunks", "run_tasks", "split", "n_threads", "parallel",
            "blas_single_threaded", "parallel_ok", "PARALLEL_MIN_MACS", "PARALLEL_MIN_ELEMENTS"]
 
 
-def _num_threads() -> tuple[int, SettingError | None]:
-    """(threads, None), or (1, the error) for a bad ``$MINICNN_NUM_THREADS``: the error is
-    raised by the first pass (``parallel_ok``), not by ``import minicnn``, so that the command
-    line can report it as one line."""
-    value = os.environ.get("MINICNN_NUM_THREADS")
-    if value is not None:
-        if not value.isdigit() or int(value) < 1:
-            return 1, SettingError(f"MINICNN_NUM_THREADS must be a whole number >= 1, "
-                                   f"got {value!r}")
-        return int(value), None
-    try:
-        return len(os.sched_getaffinity(0)), None
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1, None
-
-
-NUM_THREADS, _setting_error = _num_threads()
-
-
-def set_num_threads(n: int) -> None:
-    """Use ``n`` threads (an int >= 1) from the next kernel call on. The pool keeps any
-    workers it already has; with n = 1 every kernel runs in the calling thread. It also
-    overrides a bad ``$MINICNN_NUM_THREADS``."""
-    global NUM_THREADS, _setting_error
-    NUM_THREADS, _setting_error = check_int(n, "the number of threads", 1), None
+def num_threads() -> int:
+    """How many threads the pool uses now (``settings``: ``MINICNN_NUM_THREADS`` or
+    ``set_num_threads``; a bad value is a SettingError here, at the first pass)."""
+    return settings.get("num_threads")
 
 
 class _Worker:
     """One pool thread. It watches ``counters[POSTED]`` for work (``spin.spin_until``, for up
-    to ``spin.SPIN_SECONDS``), then sleeps on the ``wake`` lock; it answers the same way,
+    to ``spin.spin_seconds()``), then sleeps on the ``wake`` lock; it answers the same way,
     counting its jobs in ``counters[FINISHED]`` and releasing ``done``. A Lock (not a
     Condition) is the cheapest thing to sleep on: one futex call to block, one to wake.
 
@@ -128,22 +106,23 @@ POSTED, FINISHED = 0, 1  # the two counters of a _Worker
 
 
 def _spin_module():
-    """kernels/spin.py, imported when the first worker is made: it imports Numba, which
-    ``import minicnn`` does not need."""
-    from minicnn.engine.kernels import spin
+    """spin.py, imported when the first worker is made: it compiles a Numba function, which a
+    program that never runs a pool thread does not need."""
+    from minicnn.engine.kernels.fast import spin
     return spin
 
 
 def _spins() -> int:
-    """Reads of a counter in spin.SPIN_SECONDS, the longest a pool thread watches one
+    """Reads of a counter in spin.spin_seconds(), the longest a pool thread watches one
     (0: no watching, straight to sleep)."""
     spin = _spin_module()
-    if spin.SPIN_SECONDS <= 0:
+    seconds = spin.spin_seconds()
+    if seconds <= 0:
         return 0
-    return max(1, int(spin.SPIN_SECONDS * spin.spins_per_second()))
+    return max(1, int(seconds * spin.spins_per_second()))
 
 
-_workers: list = []  # the pool, grown on demand to NUM_THREADS - 1 workers
+_workers: list = []  # the pool, grown on demand to num_threads() - 1 workers
 _lock = threading.Lock()  # guards the pool's creation and the BLAS limit below
 _busy = threading.Lock()  # held by the one run_chunks call that is using the workers
 
@@ -179,7 +158,7 @@ def run_chunks(work, chunks) -> None:
     workers could hang.
     """
     chunks = list(chunks)
-    threads = min(len(chunks), NUM_THREADS)
+    threads = min(len(chunks), num_threads())
     if threads <= 1 or getattr(_inside, "active", False) or not _busy.acquire(blocking=False):
         _run_serially(work, chunks)
         return
@@ -229,9 +208,7 @@ def parallel_ok() -> bool:
     is made again (~1-7 ms) whenever modules were imported since: one of them may have
     loaded its own BLAS (SciPy does), which would otherwise keep its threads."""
     global _controller, _blas_found, _modules_seen
-    if _setting_error is not None:
-        raise _setting_error
-    if NUM_THREADS == 1:
+    if num_threads() == 1:
         return False
     if _blas_found is None or len(sys.modules) != _modules_seen:
         with _lock:
@@ -283,7 +260,8 @@ PARALLEL_MIN_ELEMENTS = 1 << 18
 def n_threads(work: int, minimum: int) -> int:
     """How many threads a kernel with ``work`` units should use: all of them from
     ``minimum`` units on (if BLAS can be kept to one thread meanwhile), else one."""
-    return NUM_THREADS if work >= minimum and parallel_ok() else 1
+    threads = num_threads()
+    return threads if threads > 1 and work >= minimum and parallel_ok() else 1
 
 
 def parallel(count: int):

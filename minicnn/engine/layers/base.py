@@ -1,0 +1,168 @@
+"""What every layer shares: the ``Layer`` base class (naming, configuration, read-only
+weights, the checks at the boundary), and the small helpers the layer modules use."""
+from __future__ import annotations
+
+import weakref
+
+import numpy as np
+
+from minicnn._checks import FLOAT_DTYPES, check_array
+from minicnn.engine.frozen import freeze, placeholder
+
+__all__ = ["Layer", "pair", "uniform"]
+
+
+def pair(value, what):
+    """An int or a pair of ints -> (int, int), as PyTorch's ``_pair``."""
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        return (int(value), int(value))
+    if (isinstance(value, (tuple, list)) and len(value) == 2
+            and all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in value)):
+        return (int(value[0]), int(value[1]))
+    raise TypeError(f"{what} must be an int or a pair of ints, got {value!r}")
+
+
+def uniform(rng, shape, bound, dtype, init=True):
+    """U(-bound, bound) drawn directly in ``dtype`` (no float64 temporary for big layers).
+
+    init=False: a read-only placeholder of that shape holding no memory, for weights about to
+    be loaded (VGG16's 138 M values would otherwise be drawn, ~4 s and 0.5 GB, only to be
+    overwritten; and a file that declares a giant layer fails on its shapes, not on memory)."""
+    if not init:
+        return placeholder(shape, dtype)
+    values = rng.random(shape, dtype=dtype)
+    values *= 2 * bound
+    values -= bound
+    return values
+
+
+class _ArrayName:
+    """How a layer's weight is called in messages, e.g. "Conv2d 'features.4'.weight": the
+    layer's name as it is when the message is made (a model names its layers after they are
+    built). A weak reference, so that the array does not keep its layer alive."""
+
+    def __init__(self, layer, attr):
+        self.layer, self.attr = weakref.ref(layer), attr
+
+    def __str__(self):
+        layer = self.layer()
+        return f"{layer.describe() if layer is not None else 'a layer'}.{self.attr}"
+
+
+class Layer:
+    """Base class. Subclasses define forward/backward and, if they have weights, ``_params``.
+
+    ``name`` is set by the model (e.g. "features.0") so that error messages say which layer
+    of a model failed.
+    """
+
+    name: str | None = None
+    _params: tuple = ()  # names of the array attributes that hold weights
+    _buffers: tuple = ()  # arrays that are not weights but load with them (running statistics)
+
+    def __setattr__(self, attr, value):
+        """A weight or buffer is stored as a read-only copy, and what the layer derived from
+        the old one (casts to another dtype) is forgotten; other attributes as usual."""
+        if attr in self._params or attr in self._buffers:
+            self.set_array(attr, value)
+        else:
+            object.__setattr__(self, attr, value)
+
+    def set_array(self, attr, value, copy=True, dtype=None):
+        """Store ``value`` (in ``dtype``, default its own) as the weight or buffer ``attr``,
+        read-only (``frozen.freeze``). copy=False takes the array itself when it can
+        (C-contiguous, owning its memory: an array just read from a file, which the caller
+        then no longer writes to)."""
+        if value is not None:
+            value = freeze(value, _ArrayName(self, attr), dtype, copy)
+        self.__dict__.pop("_cast_cache", None)
+        object.__setattr__(self, attr, value)
+
+    def __setstate__(self, state):
+        """copy.deepcopy and pickle: the copy's weights are read-only again."""
+        arrays = {k: state.pop(k) for k in list(state) if k in self._params + self._buffers}
+        self.__dict__.update(state)
+        for attr, value in arrays.items():
+            setattr(self, attr, value)
+
+    def __call__(self, *xs):
+        return self.forward(*xs)
+
+    def infer(self, *xs):
+        """The forward output when no backward pass will follow (``Graph.predict``): the same
+        values as ``forward``. Layers that keep something only for backward override it to
+        skip that work (ReLU, MaxPool2d)."""
+        return self.forward(*xs)
+
+    # --- description -------------------------------------------------------------------------
+
+    def describe(self) -> str:
+        """'Conv2d' or, inside a model, "Conv2d 'features.0'" (used in error messages)."""
+        kind = type(self).__name__
+        return kind if self.name is None else f"{kind} {self.name!r}"
+
+    def config(self) -> dict:
+        """The constructor arguments as a JSON-serialisable dict with a "type" key."""
+        return {"type": type(self).__name__}
+
+    def __repr__(self):
+        args = ", ".join(f"{k}={v!r}" for k, v in self.config().items() if k != "type")
+        return f"{type(self).__name__}({args})"
+
+    # --- weights -----------------------------------------------------------------------------
+
+    def parameters(self) -> dict:
+        """{"weight": array, "bias": array, ...}: the arrays this layer loads and saves, its
+        weights and buffers (only those it has)."""
+        return {p: getattr(self, p) for p in self._params + self._buffers
+                if getattr(self, p) is not None}
+
+    def astype(self, dtype):
+        """Cast the weights to float32 or float64 (in place on the layer); returns self."""
+        dtype = np.dtype(dtype)
+        if dtype not in FLOAT_DTYPES:
+            raise TypeError(f"{self.describe()}: weights can be float32 or float64, got {dtype}")
+        for p, value in self.parameters().items():
+            if value.dtype != dtype:
+                setattr(self, p, value.astype(dtype))
+        return self
+
+    def _weight_as(self, attr, dtype):
+        """The parameter ``attr`` in ``dtype``; a cast is made once and kept until the
+        attribute is assigned again (the weights are read-only, so it cannot go stale)."""
+        value = getattr(self, attr)
+        if value is None or value.dtype == dtype:
+            return value
+        cache = self.__dict__.setdefault("_cast_cache", {})
+        if (attr, dtype) not in cache:
+            cache[(attr, dtype)] = freeze(value, _ArrayName(self, attr), dtype)
+        return cache[(attr, dtype)]
+
+    # --- checks at the public boundary ------------------------------------------------------
+
+    def _check_input(self, x, ndim=None, shape_hint=""):
+        """TypeError unless x is a float32/float64 ndarray; ValueError on the wrong rank."""
+        return check_array(x, f"{self.describe()}: input", ndim, shape_hint)
+
+    def _remember(self, x, out):
+        """Record the forward shapes and dtype, for backward's checks."""
+        self._in_shape, self._out_shape, self._dtype = x.shape, out.shape, x.dtype
+
+    def _check_grad(self, grad_out):
+        """grad_out must match the last forward output's shape; it is cast to its dtype."""
+        if getattr(self, "_out_shape", None) is None:
+            raise ValueError(f"{self.describe()}: backward called before forward")
+        check_array(grad_out, f"{self.describe()}: grad_out")
+        if grad_out.shape != self._out_shape:
+            raise ValueError(f"{self.describe()}: grad_out must have the forward output's shape "
+                             f"{self._out_shape}, got {grad_out.shape}")
+        return grad_out.astype(self._dtype, copy=False)
+
+    def _check_window(self, x, kernel, padding):
+        """ValueError unless the kernel fits inside the padded input."""
+        H, W = x.shape[2:]
+        if H + 2 * padding[0] < kernel[0] or W + 2 * padding[1] < kernel[1]:
+            raise ValueError(
+                f"{self.describe()}: kernel {kernel} is larger than the padded input "
+                f"{(H + 2 * padding[0], W + 2 * padding[1])} (input H, W = {(H, W)}, "
+                f"padding {padding})")

@@ -1,0 +1,67 @@
+"""Convolution: ``Conv2d``, forward and backward to its input side by side; the loops are
+the kernels' ``conv2d_forward`` and ``conv2d_backward_input`` (``kernels/reference.py``)."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from minicnn.engine import kernels
+from minicnn.engine.layers.base import Layer, pair, uniform
+
+__all__ = ["Conv2d"]
+
+
+class Conv2d(Layer):
+    """2-D convolution (cross-correlation, as PyTorch).
+
+    - weight: (F, C, KH, KW); bias: (F,) or None
+    - forward: x (N, C, H, W) -> out (N, F, OH, OW), OH = 1 + (H + 2*ph - KH) // sh
+    - backward: grad_out (N, F, OH, OW) -> grad_x (N, C, H, W); needs only w and x's shape
+
+    Initial weights: PyTorch's default, U(-1/sqrt(fan_in), 1/sqrt(fan_in)) with fan_in =
+    C*KH*KW for weight and bias, drawn from ``numpy.random.default_rng(rng)``; loaders
+    overwrite them.
+    """
+
+    _params = ("weight", "bias")
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, bias=True,
+                 *, dtype=np.float32, rng=None, init=True):
+        self.in_channels, self.out_channels = int(in_channels), int(out_channels)
+        self.kernel_size = pair(kernel_size, "Conv2d kernel_size")
+        self.stride = pair(stride, "Conv2d stride")
+        self.padding = pair(padding, "Conv2d padding")
+        if min(self.kernel_size) < 1 or min(self.stride) < 1 or min(self.padding) < 0:
+            raise ValueError(f"Conv2d: kernel_size and stride must be >= 1 and padding >= 0, "
+                             f"got {self.kernel_size}, {self.stride}, {self.padding}")
+        rng = np.random.default_rng(rng)
+        bound = 1.0 / math.sqrt(self.in_channels * self.kernel_size[0] * self.kernel_size[1])
+        shape = (self.out_channels, self.in_channels) + self.kernel_size  # (F, C, KH, KW)
+        self.weight = uniform(rng, shape, bound, dtype, init)
+        self.bias = uniform(rng, (self.out_channels,), bound, dtype, init) if bias else None
+
+    def config(self):
+        return {"type": "Conv2d", "in_channels": self.in_channels,
+                "out_channels": self.out_channels, "kernel_size": list(self.kernel_size),
+                "stride": list(self.stride), "padding": list(self.padding),
+                "bias": self.bias is not None}
+
+    def forward(self, x):
+        """x: (N, C, H, W) -> (N, F, OH, OW)"""
+        self._check_input(x, 4, "(N, C, H, W)")
+        if x.shape[1] != self.in_channels:
+            raise ValueError(f"{self.describe()}: expected {self.in_channels} input channels, "
+                             f"got input of shape {x.shape}")
+        self._check_window(x, self.kernel_size, self.padding)
+        w, b = self._weight_as("weight", x.dtype), self._weight_as("bias", x.dtype)
+        out = kernels.active().conv2d_forward(x, w, b, self.stride, self.padding)
+        self._remember(x, out)
+        return out
+
+    def backward(self, grad_out):
+        """grad_out: (N, F, OH, OW) -> grad_x: (N, C, H, W)"""
+        grad_out = self._check_grad(grad_out)
+        w = self._weight_as("weight", grad_out.dtype)
+        return kernels.active().conv2d_backward_input(grad_out, w, self.stride, self.padding,
+                                                      self._in_shape)
