@@ -326,7 +326,7 @@ def _check_keys(archive: zipfile.ZipFile, entries: dict, expected: dict, path: P
 # int() or numpy deep inside a constructor. Arguments not listed go to the constructor, which
 # refuses one it does not take.
 _COUNT_KEYS = ("in_channels", "out_channels", "in_features", "out_features", "num_features")
-_FLAG_KEYS = ("bias", "ceil_mode")
+_FLAG_KEYS = ("bias", "ceil_mode", "count_include_pad")
 _NUMBER_KEYS = ("p", "eps")
 _LOADER_KEYS = ("init", "dtype", "rng")   # what the loader decides, never the file
 
