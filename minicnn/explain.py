@@ -396,6 +396,7 @@ def explain(model, image, method: str = "gradient", target=None, *, name=None,
 
 
 def _explain(im: _Image, method, target, cmap, upscale, progress, layer) -> Explanation:
+    """``explain`` for an image already read, so that ``explain_file`` reads it once."""
     model, x = im.model, im.x
     scores, targets, results = saliency.attribute(                   # one forward pass
         model, x, [method], target, {method: method_options(method, progress, layer)})
