@@ -8,7 +8,8 @@
   up to START_ATTEMPTS times in all, and then it is a ``WorkerStartError``, one line.
 - ``connect(scheduler="tcp://host:8786")``: a client of a running cluster (``dask
   scheduler`` and ``dask worker`` commands); nothing else changes. An address that does not
-  answer within ``timeout`` seconds is a ``SchedulerError``, one line.
+  answer within ``timeout`` seconds is a ``SchedulerError``, one line. A worker that dies
+  while the client connects is the cluster's to replace, as at any other moment.
 
 Either way every worker runs the ``OneThreadPerWorker`` plugin (``workers.py``), so that
 minicnn and BLAS run on one thread inside it, also on workers started by hand and on
@@ -78,7 +79,13 @@ def connect(workers: int | None = None, scheduler: str | None = None, timeout=No
             raise SchedulerError(f"cannot reach the Dask scheduler at {scheduler!r} within "
                                  f"{timeout:g} s: {reason}") from None
         with client:
-            client.register_plugin(OneThreadPerWorker())
+            try:
+                client.register_plugin(OneThreadPerWorker())
+            except OSError:
+                # A worker went away while the scheduler sent the plugin to every worker
+                # (CommClosedError). The others get it all the same, and the scheduler
+                # keeps it for every worker that joins, a restarted one too.
+                pass
             yield client
         return
     workers = default_workers() if workers is None else check_int(workers, "workers", 1)

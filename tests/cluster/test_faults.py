@@ -9,6 +9,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -133,6 +134,54 @@ def test_a_worker_that_dies_as_its_nanny_starts_is_replaced(dask_extra, monkeypa
         pids = list(client.run(os.getpid).values())
     assert killed, "no worker was killed: the test did not test anything"
     assert len(pids) == 1 and pids[0] != killed[0]
+
+
+def test_a_worker_that_dies_as_connect_sends_the_plugin_is_replaced(cluster_client, address,
+                                                                    tmp_path):
+    """connect(scheduler=...) sends OneThreadPerWorker to every worker; one that dies
+    meanwhile is replaced by its nanny and the new worker gets the plugin too. A worker
+    replaces a plugin of the same name by calling the old one's teardown: there, the
+    first worker kills itself, in the middle of the scheduler's call."""
+    from distributed import WorkerPlugin
+
+    from minicnn.cluster.client import connect
+    from minicnn.cluster.workers import OneThreadPerWorker
+    marker = str(tmp_path / "killed")
+
+    class KillOnceOnTeardown(WorkerPlugin):
+        name = OneThreadPerWorker.name
+
+        def teardown(self, worker):
+            try:
+                with open(marker, "x") as f:
+                    f.write(worker.address)
+            except FileExistsError:
+                return
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    cluster_client.register_plugin(KillOnceOnTeardown())
+    try:
+        with connect(scheduler=address) as client:
+            assert os.path.exists(marker), "no worker was killed: nothing was tested"
+            with open(marker) as f:
+                wait_until_replaced(client, f.read())
+            plugins = client.run(lambda dask_worker: type(
+                dask_worker.plugins[OneThreadPerWorker.name]).__name__)
+    finally:
+        cluster_client.register_plugin(OneThreadPerWorker())     # as the other tests expect
+    assert list(plugins.values()) == ["OneThreadPerWorker"] * 2
+
+
+def wait_until_replaced(client, dead: str, n: int = 2, timeout: float = 60):
+    """Wait until the scheduler has forgotten the worker at address ``dead`` and has
+    ``n`` workers again (its nanny started a new process, at a new address)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        workers = client.scheduler_info(n_workers=-1)["workers"]
+        if dead not in workers and len(workers) == n:
+            return
+        assert time.monotonic() < deadline, f"not replaced in {timeout} s: {list(workers)}"
+        time.sleep(0.1)
 
 
 # Every worker process exits as Dask makes its worker, before it connects: Dask reads its
