@@ -137,8 +137,8 @@ def out_of_distribution(model, size) -> str | None:
     return (f"this image is not of the kind this model knows. It was trained on synthetic "
             f"{W}x{H} images of {known}; this {w}x{h} picture was shrunk "
             f"and cropped to {W}x{H}, and the model can only answer with the nearest of its "
-            f"classes, however confident it looks. For real photos use an ImageNet network "
-            f"(README: Real ImageNet networks).")
+            f"classes, however confident it looks. For real photos use an ImageNet network: "
+            f"minicnn fetch mobilenet_v2, then --model mobilenet_v2.")
 
 
 def top_classes(model, scores, k: int = 5) -> list[tuple[str, float, float]]:

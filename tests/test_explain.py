@@ -34,6 +34,8 @@ def test_a_photo_is_warned_about_in_the_result_and_on_the_figure(model):
     assert r.warning.startswith("this image is not of the kind this model knows")
     assert "512x600 picture was shrunk and cropped to 64x64" in r.warning
     assert "10 classes (T-shirt/top, Trouser" in r.warning
+    assert r.warning.endswith("minicnn fetch mobilenet_v2, then --model mobilenet_v2.")
+    assert "\n" not in r.warning
     assert r.figure.get_supxlabel().startswith("WARNING: this image is not of the kind")
     assert "true class unknown" in r.figure.get_suptitle()
     assert r.true_label is r.true_name is r.box is None
