@@ -552,6 +552,7 @@ def read_state_dict(path) -> dict[str, np.ndarray]:
     """The state dict in `path`, {key: array} in the file's order, also when wrapped as
     ``{"state_dict": ...}`` or ``{"model": ...}`` (a training checkpoint); CheckpointError
     for anything else (see load_checkpoint)."""
+    path = Path(path)
     state = load_checkpoint(path)
     if isinstance(state, dict):
         for wrapper in ("state_dict", "model"):
