@@ -1,8 +1,8 @@
 """Faults and restarts (issue 14 item 4, issue 24 item 8): a worker process killed in the
-middle of a run, or while the LocalCluster starts, loses and duplicates nothing; workers
-that cannot start at all are one line, exit 2, and the same command run again resumes
-the store; a rerun of an interrupted job computes only the chunks that were not
-complete."""
+middle of a run, or at any moment while the LocalCluster starts or the client connects,
+is replaced and nothing is lost or duplicated; workers that cannot start at all are one
+line, exit 2, and the same command run again resumes the store; a rerun of an
+interrupted job computes only the chunks that were not complete."""
 import asyncio
 import os
 import shutil
@@ -144,7 +144,6 @@ def test_a_worker_that_dies_as_connect_sends_the_plugin_is_replaced(cluster_clie
     first worker kills itself, in the middle of the scheduler's call."""
     from distributed import WorkerPlugin
 
-    from minicnn.cluster.client import connect
     from minicnn.cluster.workers import OneThreadPerWorker
     marker = str(tmp_path / "killed")
 
@@ -161,7 +160,7 @@ def test_a_worker_that_dies_as_connect_sends_the_plugin_is_replaced(cluster_clie
 
     cluster_client.register_plugin(KillOnceOnTeardown())
     try:
-        with connect(scheduler=address) as client:
+        with client_module.connect(scheduler=address) as client:
             assert os.path.exists(marker), "no worker was killed: nothing was tested"
             with open(marker) as f:
                 wait_until_replaced(client, f.read())
