@@ -2,8 +2,10 @@
 learning how backprop saliency maps work (Simonyan, Vedaldi & Zisserman 2013,
 arXiv:1312.6034)."""
 from minicnn.engine.kernels import use_kernels
-from minicnn.engine.layers import (AdaptiveAvgPool2d, Add, AvgPool2d, BatchNorm2d, Concat, Conv2d,
-                                   Dropout, Flatten, Layer, Linear, MaxPool2d, ReLU)
+from minicnn.engine.layers import (Activation, AdaptiveAvgPool2d, Add, AvgPool2d, BatchNorm2d,
+                                   ChannelShuffle, ChannelSlice, Concat, Conv2d, Dropout, Flatten,
+                                   Hardsigmoid, Hardswish, Hardtanh, Layer, Linear, MaxPool2d, Mul,
+                                   ReLU, ReLU6, Sigmoid, SiLU, ZeroPad2d)
 from minicnn.engine.model import Graph, Sequential
 from minicnn.io.torch_import import fold_batchnorm, from_torch
 from minicnn.io.weights import load, save
@@ -12,6 +14,8 @@ __all__ = [
     "use_kernels",
     "Layer", "Conv2d", "ReLU", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "Flatten",
     "Linear", "Dropout", "BatchNorm2d", "Add", "Concat",
+    "Activation", "ReLU6", "Hardtanh", "Hardswish", "Hardsigmoid", "SiLU", "Sigmoid", "Mul",
+    "ZeroPad2d", "ChannelShuffle", "ChannelSlice",
     "Graph", "Sequential",
     "from_torch", "fold_batchnorm",
     "save", "load",

@@ -7,8 +7,10 @@ weights load without transposes and PyTorch can serve as the test oracle. A laye
 - ``forward(x) -> out``: computes the output and keeps only what ``backward`` needs;
 - ``backward(grad_out) -> grad_in``: the chain rule, d(loss)/d(input) from d(loss)/d(output).
 
-``Add`` and ``Concat`` join branches of a graph (``minicnn.engine.model.Graph``): they take
-several inputs, ``forward(a, b, ...)``, and their ``backward`` returns one gradient per input.
+``Add``, ``Concat`` and ``Mul`` join branches of a graph (``minicnn.engine.model.Graph``): they
+take several inputs, ``forward(a, b, ...)``, and their ``backward`` returns one gradient per
+input. Activations (``Activation``: ReLU, ReLU6, Hardtanh, Hardswish, SiLU, Sigmoid,
+Hardsigmoid) take a second argument, ``backward(grad_out, rule)``, the saliency methods' rule.
 
 Only gradients with respect to the input are computed: minicnn explains trained networks
 (saliency maps), it does not train them, so there are no parameter gradients and no training
@@ -28,12 +30,15 @@ so that the readable reference kernels (``kernels/reference.py``, where the math
 replace the fast ones (``kernels/fast/``) everywhere.
 
 The layers live one family per module: ``conv.py``, ``activations.py``, ``pooling.py``,
-``dense.py``, ``norm.py`` and ``joins.py``, on the shared ``base.py``.
+``dense.py``, ``norm.py``, ``joins.py`` and ``shape.py`` (padding, channel shuffles and
+slices), on the shared ``base.py``.
 
 Adding a layer, the checklist:
 1. a class in the module of its family with ``forward(x)`` and ``backward(grad_out)`` side by side, a docstring
    with the shapes and PyTorch's semantics (and the subgradient convention, if any),
    ``config()`` returning its constructor arguments, and ``_params`` naming its weights;
+   an activation subclasses ``Activation`` and defines ``function``, ``chain`` and whether
+   it is a rectifier or a gate (what the saliency rules do with it: ``activations.py``);
 2. its entry in ``LAYER_TYPES`` (so weights files and ``from_config`` know it);
 3. if it has a loop: the kernel in ``kernels/reference.py`` (readable) and the same
    signature in ``kernels/fast/`` (Numba: conv.py, pool.py, elementwise.py, ...), exported
@@ -45,30 +50,35 @@ Adding a layer, the checklist:
 
 References: CS231n assignment 2 (layer/kernel split, shape docstrings); Simonyan, Vedaldi &
 Zisserman 2013 (arXiv:1312.6034) for the vanilla gradient; Zeiler & Fergus 2014 (deconvnet) and
-Springenberg et al. 2014 (arXiv:1412.6806, guided backpropagation) for the ReLU backward rules.
+Springenberg et al. 2014 (arXiv:1412.6806, guided backpropagation) for the backward rules.
 """
 from __future__ import annotations
 
 import numpy as np
 
 from minicnn.engine.kernels import RELU_RULES
-from minicnn.engine.layers.activations import ReLU
+from minicnn.engine.layers.activations import (BACKWARD_RULES, Activation, Hardsigmoid,
+                                               Hardswish, Hardtanh, ReLU, ReLU6, Sigmoid, SiLU)
 from minicnn.engine.layers.base import Layer, pair
 from minicnn.engine.layers.conv import Conv2d
 from minicnn.engine.layers.dense import Dropout, Flatten, Linear
-from minicnn.engine.layers.joins import Add, Concat
+from minicnn.engine.layers.joins import Add, Concat, Mul
 from minicnn.engine.layers.norm import BatchNorm2d, batchnorm_scale_shift, fold_batchnorm
 from minicnn.engine.layers.pooling import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d
+from minicnn.engine.layers.shape import ChannelShuffle, ChannelSlice, ZeroPad2d
 
 __all__ = [
-    "Layer", "Conv2d", "ReLU", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d",
-    "Flatten", "Linear", "Dropout", "BatchNorm2d", "Add", "Concat", "RELU_RULES",
+    "Layer", "Conv2d", "Activation", "ReLU", "ReLU6", "Hardtanh", "Hardswish", "Hardsigmoid",
+    "SiLU", "Sigmoid", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d",
+    "Flatten", "Linear", "Dropout", "BatchNorm2d", "Add", "Concat", "Mul", "ZeroPad2d",
+    "ChannelShuffle", "ChannelSlice", "BACKWARD_RULES", "RELU_RULES",
     "LAYER_TYPES", "layer_from_config", "pair", "batchnorm_scale_shift", "fold_batchnorm",
 ]
 
 LAYER_TYPES = {cls.__name__: cls for cls in
-               (Conv2d, ReLU, MaxPool2d, AvgPool2d, AdaptiveAvgPool2d, Flatten, Linear, Dropout,
-                BatchNorm2d, Add, Concat)}
+               (Conv2d, ReLU, ReLU6, Hardtanh, Hardswish, Hardsigmoid, SiLU, Sigmoid, MaxPool2d,
+                AvgPool2d, AdaptiveAvgPool2d, Flatten, Linear, Dropout, BatchNorm2d, Add, Concat,
+                Mul, ZeroPad2d, ChannelShuffle, ChannelSlice)}
 
 
 def layer_from_config(config: dict, init: bool = True, dtype=np.float32) -> Layer:

@@ -1,12 +1,13 @@
-"""Where branches of a graph meet: ``Add`` (a residual connection) and ``Concat`` (stacked
-channels). Each takes several inputs and its backward returns one gradient per input."""
+"""Where branches of a graph meet: ``Add`` (a residual connection), ``Concat`` (stacked
+channels) and ``Mul`` (a gate times the features it scales). Each takes several inputs and its
+backward returns one gradient per input."""
 from __future__ import annotations
 
 import numpy as np
 
 from minicnn.engine.layers.base import Layer
 
-__all__ = ["Add", "Concat"]
+__all__ = ["Add", "Concat", "Mul", "sum_to_shape"]
 
 
 class Add(Layer):
@@ -69,3 +70,57 @@ class Concat(Layer):
         grad_out = self._check_grad(grad_out)
         edges = np.cumsum([0] + self._channels)
         return tuple(grad_out[:, a:b] for a, b in zip(edges[:-1], edges[1:]))  # (N, Ci, H, W)
+
+
+class Mul(Layer):
+    """The elementwise product of two inputs with NumPy's (and torch.mul's) broadcasting:
+    squeeze-and-excitation's ``scale * x``, a per-channel gate (N, C, 1, 1) times the features
+    (N, C, H, W) it scales (Hu et al. 2018, arXiv:1709.01507), in either order.
+
+    - forward: a, b (shapes that broadcast together, one dtype) -> a * b, of the broadcast
+      shape, e.g. (N, C, 1, 1), (N, C, H, W) -> (N, C, H, W)
+    - backward: grad_out (broadcast shape) -> (grad_out * b summed back to a's shape,
+      grad_out * a summed back to b's shape). d(a * b)/da = b at every output; where a was
+      broadcast, one element of a reached many outputs, so its gradient is the sum over them
+      (the same sum as at a fan-out in the graph).
+    """
+
+    def forward(self, *xs):
+        """a, b: broadcastable shapes -> a * b: their broadcast shape"""
+        if len(xs) != 2:
+            raise ValueError(f"{self.describe()}: expected two inputs, got {len(xs)}")
+        for x in xs:
+            self._check_input(x)
+        a, b = xs
+        try:
+            np.broadcast_shapes(a.shape, b.shape)
+        except ValueError:
+            raise ValueError(f"{self.describe()}: input shapes {a.shape} and {b.shape} do not "
+                             f"broadcast together") from None
+        if a.dtype != b.dtype:
+            raise ValueError(f"{self.describe()}: inputs must have one dtype, got {a.dtype} "
+                             f"and {b.dtype}")
+        out = a * b                                                      # broadcast shape
+        self._a, self._b = a, b  # each one's gradient is the other, times grad_out
+        self._remember(a, out)
+        return out
+
+    def backward(self, grad_out):
+        """grad_out: the broadcast shape -> (grad_a shaped like a, grad_b shaped like b)"""
+        grad_out = self._check_grad(grad_out)
+        return (sum_to_shape(grad_out * self._b, self._a.shape),
+                sum_to_shape(grad_out * self._a, self._b.shape))
+
+
+def sum_to_shape(grad, shape):
+    """Undo broadcasting in a gradient: ``grad`` (the broadcast shape) summed over the axes
+    along which an input of ``shape`` was repeated -> an array of ``shape``.
+
+    Broadcasting prepends axes of length 1 and repeats axes of length 1; the sum runs over the
+    prepended axes and over the axes where ``shape`` has 1 and ``grad`` has more."""
+    lead = grad.ndim - len(shape)
+    axes = tuple(range(lead)) + tuple(lead + i for i, n in enumerate(shape)
+                                      if n == 1 and grad.shape[lead + i] != 1)
+    if not axes:
+        return grad
+    return grad.sum(axis=axes).reshape(shape)        # (shape) after the summed axes go
