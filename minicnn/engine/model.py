@@ -37,18 +37,22 @@ import numpy as np
 
 from minicnn._checks import check_array, check_finite
 from minicnn.engine import kernels
-from minicnn.engine.layers import (RELU_RULES, Add, AdaptiveAvgPool2d, AvgPool2d, BatchNorm2d,
-                                   Concat, Conv2d, Layer, Linear, MaxPool2d, ReLU,
-                                   layer_from_config)
+from minicnn.engine.layers import (BACKWARD_RULES, Activation, Add, AdaptiveAvgPool2d,
+                                   AvgPool2d, BatchNorm2d, Concat, Conv2d, Hardsigmoid, Hardswish,
+                                   Hardtanh, Layer, Linear, MaxPool2d, Mul, ReLU, Sigmoid, SiLU,
+                                   ZeroPad2d, layer_from_config)
 
 __all__ = ["Graph", "Sequential", "model_from_config", "as_model", "INPUT"]
 
 INPUT = "input"  # the name under which a node reads the model's input
-# Layers whose output is always a new array of their own. Not Flatten or Dropout, which pass
-# their input on (as a view, or itself), nor a user's own layer: predict's ReLU overwrites a
-# value only if it comes from one of these (a ReLU's own output is its input's array).
-_WRITES_A_NEW_ARRAY = (Conv2d, Linear, BatchNorm2d, Add, Concat, MaxPool2d, AvgPool2d,
-                       AdaptiveAvgPool2d, ReLU)
+# Layers whose output is always a new array of their own, sharing no memory with their
+# inputs. Not Flatten, Dropout or ChannelSlice, which pass their input on (as a view, or
+# itself), nor ChannelShuffle (a view when groups is 1), nor a user's own layer: predict's
+# ReLU overwrites a value only if it comes from one of these (a ReLU's own output is its
+# input's array), and only if no view of it is still around (``_run``).
+_WRITES_A_NEW_ARRAY = (Conv2d, Linear, BatchNorm2d, Add, Concat, Mul, MaxPool2d, AvgPool2d,
+                       AdaptiveAvgPool2d, ZeroPad2d, ReLU, Hardtanh, Hardswish, Hardsigmoid,
+                       SiLU, Sigmoid)
 
 
 class Graph:
@@ -198,6 +202,7 @@ class Graph:
             for read in reads:
                 readers[read] += 1
         values = {INPUT: x}
+        viewed = set()  # values some node may have passed on as a view (Flatten, a slice)
         with kernels.active().pass_context():  # e.g. BLAS on one thread beside our own pool
             for name, layer, reads in zip(self.names, self.layers, self.inputs):
                 inputs = [values[r] for r in reads]
@@ -205,9 +210,12 @@ class Graph:
                     values[name] = layer.forward(*inputs)
                     continue
                 if isinstance(layer, ReLU):
-                    out = layer.infer(inputs[0], inplace=self._may_overwrite(reads[0], readers))
+                    out = layer.infer(inputs[0],
+                                      inplace=self._may_overwrite(reads[0], readers, viewed))
                 else:
                     out = layer.infer(*inputs)
+                if type(layer) not in _WRITES_A_NEW_ARRAY:
+                    viewed.update(reads)
                 for read in reads:
                     readers[read] -= 1
                     if readers[read] == 0:
@@ -215,30 +223,35 @@ class Graph:
                 values[name] = out
         return [values[name] for name in self.names] if keep else [values[self.names[-1]]]
 
-    def _may_overwrite(self, key, readers) -> bool:
-        """May the node reading value ``key`` write over it? Only if nothing else reads it
-        and it is an array of the model's own: not the caller's input, and not a view of
-        another value (Flatten's reshape, Dropout's identity)."""
-        return (key != INPUT and readers[key] == 1
+    def _may_overwrite(self, key, readers, viewed) -> bool:
+        """May the node reading value ``key`` write over it? Only if nothing else reads it,
+        it is an array of the model's own (not the caller's input, and not a view of another
+        value: Flatten's reshape, Dropout's identity, a ChannelSlice), and no view of it is
+        around: a node that passes views on (Flatten, ChannelSlice) has not read it, since
+        what it made may still be read later (``viewed``)."""
+        return (key != INPUT and readers[key] == 1 and key not in viewed
                 and type(self.layers[self._index[key]]) in _WRITES_A_NEW_ARRAY)
 
-    def backward(self, grad_scores, relu_rule="gradient", stop_at=None):
+    def backward(self, grad_scores, rule="gradient", stop_at=None, *, relu_rule=None):
         """Run the nodes in reverse from d(start)/d(scores) and return d(start)/d(x).
 
         - grad_scores: shaped like the last forward output, (N, K); a one-hot row on class c
           gives the saliency gradient d(score_c)/d(x)
-        - relu_rule: "gradient" (the true gradient), "deconvnet" or "guided", passed to every
-          ReLU (see ``ReLU.backward``)
+        - rule: "gradient" (the true gradient), "deconvnet" or "guided", passed to every
+          activation (see ``minicnn.engine.layers.activations``: at a ReLU the methods'
+          definitions; at other rectifiers their generalisation; gates pass the gradient)
         - stop_at: a node name or index; if given, stop there and return the gradient with
           respect to that node's OUTPUT (e.g. the last conv block's, for Grad-CAM)
+        - relu_rule: the old name of ``rule``, still accepted
         Returns: the gradient w.r.t. x, shaped like x (or like the stop_at node's output).
         """
         kind = type(self).__name__
+        rule, keyword = _rule_argument(rule, relu_rule, f"{kind}.backward")
         if self._activations is None:
             raise ValueError(f"{kind}.backward: called before forward")
-        if relu_rule not in RELU_RULES:
-            raise ValueError(f"{kind}.backward: unknown relu_rule {relu_rule!r}; valid rules "
-                             f"are {RELU_RULES}")
+        if rule not in BACKWARD_RULES:
+            raise ValueError(f"{kind}.backward: unknown {keyword} {rule!r}; valid rules "
+                             f"are {BACKWARD_RULES}")
         scores = self._activations[-1]
         check_array(grad_scores, f"{kind}.backward: grad_scores")
         if grad_scores.shape != scores.shape:
@@ -258,7 +271,7 @@ class Graph:
                 if i == stop:
                     self._gradients = gradients
                     return grad
-                grad_in = layer.backward(grad, rule=relu_rule) if isinstance(layer, ReLU) \
+                grad_in = layer.backward(grad, rule=rule) if isinstance(layer, Activation) \
                     else layer.backward(grad)
                 grad_in = grad_in if isinstance(grad_in, tuple) else (grad_in,)
                 for read, g in zip(self.inputs[i], grad_in):
@@ -417,6 +430,17 @@ def as_model(nodes, meta: dict | None = None) -> Graph:
     if graph.is_chain():
         return Sequential(list(zip(graph.names, graph.layers)), graph.meta)
     return graph
+
+
+def _rule_argument(rule, relu_rule, where) -> tuple:
+    """(the backward rule, the keyword it came by) from ``rule=`` or its old name
+    ``relu_rule=``; TypeError if both are given."""
+    if relu_rule is None:
+        return rule, "rule"
+    if rule != "gradient":
+        raise TypeError(f"{where}: got both rule={rule!r} and relu_rule={relu_rule!r}; "
+                        f"relu_rule is the old name of rule, give only rule")
+    return relu_rule, "relu_rule"
 
 
 def _block_outputs(names) -> dict:

@@ -15,7 +15,8 @@ c can rise by *lowering* the other scores; its gradient mixes in every other cla
 The later methods, each checked against Captum (Kokhlikyan et al. 2020) in the tests:
 
 - ``deconvnet`` (Zeiler & Fergus 2014) and ``guided_backprop`` (Springenberg et al. 2014,
-  arXiv:1412.6806): the same backward pass with a different rule at every ReLU;
+  arXiv:1412.6806): the same backward pass with a different rule at every ReLU (and
+  at the other rectifiers: ``minicnn.engine.layers.activations``);
 - ``input_x_gradient`` (Shrikumar et al. 2016, arXiv:1605.01713): x * dS_c/dx;
 - ``smoothgrad`` (Smilkov et al. 2017, arXiv:1706.03825): any of these averaged over noisy
   copies of the image; also SmoothGrad-squared and VarGrad (Adebayo et al. 2018);
@@ -38,7 +39,7 @@ on one batch, sharing the passes they have in common; ``to_map`` turns any resul
 (H, W) map per image.
 
 The code lives one idea per module: ``gradient.py`` (the class to explain, the vanilla
-gradient, the ReLU-rule variants, and the batching the other methods share: ``in_chunks``,
+gradient, the rule variants, and the batching the other methods share: ``in_chunks``,
 ``row_batches``, ``accumulate_per_image``), ``smoothgrad.py``, ``integrated.py``,
 ``baselines.py`` (what "absent" means: zeros, a blurred image), ``gradcam.py``,
 ``occlusion.py``, ``maps.py`` (attribution -> map). These modules use the engine only; the
@@ -166,7 +167,7 @@ def get_method(name: str) -> Method:
 # ============================================================================ shared passes
 
 # Methods whose result is one backward pass from the same forward pass, by their definitions
-# above: the ReLU rule of that backward pass, and whether x multiplies the result.
+# above: the activations' rule of that backward pass, and whether x multiplies the result.
 _ONE_BACKWARD = {"gradient": "gradient", "input_x_gradient": "gradient",
                  "guided_backprop": "guided", "guided_grad_cam": "guided",
                  "deconvnet": "deconvnet"}
@@ -182,7 +183,7 @@ def attribute(model, x, methods, target=None, options=None):
 
     One forward pass serves gradient, guided_backprop, deconvnet, input_x_gradient,
     grad_cam and guided_grad_cam: ``model.backward`` may run any number of times after one
-    forward, with any ReLU rule, and the results equal the functions' own (tested). The other
+    forward, with any rule, and the results equal the functions' own (tested). The other
     methods run as themselves, for the targets resolved here (so SmoothGrad explains the
     clean image's class). Grad-CAM is returned as its method does, at the layer's resolution
     unless options say ``upsample``.
@@ -198,7 +199,7 @@ def attribute(model, x, methods, target=None, options=None):
         seed = one_hot(targets, scores.shape[1], scores.dtype)     # (B, K)
         out = {}
         for rule in dict.fromkeys(_ONE_BACKWARD[n] for n in shared if n in _ONE_BACKWARD):
-            grad = model.backward(seed, relu_rule=rule)            # (B, C, H, W)
+            grad = model.backward(seed, rule=rule)                 # (B, C, H, W)
             for name in shared:
                 if _ONE_BACKWARD.get(name) == rule:
                     out[name] = xc * grad if name == "input_x_gradient" else grad

@@ -1,6 +1,6 @@
 """Attribution by one backward pass: the class to explain, the vanilla gradient, and the
-variants that change only the rule at each ReLU (deconvnet, guided backpropagation) or multiply
-by the input. Also the checks and batching helpers the other method modules share.
+variants that change only the rule at each activation (deconvnet, guided backpropagation) or
+multiply by the input. Also the checks and batching helpers the other method modules share.
 
 Large batches: every pass over a caller's images runs through ``in_chunks``, CHUNK_SIZE images
 at a time, so memory holds one chunk's activations whatever the batch (the shipped model keeps
@@ -111,16 +111,17 @@ def in_chunks(model, x, target=None, work=None):
     return tuple(p[0] if len(p) == 1 else np.concatenate(p) for p in zip(*parts))
 
 
-def backprop(model, x, target=None, relu_rule: str = "gradient"):
+def backprop(model, x, target=None, rule: str = "gradient", *, relu_rule: str | None = None):
     """One forward and one backward of a one-hot gradient on the pre-softmax target score.
 
     Returns (grad (N, C, H, W), scores (N, K), targets (N,)). The building block of every
-    gradient-based method; `relu_rule` picks how ReLU layers pass the gradient back
-    ("gradient", "guided" or "deconvnet", see minicnn.engine.layers.ReLU.backward).
+    gradient-based method; `rule` picks how activations pass the gradient back
+    ("gradient", "guided" or "deconvnet", see minicnn.engine.layers.activations);
+    `relu_rule` is its old name, still accepted (``Graph.backward`` decides between them).
     """
     def backward(xc, scores, targets):
         return (model.backward(one_hot(targets, scores.shape[1], scores.dtype),
-                               relu_rule=relu_rule),)                  # (B, C, H, W)
+                               rule=rule, relu_rule=relu_rule),)       # (B, C, H, W)
     scores, targets, grad = in_chunks(model, x, target, backward)
     return grad, scores, targets
 
@@ -181,16 +182,18 @@ def accumulate_per_image(total: np.ndarray, image_of_row: np.ndarray, values: np
         total[n] += values[image_of_row == n].sum(axis=0)
 
 
-# ============================================================================ ReLU rules, x * grad
+# =================================================================== activation rules, x * grad
 
 def guided_backprop(model, x, target=None) -> np.ndarray:
     """Guided backpropagation (Springenberg et al. 2014), shaped like x (N, C, H, W).
 
     The backward pass of ``gradient``, except that each ReLU passes the signal back only where
     BOTH its forward input was positive (as the gradient does) AND the incoming signal is
-    positive (as deconvnet does); everything else is the ordinary chain rule.
+    positive (as deconvnet does); everything else is the ordinary chain rule. Other
+    rectifiers (ReLU6, Hardswish, SiLU) pass f'(x) * max(signal, 0), gates (Sigmoid,
+    Hardsigmoid) the gradient: ``minicnn.engine.layers.activations`` says why.
     """
-    return backprop(model, x, target, relu_rule="guided")[0]
+    return backprop(model, x, target, rule="guided")[0]
 
 
 def deconvnet(model, x, target=None) -> np.ndarray:
@@ -198,9 +201,11 @@ def deconvnet(model, x, target=None) -> np.ndarray:
 
     The backward pass of ``gradient``, except that each ReLU passes the signal back where the
     INCOMING signal is positive, whatever its forward input was (the gradient instead passes
-    where the forward input was positive); every other layer backpropagates as usual.
+    where the forward input was positive); every other layer backpropagates as usual. Other
+    rectifiers pass max(signal, 0) too, gates the gradient
+    (``minicnn.engine.layers.activations``).
     """
-    return backprop(model, x, target, relu_rule="deconvnet")[0]
+    return backprop(model, x, target, rule="deconvnet")[0]
 
 
 def input_x_gradient(model, x, target=None) -> np.ndarray:
