@@ -1,12 +1,17 @@
-"""Batch normalisation at inference: an affine map per channel, and how it folds into the
-convolution before it (written once, in float64, for every loader)."""
+"""Normalisation layers at inference: ``BatchNorm2d``, an affine map per channel, and how it
+folds into the convolution before it (written once, in float64, for every loader); and ``LRN``,
+AlexNet's local response normalisation across neighbouring channels (Krizhevsky, Sutskever &
+Hinton 2012, section 3.3)."""
 from __future__ import annotations
+
+import math
+from numbers import Real
 
 import numpy as np
 
 from minicnn.engine.layers.base import Layer, uniform
 
-__all__ = ["BatchNorm2d", "batchnorm_scale_shift", "fold_batchnorm"]
+__all__ = ["BatchNorm2d", "LRN", "batchnorm_scale_shift", "fold_batchnorm"]
 
 
 class BatchNorm2d(Layer):
@@ -64,6 +69,79 @@ class BatchNorm2d(Layer):
         """grad_out: (N, C, H, W) -> grad_x: (N, C, H, W), grad_out * scale per channel"""
         grad_out = self._check_grad(grad_out)
         return grad_out * self._scale[:, None, None]
+
+
+class LRN(Layer):
+    """Local response normalisation across channels, as torch.nn.LocalResponseNorm (and ONNX's
+    LRN for an odd ``size``): each value is divided by a power of the energy of the ``size``
+    channels around it, at the same pixel,
+
+        d[n, c, h, w] = k + alpha / size * sum over j in window(c) of x[n, j, h, w]^2
+        out = x / d^beta
+
+    window(c) = channels c - size//2 .. c + (size-1)//2, cut to 0..C-1 (PyTorch pads the squares
+    with zeros and averages ``size`` of them, so the divisor stays ``size`` at the edges). For
+    an odd size the window is centred, as ONNX's; for an even one PyTorch's reaches one channel
+    further down and ONNX's one further up.
+
+    - forward: x (N, C, H, W) -> (N, C, H, W); keeps x and d
+    - backward: grad_out (N, C, H, W) -> grad_x (N, C, H, W). x[j] reaches out[j] directly and
+      every out[c] whose window holds j through d[c], d d[c]/d x[j] = 2 alpha / size * x[j]:
+
+        grad_x[j] = grad_out[j] d[j]^-beta
+                    - 2 alpha beta / size * x[j] * sum over c with j in window(c) of
+                      grad_out[c] x[c] d[c]^(-beta-1)
+
+      and "j in window(c)" is c in j - (size-1)//2 .. j + size//2: the window mirrored.
+    Arguments and defaults are PyTorch's: size >= 1, alpha = 1e-4, beta = 0.75, k = 1 (k > 0
+    keeps d positive).
+    """
+
+    def __init__(self, size, alpha=1e-4, beta=0.75, k=1.0):
+        if not isinstance(size, (int, np.integer)) or isinstance(size, bool):
+            raise TypeError(f"LRN: size must be an int, got {size!r}")
+        for what, value in (("alpha", alpha), ("beta", beta), ("k", k)):
+            if not isinstance(value, Real) or isinstance(value, bool) or not math.isfinite(value):
+                raise TypeError(f"LRN: {what} must be a finite number, got {value!r}")
+        if size < 1 or not k > 0:
+            raise ValueError(f"LRN: size must be >= 1 and k > 0, got size={size}, k={k}")
+        self.size, self.alpha, self.beta, self.k = int(size), float(alpha), float(beta), float(k)
+
+    def config(self):
+        return {"type": "LRN", "size": self.size, "alpha": self.alpha, "beta": self.beta,
+                "k": self.k}
+
+    def forward(self, x):
+        """x: (N, C, H, W) -> (N, C, H, W)"""
+        self._check_input(x, 4, "(N, C, H, W)")
+        squares = _channel_window_sum(x * x, self.size // 2, (self.size - 1) // 2)
+        d = squares * (self.alpha / self.size) + self.k                    # (N, C, H, W)
+        out = x / d ** self.beta
+        self._x, self._d = x, d
+        self._remember(x, out)
+        return out
+
+    def backward(self, grad_out):
+        """grad_out: (N, C, H, W) -> grad_x: (N, C, H, W)"""
+        grad_out = self._check_grad(grad_out)
+        x, d = self._x, self._d
+        through_d = grad_out * x * d ** (-self.beta - 1)                  # (N, C, H, W)
+        # each x[j] is in the windows of channels j - (size-1)//2 .. j + size//2
+        through_d = _channel_window_sum(through_d, (self.size - 1) // 2, self.size // 2)
+        through_d *= x * (-2 * self.alpha * self.beta / self.size)
+        return grad_out * d ** -self.beta + through_d
+
+
+def _channel_window_sum(a, before, after):
+    """a (N, C, H, W) -> out (N, C, H, W), out[:, c] = a[:, c - before] + ... + a[:, c + after],
+    the channels outside 0..C-1 left out: one shifted slice added per offset."""
+    out = a.copy()
+    C = a.shape[1]
+    for offset in range(1, min(before, C - 1) + 1):    # channel c - offset, for c >= offset
+        out[:, offset:] += a[:, :C - offset]
+    for offset in range(1, min(after, C - 1) + 1):     # channel c + offset, for c < C - offset
+        out[:, :C - offset] += a[:, offset:]
+    return out
 
 
 def batchnorm_scale_shift(weight, bias, running_mean, running_var, eps, dtype=np.float64):
