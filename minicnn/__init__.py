@@ -4,8 +4,8 @@ arXiv:1312.6034)."""
 from minicnn.engine.kernels import use_kernels
 from minicnn.engine.layers import (Activation, AdaptiveAvgPool2d, Add, AvgPool2d, BatchNorm2d,
                                    ChannelShuffle, ChannelSlice, Concat, Conv2d, Dropout, Flatten,
-                                   Hardsigmoid, Hardswish, Hardtanh, Layer, Linear, MaxPool2d, Mul,
-                                   ReLU, ReLU6, Sigmoid, SiLU, ZeroPad2d)
+                                   Hardsigmoid, Hardswish, Hardtanh, Layer, Linear, LRN, MaxPool2d,
+                                   Mul, ReLU, ReLU6, Sigmoid, SiLU, ZeroPad2d)
 from minicnn.engine.model import Graph, Sequential
 from minicnn.io.torch_import import fold_batchnorm, from_torch
 from minicnn.io.weights import load, save
@@ -13,7 +13,7 @@ from minicnn.io.weights import load, save
 __all__ = [
     "use_kernels",
     "Layer", "Conv2d", "ReLU", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "Flatten",
-    "Linear", "Dropout", "BatchNorm2d", "Add", "Concat",
+    "Linear", "Dropout", "BatchNorm2d", "LRN", "Add", "Concat",
     "Activation", "ReLU6", "Hardtanh", "Hardswish", "Hardsigmoid", "SiLU", "Sigmoid", "Mul",
     "ZeroPad2d", "ChannelShuffle", "ChannelSlice",
     "Graph", "Sequential",

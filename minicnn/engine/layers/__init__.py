@@ -63,22 +63,23 @@ from minicnn.engine.layers.base import Layer, pair
 from minicnn.engine.layers.conv import Conv2d
 from minicnn.engine.layers.dense import Dropout, Flatten, Linear
 from minicnn.engine.layers.joins import Add, Concat, Mul
-from minicnn.engine.layers.norm import BatchNorm2d, batchnorm_scale_shift, fold_batchnorm
+from minicnn.engine.layers.norm import (LRN, BatchNorm2d, batchnorm_scale_shift,
+                                        fold_batchnorm)
 from minicnn.engine.layers.pooling import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d
 from minicnn.engine.layers.shape import ChannelShuffle, ChannelSlice, ZeroPad2d
 
 __all__ = [
     "Layer", "Conv2d", "Activation", "ReLU", "ReLU6", "Hardtanh", "Hardswish", "Hardsigmoid",
     "SiLU", "Sigmoid", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d",
-    "Flatten", "Linear", "Dropout", "BatchNorm2d", "Add", "Concat", "Mul", "ZeroPad2d",
+    "Flatten", "Linear", "Dropout", "BatchNorm2d", "LRN", "Add", "Concat", "Mul", "ZeroPad2d",
     "ChannelShuffle", "ChannelSlice", "BACKWARD_RULES", "RELU_RULES",
     "LAYER_TYPES", "layer_from_config", "pair", "batchnorm_scale_shift", "fold_batchnorm",
 ]
 
 LAYER_TYPES = {cls.__name__: cls for cls in
                (Conv2d, ReLU, ReLU6, Hardtanh, Hardswish, Hardsigmoid, SiLU, Sigmoid, MaxPool2d,
-                AvgPool2d, AdaptiveAvgPool2d, Flatten, Linear, Dropout, BatchNorm2d, Add, Concat,
-                Mul, ZeroPad2d, ChannelShuffle, ChannelSlice)}
+                AvgPool2d, AdaptiveAvgPool2d, Flatten, Linear, Dropout, BatchNorm2d, LRN, Add,
+                Concat, Mul, ZeroPad2d, ChannelShuffle, ChannelSlice)}
 
 
 def layer_from_config(config: dict, init: bool = True, dtype=np.float32) -> Layer:
