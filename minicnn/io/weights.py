@@ -325,9 +325,11 @@ def _check_keys(archive: zipfile.ZipFile, entries: dict, expected: dict, path: P
 # else of the wrong type is refused here, naming the layer and the key, rather than meeting
 # int() or numpy deep inside a constructor. Arguments not listed go to the constructor, which
 # refuses one it does not take.
-_COUNT_KEYS = ("in_channels", "out_channels", "in_features", "out_features", "num_features")
+_COUNT_KEYS = ("in_channels", "out_channels", "in_features", "out_features", "num_features",
+               "groups", "stop")
 _FLAG_KEYS = ("bias", "ceil_mode", "count_include_pad")
-_NUMBER_KEYS = ("p", "eps")
+# "start" (ChannelSlice) may be 0, which no count allows: a number here, an int in the layer
+_NUMBER_KEYS = ("p", "eps", "min_val", "max_val", "start")
 _LOADER_KEYS = ("init", "dtype", "rng")   # what the loader decides, never the file
 
 
