@@ -1,11 +1,5 @@
-"""ImageNet architectures laid out exactly as torchvision's: VGG 11/13/16/19 (+ _bn), AlexNet,
-ResNet-18/34/50 and SqueezeNet 1.0/1.1.
-
-"Exactly" means the same node names and state_dict keys (``features.0.weight``,
-``layer1.0.conv1.weight``, ``features.3.expand3x3.bias``, ...), so a torchvision checkpoint
-loads by name with no renaming, and the same order of operations as torchvision's forward.
-Only the layer *configuration* is reproduced here (a fact about the published networks); the
-layers themselves are minicnn's, built directly (with ``init=False`` nothing is drawn).
+"""VGG 11/13/16/19 (+ _bn), AlexNet, ResNet-18/34/50 and SqueezeNet 1.0/1.1, laid out as
+torchvision's (see ``minicnn.io.zoo`` for what "exactly" means).
 
 - VGG (Simonyan & Zisserman 2014, arXiv:1409.1556): 3x3 convolutions with padding 1, each
   followed by ReLU (and, in the ``_bn`` variants, by BatchNorm before the ReLU), 2x2 max-pools,
@@ -25,24 +19,16 @@ layers themselves are minicnn's, built directly (with ``init=False`` nothing is 
   concatenated, 1x1 first), 3x3/2 max-pools with ceil_mode, and a 1x1 convolution to the
   classes, ReLU, global average pool as the classifier.
 
-Every BatchNorm is folded into the convolution before it (``minicnn.fold_batchnorm``): the
-network computes the same function, its convolutions keep their torchvision names and gain a
-bias, and the BatchNorm nodes are absent. ``checkpoint_shapes`` lists what the *unfolded*
-torchvision checkpoint holds, BatchNorm statistics included; ``batchnorm_pairs`` says which
-BatchNorm folds into which convolution. ``ARCH_META`` holds what each network needs beyond
-its layers: the default Grad-CAM layer (the last convolutional block, as pytorch-grad-cam's
-examples use) and the preprocessing of torchvision's checkpoints.
+VGG and AlexNet have no ``ARCH_META`` entry: their default Grad-CAM layer is the ReLU after the
+last convolution, which ``minicnn.saliency.gradcam`` finds by itself.
 """
 from __future__ import annotations
 
-import numpy as np
+from minicnn.engine.layers import AdaptiveAvgPool2d, Add, Concat, Dropout, Flatten, MaxPool2d, ReLU
+from minicnn.engine.model import INPUT
 
-from minicnn.engine.layers import (AdaptiveAvgPool2d, Add, Concat, Conv2d, Dropout, Flatten,
-                                   Linear, MaxPool2d, ReLU)
-from minicnn.engine.model import INPUT, Graph, Sequential
-
-__all__ = ["ARCHITECTURES", "ARCH_META", "build", "model_shapes", "checkpoint_shapes",
-           "batchnorm_pairs"]
+__all__ = ["ARCHITECTURES", "ARCH_META", "RESIZE_OF_CHECKPOINT", "BATCHNORM_EPS", "layout",
+           "conv_bias_before_batchnorm"]
 
 # channels per conv; "M" is a 2x2 max-pool (the published configurations A, B, D, E)
 _VGG_PLANS = {
@@ -66,52 +52,52 @@ _SQUEEZE_PLANS = {
 ARCHITECTURES = (tuple(f"vgg{d}{bn}" for d in (11, 13, 16, 19) for bn in ("", "_bn"))
                  + ("alexnet",) + tuple(_RESNETS) + tuple(_SQUEEZE_PLANS))
 
-# The default Grad-CAM layer where "the ReLU after the last convolution" is not the last
-# convolutional block, and the checkpoints whose preprocessing differs from torchvision's
-# usual resize 256 / crop 224 (ResNet-50's IMAGENET1K_V2 weights, torchvision's default since
-# 0.13, were trained for resize 232).
 ARCH_META = {
     **{arch: {"cam_layer": "layer4"} for arch in _RESNETS},
     **{arch: {"cam_layer": "features.12"} for arch in _SQUEEZE_PLANS},
 }
+# ResNet-50's IMAGENET1K_V2 weights, torchvision's default since 0.13, were trained for resize 232
 RESIZE_OF_CHECKPOINT = {"resnet50-11ad3fa6.pth": 232}
+BATCHNORM_EPS = {arch: 1e-5 for arch in ARCHITECTURES}      # torchvision's BatchNorm2d default
 
 
-class _Nodes:
-    """Collects (name, layer, inputs) triples; ``add`` returns the new node's name."""
+def conv_bias_before_batchnorm(arch) -> bool:
+    """VGG's convolutions keep their bias before a BatchNorm; ResNet's have none."""
+    return arch not in _RESNETS
 
-    def __init__(self, init: bool, dtype):
-        self.nodes, self.init, self.dtype = [], init, dtype
 
-    def add(self, name, layer, *inputs):
-        self.nodes.append((name, layer, inputs))
-        return name
-
-    def conv(self, name, x, c_in, c_out, k, stride=1, padding=0):
-        return self.add(name, Conv2d(c_in, c_out, k, stride, padding, init=self.init,
-                                     dtype=self.dtype), x)
-
-    def linear(self, c_in, c_out):
-        return Linear(c_in, c_out, init=self.init, dtype=self.dtype)
+def layout(arch, num_classes, b):
+    """The nodes of ``arch`` into the builder ``b`` (``minicnn.io.zoo._nodes.Nodes``)."""
+    if arch in _RESNETS:
+        _resnet(arch, num_classes, b)
+    elif arch in _SQUEEZE_PLANS:
+        _squeezenet(arch, num_classes, b)
+    else:
+        if arch == "alexnet":
+            x, pool, width = _alexnet(b), (6, 6), 256
+        else:
+            x = _vgg(_VGG_PLANS[int(arch[3:5])], arch.endswith("_bn"), b)
+            pool, width = (7, 7), 512
+        x = b.add("avgpool", AdaptiveAvgPool2d(pool), x)
+        x = b.add("flatten", Flatten(), x)
+        _classifier(b, x, width * pool[0] * pool[1], num_classes, arch == "alexnet")
 
 
 def _vgg(plan, batch_norm, b):
-    """features.*: -> (last name, [(conv, BatchNorm) names]) for the VGG plan."""
-    x, pairs, i, c_in = INPUT, [], 0, 3
+    """features.*: -> the last node's name."""
+    x, i, c_in = INPUT, 0, 3
     for item in plan:
         if item == "M":
             x = b.add(f"features.{i}", MaxPool2d(2, 2), x)
             i += 1
             continue
-        conv = x = b.conv(f"features.{i}", x, c_in, item, 3, padding=1)
-        i += 1
-        if batch_norm:                       # folded into the conv above; its index stays free
-            pairs.append((conv, f"features.{i}"))
-            i += 1
+        bn = f"features.{i + 1}" if batch_norm else None   # folded: its index stays free
+        x = b.conv(f"features.{i}", x, c_in, item, 3, padding=1, bn=bn)
+        i += 2 if batch_norm else 1
         x = b.add(f"features.{i}", ReLU(), x)
         i += 1
         c_in = item
-    return x, pairs
+    return x
 
 
 def _alexnet(b):
@@ -127,23 +113,20 @@ def _alexnet(b):
 
 def _classifier(b, x, in_features, num_classes, dropout_first):
     """torchvision's VGG/AlexNet classifier: two 4096-wide hidden layers."""
-    lin = b.linear
-    if dropout_first:                        # AlexNet: Dropout, Linear, ReLU, Dropout, Linear, ReLU, Linear
-        kinds = [Dropout(0.5), lin(in_features, 4096), ReLU(), Dropout(0.5), lin(4096, 4096),
-                 ReLU(), lin(4096, num_classes)]
-    else:                                    # VGG: Linear, ReLU, Dropout, Linear, ReLU, Dropout, Linear
-        kinds = [lin(in_features, 4096), ReLU(), Dropout(0.5), lin(4096, 4096), ReLU(),
-                 Dropout(0.5), lin(4096, num_classes)]
-    for i, layer in enumerate(kinds):
-        x = b.add(f"classifier.{i}", layer, x)
+    if dropout_first:  # AlexNet: Dropout, Linear, ReLU, Dropout, Linear, ReLU, Linear
+        kinds = ["D", (in_features, 4096), "R", "D", (4096, 4096), "R", (4096, num_classes)]
+    else:              # VGG: Linear, ReLU, Dropout, Linear, ReLU, Dropout, Linear
+        kinds = [(in_features, 4096), "R", "D", (4096, 4096), "R", "D", (4096, num_classes)]
+    for i, kind in enumerate(kinds):
+        name = f"classifier.{i}"
+        x = (b.add(name, ReLU(), x) if kind == "R" else b.add(name, Dropout(0.5), x)
+             if kind == "D" else b.linear(name, x, *kind))
     return x
 
 
 def _resnet(arch, num_classes, b):
-    """-> [(conv, BatchNorm) names]; the nodes go into b in torchvision's order."""
     blocks, bottleneck = _RESNETS[arch]
-    pairs = [("conv1", "bn1")]
-    x = b.conv("conv1", INPUT, 3, 64, 7, stride=2, padding=3)
+    x = b.conv("conv1", INPUT, 3, 64, 7, stride=2, padding=3, bn="bn1")
     x = b.add("relu", ReLU(), x)
     x = b.add("maxpool", MaxPool2d(3, 2, 1), x)
     c_in, expansion = 64, (4 if bottleneck else 1)
@@ -153,29 +136,25 @@ def _resnet(arch, num_classes, b):
             stride = 2 if stage > 1 and i == 0 else 1
             c_out = planes * expansion
             if bottleneck:  # 1x1 (squeeze), 3x3 (with the stride), 1x1 (expand)
-                out = b.conv(f"{p}.conv1", x, c_in, planes, 1)
+                out = b.conv(f"{p}.conv1", x, c_in, planes, 1, bn=f"{p}.bn1")
                 out = b.add(f"{p}.relu", ReLU(), out)
-                out = b.conv(f"{p}.conv2", out, planes, planes, 3, stride, 1)
+                out = b.conv(f"{p}.conv2", out, planes, planes, 3, stride, 1, bn=f"{p}.bn2")
                 out = b.add(f"{p}.relu.1", ReLU(), out)
-                out = b.conv(f"{p}.conv3", out, planes, c_out, 1)
-                convs = ("conv1", "conv2", "conv3")
+                out = b.conv(f"{p}.conv3", out, planes, c_out, 1, bn=f"{p}.bn3")
             else:           # two 3x3, the stride on the first
-                out = b.conv(f"{p}.conv1", x, c_in, planes, 3, stride, 1)
+                out = b.conv(f"{p}.conv1", x, c_in, planes, 3, stride, 1, bn=f"{p}.bn1")
                 out = b.add(f"{p}.relu", ReLU(), out)
-                out = b.conv(f"{p}.conv2", out, planes, planes, 3, 1, 1)
-                convs = ("conv1", "conv2")
-            pairs += [(f"{p}.{c}", f"{p}.bn{c[-1]}") for c in convs]
+                out = b.conv(f"{p}.conv2", out, planes, planes, 3, 1, 1, bn=f"{p}.bn2")
             identity = x
             if stride != 1 or c_in != c_out:  # the shortcut must match the block's output
-                identity = b.conv(f"{p}.downsample.0", x, c_in, c_out, 1, stride)
-                pairs.append((identity, f"{p}.downsample.1"))
+                identity = b.conv(f"{p}.downsample.0", x, c_in, c_out, 1, stride,
+                                  bn=f"{p}.downsample.1")
             out = b.add(f"{p}.add", Add(), out, identity)         # the skip connection
             x = b.add(f"{p}.relu.{2 if bottleneck else 1}", ReLU(), out)
             c_in = c_out
     x = b.add("avgpool", AdaptiveAvgPool2d((1, 1)), x)
     x = b.add("flatten", Flatten(), x)
-    b.add("fc", b.linear(c_in, num_classes), x)
-    return pairs
+    b.linear("fc", x, c_in, num_classes)
 
 
 def _squeezenet(arch, num_classes, b):
@@ -202,68 +181,3 @@ def _squeezenet(arch, num_classes, b):
     x = b.add("classifier.2", ReLU(), x)
     x = b.add("classifier.3", AdaptiveAvgPool2d((1, 1)), x)
     b.add("flatten", Flatten(), x)
-
-
-def _build(arch, num_classes, init, dtype=np.float32):
-    """-> (model, [(conv, BatchNorm) names])."""
-    if arch not in ARCHITECTURES:
-        raise ValueError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHITECTURES)}")
-    b, pairs = _Nodes(init, dtype), []
-    if arch in _RESNETS:
-        pairs = _resnet(arch, num_classes, b)
-    elif arch in _SQUEEZE_PLANS:
-        _squeezenet(arch, num_classes, b)
-    else:
-        if arch == "alexnet":
-            x, pool, width = _alexnet(b), (6, 6), 256
-        else:
-            x, pairs = _vgg(_VGG_PLANS[int(arch[3:5])], arch.endswith("_bn"), b)
-            pool, width = (7, 7), 512
-        x = b.add("avgpool", AdaptiveAvgPool2d(pool), x)
-        x = b.add("flatten", Flatten(), x)
-        _classifier(b, x, width * pool[0] * pool[1], num_classes, arch == "alexnet")
-    if arch in _RESNETS or arch in _SQUEEZE_PLANS:
-        model = Graph(b.nodes, meta=dict(ARCH_META[arch]))
-    else:                                    # a chain
-        model = Sequential([(name, layer) for name, layer, _ in b.nodes])
-    return model, pairs
-
-
-def build(arch: str, num_classes: int = 1000, init: bool = True, dtype=np.float32):
-    """A minicnn model of `arch` (see ARCHITECTURES), BatchNorm folded, weights in ``dtype``
-    random (or, with init=False, uninitialised: for weights about to be loaded).
-
-    VGG and AlexNet are a ``Sequential``, ResNet and SqueezeNet a ``Graph``; ``model.meta``
-    has the default Grad-CAM layer where it is not the ReLU after the last convolution.
-    Input (N, 3, H, W), ImageNet uses 224 x 224; output (N, num_classes) pre-softmax scores.
-    """
-    return _build(arch, num_classes, init, dtype)[0]
-
-
-def model_shapes(arch: str, num_classes: int = 1000) -> dict:
-    """{state_dict key: shape} of ``build(arch)`` (BatchNorm folded: convolutions have biases)."""
-    model = build(arch, num_classes, init=False)   # np.empty: no memory is touched
-    return {key: value.shape for key, value in model.state_dict().items()}
-
-
-def batchnorm_pairs(arch: str) -> list[tuple[str, str]]:
-    """[(conv, BatchNorm)]: the torchvision BatchNorm that folds into each convolution."""
-    return _build(arch, 1000, init=False)[1]
-
-
-def checkpoint_shapes(arch: str, num_classes: int = 1000) -> dict:
-    """{state_dict key: shape} of the torchvision checkpoint of `arch` (BatchNorm unfolded).
-
-    In the ResNets no convolution before a BatchNorm has a bias; ``num_batches_tracked`` (0-d)
-    is listed for every BatchNorm although old checkpoints lack it (``convert`` accepts both).
-    """
-    model, pairs = _build(arch, num_classes, init=False)
-    shapes = {key: value.shape for key, value in model.state_dict().items()}
-    for conv, bn in pairs:
-        width = shapes[f"{conv}.weight"][0]
-        if arch in _RESNETS:                 # torchvision's ResNet convolutions have no bias
-            del shapes[f"{conv}.bias"]
-        for p in ("weight", "bias", "running_mean", "running_var"):
-            shapes[f"{bn}.{p}"] = (width,)
-        shapes[f"{bn}.num_batches_tracked"] = ()
-    return shapes
