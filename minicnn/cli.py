@@ -541,6 +541,55 @@ def cmd_fetch(args) -> int:
     return 0
 
 
+def cmd_explore(args) -> int:
+    """Check every weights file and image first (each bad one is its usual line; a bad image
+    is left off the page, a bad weights file stops here), then serve the page until Ctrl-C."""
+    from .explore import Explorer, ExploreError, is_loopback, make_server, open_browser
+    from .io.images import ImageReadError, Preprocess
+    explorer = Explorer()
+    try:
+        explorer.add_network(_load_model(None), "shipped model (cluttered Fashion-MNIST)",
+                             kind="shipped")
+        named = []
+        for text in dict.fromkeys(args.model or []):
+            path = _model_path(text)
+            named.append((explorer.add_network(_load_model(text), text, path), path))
+        explorer.add_fetched(exclude=[path for _, path in named])
+        if named:
+            explorer.first_network = named[0][0]
+        explorer.add_samples()
+        images, status = _existing(args.images)
+        prep = Preprocess.from_meta(explorer.first_model().meta)
+        for path in images:
+            try:
+                explorer.add_image(path, prep)
+            except ImageReadError as e:
+                _fail(str(e))
+                status = EXIT_BAD_INPUT
+        try:
+            server = make_server(explorer, args.host, args.port)
+        except ExploreError as e:
+            raise UsageError(str(e)) from None
+    except BaseException:
+        explorer.close()
+        raise
+    try:
+        if not is_loopback(args.host):
+            print(f"minicnn: warning: listening on {args.host}: other machines that reach it "
+                  f"can use the page; only the token in the address guards it",
+                  file=sys.stderr, flush=True)
+        print(f"minicnn explore: {server.url}", flush=True)
+        opened = not args.no_browser and open_browser(server.url)
+        print(f"  {'opened in your browser; ' if opened else 'open it in a browser; '}"
+              f"Ctrl-C stops the server", flush=True)
+        server.serve_forever()
+    except (KeyboardInterrupt, _Terminated):       # Ctrl-C or SIGTERM: the normal way out
+        print("minicnn explore: stopped", flush=True)
+    finally:
+        server.close()
+    return status
+
+
 # ----------------------------------------------------------------------------- the parser
 
 class _Parser(argparse.ArgumentParser):
@@ -697,6 +746,23 @@ def build_parser() -> argparse.ArgumentParser:
                         "way, instead of downloading it")
     f.add_argument("--force", action="store_true",
                    help="convert again even if the cache holds the network already")
+
+    from .explore import DEFAULT_PORT
+    x = command("explore", cmd_explore, "the whole recipe in a browser page served by this "
+                "machine (offline): samples, your images or a dropped file; any network, "
+                "method, class and layer")
+    x.add_argument("images", nargs="*", metavar="IMAGE",
+                   help="image files the page offers besides the samples")
+    x.add_argument("--model", action="append", default=None, metavar="PATH|NAME",
+                   help="a weights .npz or a fetched network's name, chosen first; repeat for "
+                        "more (the shipped model and every fetched network are always offered)")
+    x.add_argument("--port", type=_count(0), default=DEFAULT_PORT,
+                   help="the port to listen on (0: any free one)")
+    x.add_argument("--host", default="127.0.0.1",
+                   help="the address to listen on; any but this machine's own (127.0.0.1, "
+                        "::1) lets others reach the page, guarded only by its token")
+    x.add_argument("--no-browser", action="store_true",
+                   help="only print the address (a desktop's browser opens it otherwise)")
 
     v = command("convert", cmd_convert,
                 "a torchvision checkpoint (.pth) -> minicnn .npz, without torch")

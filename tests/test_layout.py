@@ -10,6 +10,7 @@ listed for it, nothing else:
     experiments          the paper's experiments and the evaluation, on those
     viz                  figures and report files (draws arrays; io only to write files)
     explain              one image from file to figure, on everything below
+    explore              the explorer page's server (an extra), on explain and what it uses
     cluster              whole datasets on Dask: maps into a Zarr store, evaluation in ranges
     cli                  the command line, on top
     minicnn              the package's front door (load, save, layers, from_torch)
@@ -33,11 +34,13 @@ ALLOWED = {
     "minicnn.viz": BASE | {"minicnn.io"},
     "minicnn.explain": BASE | {"minicnn.engine", "minicnn.io", "minicnn.saliency",
                                "minicnn.experiments", "minicnn.viz"},
+    "minicnn.explore": BASE | {"minicnn.engine", "minicnn.io", "minicnn.saliency",
+                               "minicnn.experiments", "minicnn.viz", "minicnn.explain"},
     "minicnn.cluster": BASE | {"minicnn.engine", "minicnn.io", "minicnn.saliency",
                                "minicnn.experiments"},
     "minicnn.cli": BASE | {"minicnn.engine", "minicnn.io", "minicnn.saliency",
                            "minicnn.experiments", "minicnn.viz", "minicnn.explain",
-                           "minicnn.cluster"},
+                           "minicnn.cluster", "minicnn.explore"},
     "minicnn.__main__": {"minicnn.cli"},
     "minicnn": BASE | {"minicnn.engine", "minicnn.io"},
 }
