@@ -326,10 +326,10 @@ def _check_keys(archive: zipfile.ZipFile, entries: dict, expected: dict, path: P
 # int() or numpy deep inside a constructor. Arguments not listed go to the constructor, which
 # refuses one it does not take.
 _COUNT_KEYS = ("in_channels", "out_channels", "in_features", "out_features", "num_features",
-               "groups", "stop")
+               "groups", "stop", "size")
 _FLAG_KEYS = ("bias", "ceil_mode", "count_include_pad")
 # "start" (ChannelSlice) may be 0, which no count allows: a number here, an int in the layer
-_NUMBER_KEYS = ("p", "eps", "min_val", "max_val", "start")
+_NUMBER_KEYS = ("p", "eps", "min_val", "max_val", "start", "alpha", "beta", "k")
 _LOADER_KEYS = ("init", "dtype", "rng")   # what the loader decides, never the file
 
 
