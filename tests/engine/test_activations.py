@@ -186,6 +186,21 @@ def test_gates_pass_the_gradient_under_every_rule(make):
         np.testing.assert_array_equal(layer.backward(G, rule=rule), gradient)
 
 
+def test_an_activation_nobody_classified_passes_the_gradient_under_every_rule():
+    class Tanh(Activation):                              # a user's own, rectifier not said
+        def function(self, x):
+            return np.tanh(x)
+
+        def chain(self, grad_out, x):
+            return grad_out * (1 - np.tanh(x) ** 2)
+
+    layer = Tanh()
+    layer.forward(np.array([-2.0, -0.5, 0.0, 1.0, 3.0]))
+    gradient = layer.backward(G)
+    for rule in ("guided", "deconvnet"):
+        np.testing.assert_array_equal(layer.backward(G, rule=rule), gradient)
+
+
 @pytest.mark.parametrize("rule", ["gradient", "guided", "deconvnet"])
 def test_relu6_is_relu_where_no_unit_reaches_6(kernel_name, rule, rng):
     x = rng.uniform(-5.9, 5.9, (3, 4, 5))

@@ -71,6 +71,8 @@ class Activation(Layer):
     - ``function(x)``: f(x), a new array in x's dtype;
     - ``chain(grad_out, x)``: grad_out * f'(x), the chain rule (a new array);
     - ``rectifier``: True for a rectifier, False for a gate (see the module docstring).
+      False unless a class says otherwise: an activation nobody has classified (a user's
+      Tanh) passes the gradient under every rule, as every non-ReLU module does in Captum.
 
     ``backward(grad_out, rule)``, shared by all:
 
@@ -79,7 +81,7 @@ class Activation(Layer):
     - "deconvnet": max(grad_out, 0) for a rectifier (x ignored); the gradient for a gate.
     """
 
-    rectifier: bool = True
+    rectifier: bool = False
 
     def function(self, x):
         """x: any shape -> f(x), a new array of that shape and dtype"""
@@ -183,8 +185,8 @@ class Hardtanh(Activation):
         return np.clip(x, self.min_val, self.max_val)
 
     def chain(self, grad_out, x):
-        inside = (x > self.min_val) & (x < self.max_val)     # strict: 0 at both kinks
-        return np.where(inside, grad_out, grad_out.dtype.type(0))
+        outside = (x <= self.min_val) | (x >= self.max_val)  # the kinks included: f' = 0
+        return np.where(outside, grad_out.dtype.type(0), grad_out)
 
     def config(self) -> dict:
         return {"type": type(self).__name__, "min_val": self.min_val, "max_val": self.max_val}
@@ -298,5 +300,6 @@ class Hardsigmoid(Activation):
         return out
 
     def chain(self, grad_out, x):
-        inside = (x > -3) & (x < 3)                   # strict: 0 at both kinks
-        return np.where(inside, grad_out / 6, grad_out.dtype.type(0))
+        grad = grad_out / 6
+        grad[(x <= -3) | (x >= 3)] = 0                # the kinks included: f' = 0
+        return grad
