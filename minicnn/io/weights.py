@@ -364,13 +364,14 @@ def _check_architecture(arch, path: Path) -> None:
                 ok = _is_int(value) and 1 <= value <= MAX_ARRAY_BYTES
                 expected = f"an int in 1..{MAX_ARRAY_BYTES:,}"   # no longer side fits the limit
             elif key in _SIDE_KEYS:
-                sizes = value if isinstance(value, list) and len(value) == 2 else [value]
+                # a pair (height, width), or ZeroPad2d's four sides (left, right, top, bottom)
+                sizes = value if isinstance(value, list) and len(value) in (2, 4) else [value]
                 if all(_is_int(v) for v in sizes) and any(v > MAX_LAYER_SIDE for v in sizes):
                     raise bad(f"layer {name} has {key} {_json(value)}, more than the limit "
                               f"of {MAX_LAYER_SIDE}")
                 low = 0 if key == "padding" else 1
                 ok = all(_is_int(v) and v >= low for v in sizes)
-                expected = f"an int >= {low} or a pair of them"
+                expected = f"an int >= {low}, a pair of them, or four (ZeroPad2d's sides)"
             elif key in _FLAG_KEYS:
                 ok = isinstance(value, bool)
                 expected = "true or false"

@@ -336,8 +336,6 @@ def test_graph_config_and_weights_file_round_trip(rng, tmp_path):
     assert loaded.config() == chain.config()
 
 
-@pytest.mark.xfail(strict=True, reason="minicnn/io/weights.py checks 'padding' as an int or a "
-                   "pair; ZeroPad2d's four sides need lists of 4 accepted there")
 def test_zeropad2d_in_a_weights_file(rng, tmp_path):
     model = same_padding_net(rng, np.float32)
     loaded = minicnn.load(minicnn.save(model, tmp_path / "pad.npz"))

@@ -128,8 +128,8 @@ def test_config_round_trip_and_state_dict(rng):
     assert copy["features.0"].weight.dtype == np.float32  # cast to the model's dtype
     x = rng.standard_normal((2, 2, 8, 8)).astype(np.float32)
     np.testing.assert_array_equal(copy(x), model(x))
-    with pytest.raises(ValueError, match=r"unknown layer type 'Sigmoid'"):
-        Sequential.from_config([{"name": "0", "type": "Sigmoid"}])
+    with pytest.raises(ValueError, match=r"unknown layer type 'GELU'"):
+        Sequential.from_config([{"name": "0", "type": "GELU"}])
 
 
 def test_load_state_dict_is_strict():
