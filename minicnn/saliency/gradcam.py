@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from minicnn._checks import check_images
-from minicnn.engine.layers import AdaptiveAvgPool2d, Conv2d, ReLU
+from minicnn.engine.layers import Activation, AdaptiveAvgPool2d, Conv2d
 from minicnn.engine.model import INPUT
 from minicnn.saliency.gradient import guided_backprop, in_chunks, one_hot
 from minicnn.saliency.maps import upsample_bilinear
@@ -25,8 +25,8 @@ def default_cam_layer(model) -> str:
       pytorch-grad-cam's examples use (``minicnn.io.zoo.ARCH_META``);
     - else, in a graph, the node the last global average pool reads (the maps the classifier
       averages);
-    - else the ReLU right after the last Conv2d (VGG, AlexNet, the shipped model), or that
-      Conv2d if no ReLU follows it.
+    - else the activation right after the last Conv2d (VGG's and AlexNet's ReLU, the shipped
+      model's, a MobileNet-style ReLU6), or that Conv2d if none follows it.
     ValueError if there is none of these."""
     named = model.meta.get("cam_layer")
     if named is not None:
@@ -40,7 +40,7 @@ def default_cam_layer(model) -> str:
         raise ValueError(f"grad_cam: the model has no Conv2d layer to default to; pass layer= "
                          f"a layer with (N, C, h, w) output; layers are {model.names}")
     after = model.consumers(convs[-1])
-    if len(after) == 1 and isinstance(model[after[0]], ReLU):
+    if len(after) == 1 and isinstance(model[after[0]], Activation):
         return after[0]
     return convs[-1]
 
