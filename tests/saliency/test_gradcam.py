@@ -15,6 +15,9 @@ def test_default_cam_layer_is_the_relu_after_the_last_conv():
     model = minicnn.Sequential([minicnn.Conv2d(3, 2, 3), minicnn.MaxPool2d(2),
                                 minicnn.Flatten(), minicnn.Linear(2, 2)])
     assert default_cam_layer(model) == "0"                 # no ReLU right after: the conv
+    model = minicnn.Sequential([minicnn.Conv2d(3, 2, 3), minicnn.ReLU6(), minicnn.MaxPool2d(2),
+                                minicnn.Flatten(), minicnn.Linear(2, 2)])
+    assert default_cam_layer(model) == "1"                 # any activation counts (MobileNet)
 
 
 @pytest.mark.parametrize("layer", [None, "1", 3, "5"])
