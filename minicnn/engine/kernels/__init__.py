@@ -20,7 +20,7 @@ Besides the kernels, each set provides ``pass_context()``: what a whole forward 
 pass needs around it (the fast set keeps BLAS on one thread while its own threads share the
 cores; the reference set needs nothing). ``Graph`` enters it once per pass.
 
-Shared shape rules live here (``output_size``, ``adaptive_bins``) so that both
+Shared shape rules live here (``output_size``, ``dilated``, ``adaptive_bins``) so that both
 implementations compute sizes the same way. The fast set is imported on first use, so
 ``MINICNN_KERNELS=reference`` never imports Numba.
 """
@@ -31,7 +31,7 @@ import importlib
 from minicnn.engine import settings
 
 __all__ = ["KERNEL_NAMES", "RELU_RULES", "active", "active_name", "get", "use_kernels",
-           "output_size", "pool_window", "window_ints", "adaptive_bins"]
+           "output_size", "dilated", "pool_window", "window_ints", "adaptive_bins"]
 
 KERNEL_NAMES = ("fast", "reference")
 # How a ReLU passes a signal back (``layers.ReLU.backward``): the chain rule, or the rules of
@@ -40,7 +40,7 @@ RELU_RULES = ("gradient", "deconvnet", "guided")
 
 
 def output_size(size: int, kernel: int, stride: int, padding: int,
-                ceil_mode: bool = False) -> int:
+                ceil_mode: bool = False, dilation: int = 1) -> int:
     """Length of one output axis of a conv or pool window sliding over ``size`` inputs.
 
     ``1 + (size + 2 * padding - kernel) // stride``, as in PyTorch with ceil_mode=False. If
@@ -50,11 +50,22 @@ def output_size(size: int, kernel: int, stride: int, padding: int,
     ceil_mode=True (pooling only) rounds the division up instead, so a last, partial window
     covers them; PyTorch keeps that window only if it starts inside the input or its left
     padding, i.e. drops it when ``(out - 1) * stride >= size + padding``.
+
+    dilation d (convolution) spaces the kernel's taps d apart, so the window spans
+    ``dilated(kernel, d) = d * (kernel - 1) + 1`` inputs, and that span takes the kernel's
+    place above: ``1 + (size + 2 * padding - d * (kernel - 1) - 1) // stride``.
     """
+    kernel = dilated(kernel, dilation)
     if not ceil_mode:
         return 1 + (size + 2 * padding - kernel) // stride
     out = 1 + -(-(size + 2 * padding - kernel) // stride)
     return out - 1 if (out - 1) * stride >= size + padding else out
+
+
+def dilated(kernel: int, dilation: int) -> int:
+    """How many inputs a kernel of ``kernel`` taps spaced ``dilation`` apart spans:
+    ``dilation * (kernel - 1) + 1`` (the kernel itself for dilation 1)."""
+    return dilation * (kernel - 1) + 1
 
 
 def pool_window(i: int, size: int, kernel: int, stride: int, padding: int,

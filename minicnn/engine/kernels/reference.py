@@ -3,8 +3,9 @@
 Read these to learn what a layer computes; ``fast.py`` has the same functions with identical
 signatures, and the tests check that the two agree. Conventions shared by both files:
 
-- arrays are NCHW: x is (N, C, H, W), conv weights are (F, C, KH, KW), as in PyTorch;
-- ``kernel``, ``stride`` and ``padding`` are (int, int) pairs (height, width);
+- arrays are NCHW: x is (N, C, H, W), conv weights are (F, C // groups, KH, KW), as in
+  PyTorch;
+- ``kernel``, ``stride``, ``padding`` and ``dilation`` are (int, int) pairs (height, width);
 - convolution is cross-correlation, as ``torch.nn.functional.conv2d``;
 - the inputs have already been checked by the layer that calls the kernel (float32 or
   float64, right rank, kernel fits the padded input).
@@ -19,7 +20,7 @@ import contextlib
 
 import numpy as np
 
-from minicnn.engine.kernels import adaptive_bins, output_size, pool_window
+from minicnn.engine.kernels import adaptive_bins, dilated, output_size, pool_window
 
 __all__ = [
     "pass_context",
@@ -44,60 +45,73 @@ def _pad(x, padding, value=0.0):
 
 # ----------------------------------------------------------------------------- convolution
 
-def conv2d_forward(x, w, b, stride, padding):
-    """Convolution (cross-correlation) of x with F filters.
+def conv2d_forward(x, w, b, stride, padding, dilation=(1, 1), groups=1):
+    """Convolution (cross-correlation) of x with F filters, as torch.nn.functional.conv2d.
 
     Input:
     - x: (N, C, H, W)
-    - w: (F, C, KH, KW)
+    - w: (F, C // groups, KH, KW)
     - b: (F,) or None
-    - stride, padding: (int, int)
+    - stride, padding, dilation: (int, int)
+    - groups: C and F split into this many groups; filter f sees only the C // groups
+      channels of its group, g = f // (F // groups) (groups = C: a depthwise convolution)
     Returns:
-    - out: (N, F, OH, OW) where OH = 1 + (H + 2*ph - KH) // sh, OW likewise, and
-      out[n, f, i, j] = sum(x_pad[n, :, i*sh : i*sh+KH, j*sw : j*sw+KW] * w[f]) + b[f]
+    - out: (N, F, OH, OW) where OH = 1 + (H + 2*ph - dh*(KH-1) - 1) // sh, OW likewise, and
+      out[n, f, i, j] = sum(x_pad[n, group g, i*sh : i*sh + dh*(KH-1)+1 : dh,
+                                              j*sw : j*sw + dw*(KW-1)+1 : dw] * w[f]) + b[f]
+      (the window's taps are dilation apart: dilation 1 is the plain, dense window)
     """
     N, C, H, W = x.shape
-    F, _, KH, KW = w.shape
-    (sh, sw), (ph, pw) = stride, padding
-    OH, OW = output_size(H, KH, sh, ph), output_size(W, KW, sw, pw)
+    F, Cg, KH, KW = w.shape  # Cg = C // groups channels per group
+    (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
+    OH, OW = output_size(H, KH, sh, ph, dilation=dh), output_size(W, KW, sw, pw, dilation=dw)
+    EH, EW = dilated(KH, dh), dilated(KW, dw)  # the span of a window in the padded input
     x_pad = _pad(x, padding)  # (N, C, H+2ph, W+2pw)
     out = np.zeros((N, F, OH, OW), dtype=x.dtype)
     for n in range(N):
         for f in range(F):
+            g = f // (F // groups)
+            channels = x_pad[n, g * Cg:(g + 1) * Cg]  # (Cg, H+2ph, W+2pw): the group's inputs
             for i in range(OH):
                 for j in range(OW):
-                    window = x_pad[n, :, i * sh:i * sh + KH, j * sw:j * sw + KW]  # (C, KH, KW)
+                    window = channels[:, i * sh:i * sh + EH:dh, j * sw:j * sw + EW:dw]  # (Cg, KH, KW)
                     out[n, f, i, j] = np.sum(window * w[f])
             if b is not None:
                 out[n, f] += b[f]
     return out
 
 
-def conv2d_backward_input(grad_out, w, stride, padding, in_shape):
+def conv2d_backward_input(grad_out, w, stride, padding, in_shape, dilation=(1, 1), groups=1):
     """Gradient of a convolution with respect to its input.
 
-    Each output element out[n, f, i, j] was a dot product of w[f] with one window of x_pad, so
-    its gradient flows back as w[f] * grad_out[n, f, i, j] added onto that window. Padded
-    positions are then cut off; rows the windows never reached keep a zero gradient.
+    Each output element out[n, f, i, j] was a dot product of w[f] with one window of x_pad
+    (in the channels of f's group, taps dilation apart), so its gradient flows back as
+    w[f] * grad_out[n, f, i, j] added onto that window. Padded positions are then cut off;
+    inputs no window reached (rows past the last window, or between dilated taps that no
+    other window covers) keep a zero gradient.
 
     Input:
     - grad_out: (N, F, OH, OW)
-    - w: (F, C, KH, KW)
-    - stride, padding: (int, int)
+    - w: (F, C // groups, KH, KW)
+    - stride, padding, dilation: (int, int)
     - in_shape: (N, C, H, W), the shape of the forward input
+    - groups: as in conv2d_forward
     Returns:
     - grad_x: (N, C, H, W)
     """
     N, C, H, W = in_shape
-    F, _, KH, KW = w.shape
-    (sh, sw), (ph, pw) = stride, padding
+    F, Cg, KH, KW = w.shape
+    (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
     _, _, OH, OW = grad_out.shape
+    EH, EW = dilated(KH, dh), dilated(KW, dw)
     grad_pad = np.zeros((N, C, H + 2 * ph, W + 2 * pw), dtype=grad_out.dtype)
     for n in range(N):
         for f in range(F):
+            g = f // (F // groups)
+            channels = grad_pad[n, g * Cg:(g + 1) * Cg]  # (Cg, H+2ph, W+2pw), a view
             for i in range(OH):
                 for j in range(OW):
-                    grad_pad[n, :, i * sh:i * sh + KH, j * sw:j * sw + KW] += w[f] * grad_out[n, f, i, j]
+                    channels[:, i * sh:i * sh + EH:dh, j * sw:j * sw + EW:dw] += w[f] * grad_out[n, f, i, j]
     return np.ascontiguousarray(grad_pad[:, :, ph:ph + H, pw:pw + W])  # (N, C, H, W)
 
 

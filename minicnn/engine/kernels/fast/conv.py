@@ -12,9 +12,15 @@ Which algorithm a layer gets, decided per call from its shape (``conv2d_forward`
   layer) is a direct loop along output rows (``_direct3x3_forward``);
 - everything else: im2col + a matrix product through NumPy's BLAS, the classic lowering of
   Chellapilla, Puri & Simard (2006), a band of output rows at a time. For stride 1 the
-  columns are contiguous slices of the padded image (``_shift_cols_loops``).
+  columns are contiguous slices of the padded image (``_shift_cols_loops``). A dilated
+  kernel is lowered the same way, its taps spaced in the columns (im2col and col2im take
+  the dilation); the special algorithms above are for dilation 1 and groups 1 only.
 The backward pass to the input needs no columns from the forward: dcols = W^T @ dY, then
 col2im adds each column back onto its window.
+
+Grouped layers (PyTorch's ``groups``): a depthwise layer (groups = C: MobileNet,
+EfficientNet) is direct loops, ``depthwise.py``; any other grouped layer is im2col + a
+matrix product per group, on slices of the image and the weights (``_grouped_forward``).
 
 Work is cut into chunks for minicnn's thread pool (``threads.py``): the forward pass by
 (image, band of rows), the backward pass by image or groups of input channels (col2im of two
@@ -29,7 +35,7 @@ from numba import njit
 
 from minicnn.engine import settings
 from minicnn.engine.kernels import output_size, window_ints
-from minicnn.engine.kernels.fast import allocator, winograd, winograd4
+from minicnn.engine.kernels.fast import allocator, depthwise, winograd, winograd4
 from minicnn.engine.kernels.fast import threads as thread_pool  # thresholds read per call
 from minicnn.engine.kernels.fast.threads import n_threads, parallel, run_chunks, run_tasks, split
 
@@ -57,19 +63,19 @@ def winograd_for(N, C, F, OH, OW, kernel, stride, padding):
 # ----------------------------------------------------------------------------- convolution
 
 @njit(cache=True, nogil=True)
-def _im2col_loops(x, cols, col0, KH, KW, sh, sw, ph, pw, i0, i1, OW):
+def _im2col_loops(x, cols, col0, KH, KW, sh, sw, ph, pw, i0, i1, OW, dh, dw):
     """Columns of ONE image x (C, H, W) for output rows i0 <= i < i1, written to
-    cols[:, col0 : col0 + (i1-i0)*OW]."""
+    cols[:, col0 : col0 + (i1-i0)*OW]; the taps of a window are (dh, dw) apart."""
     C, H, W = x.shape
     for c in range(C):
         for kh in range(KH):
             for kw in range(KW):
                 row = (c * KH + kh) * KW + kw
-                # output columns j whose input column j*sw - pw + kw is inside the image
-                j_lo = min(OW, max(0, -((kw - pw) // sw)))
-                j_hi = max(j_lo, min(OW, (W - 1 + pw - kw) // sw + 1))
+                # output columns j whose input column j*sw - pw + kw*dw is inside the image
+                j_lo = min(OW, max(0, -((kw * dw - pw) // sw)))
+                j_hi = max(j_lo, min(OW, (W - 1 + pw - kw * dw) // sw + 1))
                 for i in range(i0, i1):
-                    ih = i * sh - ph + kh
+                    ih = i * sh - ph + kh * dh
                     start = col0 + (i - i0) * OW
                     if ih < 0 or ih >= H:  # the whole row of windows lies in the padding
                         for j in range(OW):
@@ -78,38 +84,38 @@ def _im2col_loops(x, cols, col0, KH, KW, sh, sw, ph, pw, i0, i1, OW):
                     for j in range(j_lo):
                         cols[row, start + j] = 0.0
                     if sw == 1:  # the common case, a contiguous copy the compiler vectorises
-                        shift = kw - pw
+                        shift = kw * dw - pw
                         for j in range(j_lo, j_hi):
                             cols[row, start + j] = x[c, ih, j + shift]
                     else:
                         for j in range(j_lo, j_hi):
-                            cols[row, start + j] = x[c, ih, j * sw - pw + kw]
+                            cols[row, start + j] = x[c, ih, j * sw - pw + kw * dw]
                     for j in range(j_hi, OW):
                         cols[row, start + j] = 0.0
 
 
 @njit(cache=True, nogil=True)
-def _col2im_loops(cols, col0, x, KH, KW, sh, sw, ph, pw, i0, i1, OW):
+def _col2im_loops(cols, col0, x, KH, KW, sh, sw, ph, pw, i0, i1, OW, dh, dw):
     """The adjoint of _im2col_loops: ADD the columns back into one image x (C, H, W)."""
     C, H, W = x.shape
     for c in range(C):
         for kh in range(KH):
             for kw in range(KW):
                 row = (c * KH + kh) * KW + kw
-                j_lo = min(OW, max(0, -((kw - pw) // sw)))
-                j_hi = max(j_lo, min(OW, (W - 1 + pw - kw) // sw + 1))
+                j_lo = min(OW, max(0, -((kw * dw - pw) // sw)))
+                j_hi = max(j_lo, min(OW, (W - 1 + pw - kw * dw) // sw + 1))
                 for i in range(i0, i1):
-                    ih = i * sh - ph + kh
+                    ih = i * sh - ph + kh * dh
                     if ih < 0 or ih >= H:
                         continue  # padding: nothing to add to
                     start = col0 + (i - i0) * OW
                     if sw == 1:
-                        shift = kw - pw
+                        shift = kw * dw - pw
                         for j in range(j_lo, j_hi):
                             x[c, ih, j + shift] += cols[row, start + j]
                     else:
                         for j in range(j_lo, j_hi):
-                            x[c, ih, j * sw - pw + kw] += cols[row, start + j]
+                            x[c, ih, j * sw - pw + kw * dw] += cols[row, start + j]
 
 
 # Stride 1 (every VGG layer) has a faster lowering. Pad the image once and flatten each channel
@@ -232,30 +238,39 @@ def _pieces_per_image(N, threads):
     return threads // math.gcd(N, threads)
 
 
-def conv2d_forward(x, w, b, stride, padding):
-    """See reference.conv2d_forward. x: (N, C, H, W), w: (F, C, KH, KW) -> (N, F, OH, OW).
+def conv2d_forward(x, w, b, stride, padding, dilation=(1, 1), groups=1):
+    """See reference.conv2d_forward. x: (N, C, H, W), w: (F, C // groups, KH, KW)
+    -> (N, F, OH, OW).
 
     Per image and band of output rows: cols = im2col(band), out[n, :, band] = W @ cols.
-    Large 3x3 stride-1 layers go to a Winograd conv3x3 instead (``winograd_for``).
+    Large 3x3 stride-1 layers go to a Winograd conv3x3 instead (``winograd_for``); the
+    special algorithms are for groups 1 and dilation 1 only. Depthwise layers (groups = C)
+    are direct loops (``depthwise.py``), other grouped layers im2col + GEMM per group.
     """
     x = np.ascontiguousarray(x)
     N, C, H, W = x.shape
     F, _, KH, KW = w.shape
-    (sh, sw), (ph, pw) = stride, padding
-    OH, OW = output_size(H, KH, sh, ph), output_size(W, KW, sw, pw)
+    if groups > 1:
+        if groups == C:
+            return depthwise.conv2d_forward(x, w, b, stride, padding, dilation)
+        return _grouped_forward(x, w, b, stride, padding, dilation, groups)
+    (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
+    OH, OW = output_size(H, KH, sh, ph, dilation=dh), output_size(W, KW, sw, pw, dilation=dw)
     Hp, Wp = H + 2 * ph, W + 2 * pw
     K = C * KH * KW
     bias = allocator.bias_vector(b, F, x.dtype)
-    shifted = (sh, sw) == (1, 1)  # the stride-1 lowering: rows of Wp columns, junk cropped
+    plain = (dh, dw) == (1, 1)  # no dilation: the special algorithms apply
+    shifted = (sh, sw) == (1, 1) and plain  # the stride-1 lowering: rows of Wp columns, junk cropped
     row_width = Wp if shifted else OW
     threads = n_threads(N * F * K * OH * OW, thread_pool.PARALLEL_MIN_MACS)
-    algorithm = winograd_for(N, C, F, OH, OW, (KH, KW), stride, padding)
-    if algorithm is not None:  # winograd or winograd4
-        return algorithm.conv3x3(x, w, b, padding)
-    if (KH, KW) == (1, 1) and tuple(padding) == (0, 0):
-        return _pointwise_forward(x, w, bias, stride, threads)
-    if (KH, KW) == (3, 3) and tuple(stride) == (1, 1) and C <= DIRECT_MAX_CHANNELS:
-        return _direct3x3_forward(x, w, bias, padding, threads)
+    if plain:
+        algorithm = winograd_for(N, C, F, OH, OW, (KH, KW), stride, padding)
+        if algorithm is not None:  # winograd or winograd4
+            return algorithm.conv3x3(x, w, b, padding)
+        if (KH, KW) == (1, 1) and tuple(padding) == (0, 0):
+            return _pointwise_forward(x, w, bias, stride, threads)
+        if (KH, KW) == (3, 3) and tuple(stride) == (1, 1) and C <= DIRECT_MAX_CHANNELS:
+            return _direct3x3_forward(x, w, bias, padding, threads)
     w2 = np.ascontiguousarray(w).reshape(F, K)  # (F, K)
     out = np.empty((N, F, OH, OW), dtype=x.dtype)
     ints = window_ints((KH, KW), stride, padding)
@@ -270,7 +285,7 @@ def conv2d_forward(x, w, b, stride, padding):
         for n, i0, i1 in tasks[chunk[0]:chunk[1]]:
             cols = _scratch("cols", (K, (i1 - i0) * row_width), x.dtype)  # (K, rows*width)
             if not shifted:
-                _im2col_loops(x[n], cols, 0, *ints, i0, i1, OW)
+                _im2col_loops(x[n], cols, 0, *ints, i0, i1, OW, dh, dw)
                 out_band = out[n].reshape(F, OH * OW)[:, i0 * OW:i1 * OW]  # (F, rows*OW), a view
                 np.matmul(w2, cols, out=out_band)  # the BLAS call
                 out_band += bias[:, None]
@@ -348,25 +363,31 @@ def _pointwise_backward(grad_out, w, stride, in_shape, threads):
     return grad_x
 
 
-def conv2d_backward_input(grad_out, w, stride, padding, in_shape):
+def conv2d_backward_input(grad_out, w, stride, padding, in_shape, dilation=(1, 1), groups=1):
     """See reference.conv2d_backward_input. grad_out: (N, F, OH, OW) -> (N, C, H, W).
 
     Per image, group of input channels and band of rows:
     dcols = W[:, group]^T @ grad_out[n, :, band], then col2im adds them back into those
     channels of the image. Large 3x3 stride-1 layers: a Winograd convolution with the flipped
-    kernels (see winograd.py).
+    kernels (see winograd.py). Grouped layers: as conv2d_forward.
     """
     N, C, H, W = in_shape
     F, _, KH, KW = w.shape
     grad_out = np.ascontiguousarray(grad_out)
+    if groups > 1:
+        if groups == C:
+            return depthwise.conv2d_backward_input(grad_out, w, stride, padding, in_shape,
+                                                   dilation)
+        return _grouped_backward(grad_out, w, stride, padding, in_shape, dilation, groups)
     _, _, OH, OW = grad_out.shape
     KK = KH * KW  # rows of W^T per input channel
     threads = n_threads(N * F * C * KK * OH * OW, thread_pool.PARALLEL_MIN_MACS)
-    algorithm = winograd_for(N, C, F, OH, OW, (KH, KW), stride, padding)
-    if algorithm is not None:  # the input gradient of a stride-1 convolution is a convolution
-        return algorithm.conv3x3_backward_input(grad_out, w, padding)
-    if (KH, KW) == (1, 1) and tuple(padding) == (0, 0):
-        return _pointwise_backward(grad_out, w, stride, in_shape, threads)
+    if tuple(dilation) == (1, 1):  # the special algorithms
+        algorithm = winograd_for(N, C, F, OH, OW, (KH, KW), stride, padding)
+        if algorithm is not None:  # the input gradient of a stride-1 convolution is a convolution
+            return algorithm.conv3x3_backward_input(grad_out, w, padding)
+        if (KH, KW) == (1, 1) and tuple(padding) == (0, 0):
+            return _pointwise_backward(grad_out, w, stride, in_shape, threads)
     w2t = np.asarray(w).reshape(F, C * KK).T  # (C*KH*KW, F), a transposed view: BLAS reads it as is
     grad_x = np.zeros((N, C, H, W), dtype=grad_out.dtype)
     ints = window_ints((KH, KW), stride, padding)
@@ -379,7 +400,73 @@ def conv2d_backward_input(grad_out, w, stride, padding, in_shape):
         for i0, i1 in bands:
             dcols = _scratch("cols", ((c1 - c0) * KK, (i1 - i0) * OW), grad_out.dtype)
             np.matmul(w_group, g_n[:, i0 * OW:i1 * OW], out=dcols)  # the BLAS call
-            _col2im_loops(dcols, 0, grad_x[n, c0:c1], *ints, i0, i1, OW)
+            _col2im_loops(dcols, 0, grad_x[n, c0:c1], *ints, i0, i1, OW, *dilation)
 
     run_tasks(tasks, work, threads)
+    return grad_x
+
+
+# ----------------------------------------------------------------------------- groups
+
+# A grouped convolution (groups between 1 and C: ResNeXt, RegNet, ShuffleNet v1's 1x1s) is
+# `groups` independent convolutions, group g's filters over group g's channels. Each is the
+# general lowering above on slices: x[n, group's channels] is a contiguous (C/groups, H, W)
+# view, the group's filters a (F/groups, K) block of the weights, its output rows a contiguous
+# block of out[n]. The tasks are (image, group, band of rows), spread over the threads.
+
+def _group_tasks(N, groups, OH, bytes_per_row, threads):
+    """[(n, g, i0, i1)]: every image and group, in bands of output rows, enough of them to
+    give each thread work when there are fewer images x groups than threads."""
+    bands = _row_bands(OH, bytes_per_row, -(-threads // (N * groups)))
+    return [(n, g, i0, i1) for n in range(N) for g in range(groups) for i0, i1 in bands]
+
+
+def _grouped_forward(x, w, b, stride, padding, dilation, groups):
+    """x: (N, C, H, W) C-contiguous, w: (F, C // groups, KH, KW) -> (N, F, OH, OW)."""
+    N, C, H, W = x.shape
+    F, Cg, KH, KW = w.shape
+    Fg, K = F // groups, Cg * KH * KW  # filters and im2col rows per group
+    (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
+    OH, OW = output_size(H, KH, sh, ph, dilation=dh), output_size(W, KW, sw, pw, dilation=dw)
+    bias = allocator.bias_vector(b, F, x.dtype)
+    w3 = np.ascontiguousarray(w).reshape(groups, Fg, K)  # (groups, F/groups, K)
+    out = np.empty((N, F, OH, OW), dtype=x.dtype)
+    ints = window_ints((KH, KW), stride, padding)
+    threads = n_threads(N * F * K * OH * OW, thread_pool.PARALLEL_MIN_MACS)
+
+    def work(n, g, i0, i1):
+        cols = _scratch("cols", (K, (i1 - i0) * OW), x.dtype)  # (K, rows*OW)
+        _im2col_loops(x[n, g * Cg:(g + 1) * Cg], cols, 0, *ints, i0, i1, OW, dh, dw)
+        out_band = out[n, g * Fg:(g + 1) * Fg].reshape(Fg, OH * OW)[:, i0 * OW:i1 * OW]  # a view
+        np.matmul(w3[g], cols, out=out_band)  # the BLAS call: (Fg, K) @ (K, rows*OW)
+        out_band += bias[g * Fg:(g + 1) * Fg, None]
+
+    run_tasks(_group_tasks(N, groups, OH, K * OW * x.itemsize, threads), work, threads)
+    return out
+
+
+def _grouped_backward(grad_out, w, stride, padding, in_shape, dilation, groups):
+    """grad_out: (N, F, OH, OW) C-contiguous, w: (F, C // groups, KH, KW) -> (N, C, H, W).
+
+    Per task: dcols = W_g^T @ grad_out[n, group's filters, band], added back by col2im into
+    the group's channels. Two bands of one group write the same input rows, so a group's
+    bands run in one task (in order); tasks are (image, group)."""
+    N, C, H, W = in_shape
+    F, Cg, KH, KW = w.shape
+    Fg, K = F // groups, Cg * KH * KW
+    _, _, OH, OW = grad_out.shape
+    w3t = np.asarray(w).reshape(groups, Fg, K).transpose(0, 2, 1)  # (groups, K, F/groups), views
+    grad_x = np.zeros((N, C, H, W), dtype=grad_out.dtype)
+    ints = window_ints((KH, KW), stride, padding)
+    bands = _row_bands(OH, K * OW * grad_out.itemsize)
+    threads = n_threads(N * F * K * OH * OW, thread_pool.PARALLEL_MIN_MACS)
+
+    def work(n, g):
+        g_n = grad_out[n, g * Fg:(g + 1) * Fg].reshape(Fg, OH * OW)  # (Fg, OH*OW), a view
+        for i0, i1 in bands:
+            dcols = _scratch("cols", (K, (i1 - i0) * OW), grad_out.dtype)
+            np.matmul(w3t[g], g_n[:, i0 * OW:i1 * OW], out=dcols)  # the BLAS call
+            _col2im_loops(dcols, 0, grad_x[n, g * Cg:(g + 1) * Cg], *ints, i0, i1, OW, *dilation)
+
+    run_tasks([(n, g) for n in range(N) for g in range(groups)], work, threads)
     return grad_x
