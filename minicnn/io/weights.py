@@ -64,9 +64,9 @@ ENV_WEIGHTS = "MINICNN_WEIGHTS"
 MAX_ARRAY_BYTES = 2 << 30     # 2 GiB for one array
 MAX_FILE_BYTES = 4 << 30      # 4 GiB for all entries together, as declared
 MAX_JSON_BYTES = 64 << 20     # 64 MiB for __architecture__ or __meta__ (as 4-byte unicode)
-MAX_LAYER_SIDE = 1024         # kernel_size, stride, padding, output_size
+MAX_LAYER_SIDE = 1024         # kernel_size, stride, padding, output_size, dilation
 MAX_LAYERS = 4096             # nodes in __architecture__ (DenseNet-201 has about 1,000)
-_SIDE_KEYS = ("kernel_size", "stride", "padding", "output_size")
+_SIDE_KEYS = ("kernel_size", "stride", "padding", "output_size", "dilation")
 
 
 class WeightsFileError(ValueError):

@@ -16,7 +16,8 @@ def _torch_layer(cfg):
     kind = cfg["type"]
     if kind == "Conv2d":
         return nn.Conv2d(cfg["in_channels"], cfg["out_channels"], tuple(cfg["kernel_size"]),
-                         tuple(cfg["stride"]), tuple(cfg["padding"]), bias=cfg.get("bias", True))
+                         tuple(cfg["stride"]), tuple(cfg["padding"]), bias=cfg.get("bias", True),
+                         groups=cfg.get("groups", 1), dilation=tuple(cfg.get("dilation", (1, 1))))
     if kind == "Linear":
         return nn.Linear(cfg["in_features"], cfg["out_features"], bias=cfg.get("bias", True))
     if kind == "ReLU":
