@@ -80,12 +80,12 @@ def from_onnx(path):
                             f"{_cut(repr(node.domain))}; minicnn converts ONNX's own "
                             f"operators only")
     notes = []
-    image, (C, H, W), batch = _input(graph, file, path, model, notes)
+    image, shape, batch = _input(graph, file, path, model, notes)
     output, dropped = _output(graph, path, notes)
 
     b = Builder(file, opset, batch)
     b.count_uses(graph, output)
-    b.acts[image] = Act(INPUT, (C, H, W))
+    b.acts[image] = Act(INPUT, shape)
     for node in graph.node:
         if node is dropped:
             continue
@@ -94,7 +94,7 @@ def from_onnx(path):
     b.node = None
     nodes = _finish(b, output, path)
 
-    meta = _meta(model, path, (C, H, W), nodes, opset, notes)
+    meta = _meta(model, path, shape, nodes, opset, notes)
     return as_model([tuple(n) for n in nodes], meta)
 
 
@@ -135,7 +135,9 @@ def _check_model(onnx, model, path) -> int:
 
 
 def _input(graph, file, path, model, notes):
-    """(the image input's name, (C, H, W), the batch size N the file declares, 1 if any)."""
+    """(the input's name, its shape per example: (C, H, W) for images, (D,) for vectors, the
+    batch size N the file declares, or 1)."""
+    from minicnn.io.images import MAX_SIDE
     inputs = [v for v in graph.input if v.name not in file.tensors]
     if len(inputs) != 1:
         raise OnnxError(f"{path}: {len(inputs)} inputs ({_cut([v.name for v in inputs])}); "
@@ -143,21 +145,21 @@ def _input(graph, file, path, model, notes):
     value = inputs[0]
     tensor = value.type.tensor_type
     dims = [d.dim_value if d.HasField("dim_value") else None for d in tensor.shape.dim]
-    if tensor.elem_type not in (1, 10, 11) or len(dims) != 4:
-        raise OnnxError(f"{path}: input {_cut(repr(value.name))} is not a batch of float "
-                        f"images (N, C, H, W) (type {tensor.elem_type}, {len(dims)} axes)")
-    N, C, H, W = dims
-    if C is None or not 1 <= C <= MAX_CHANNELS:
-        raise OnnxError(f"{path}: input {_cut(repr(value.name))} has {C} channels")
-    if H is None or W is None:
+    name = _cut(repr(value.name))
+    if tensor.elem_type not in (1, 10, 11) or len(dims) not in (2, 4):
+        raise OnnxError(f"{path}: input {name} is not a batch of float images (N, C, H, W) "
+                        f"(type {tensor.elem_type}, {len(dims)} axes)")
+    N, C, *size = dims
+    if C is None or not 1 <= C <= (MAX_CHANNELS if size else MAX_SIDE * MAX_SIDE):
+        raise OnnxError(f"{path}: input {name} has {C} {'channels' if size else 'features'}")
+    if size and None in size:
         side = _metadata_preprocess(model, path).get("crop", 224)
-        H, W = H or side, W or side
-        notes.append(f"input size: the file leaves it open; {H}x{W} assumed")
-    from minicnn.io.images import MAX_SIDE
-    if not (1 <= H <= MAX_SIDE and 1 <= W <= MAX_SIDE):
-        raise OnnxError(f"{path}: input {_cut(repr(value.name))} of {H}x{W} pixels; at most "
+        size = [n or side for n in size]
+        notes.append(f"input size: the file leaves it open; {size[0]}x{size[1]} assumed")
+    if not all(1 <= n <= MAX_SIDE for n in size):
+        raise OnnxError(f"{path}: input {name} of {size[0]}x{size[1]} pixels; at most "
                         f"{MAX_SIDE} a side")
-    return value.name, (C, H, W), (N if N else 1)
+    return value.name, (C, *size), (N if N else 1)
 
 
 def _output(graph, path, notes):
@@ -242,7 +244,7 @@ def _metadata_preprocess(model, path) -> dict:
 def _meta(model, path, shape, nodes, opset, notes):
     from minicnn.io import imagenet
     from minicnn.io.images import MAX_SIDE, Preprocess
-    C, H, W = shape
+    C, H, W = shape if len(shape) == 3 else (shape[0], None, None)
     props = {p.key: p.value for p in model.metadata_props}
     K = nodes[-1][1].out_features if hasattr(nodes[-1][1], "out_features") else None
     meta = {"name": path.stem,
@@ -272,8 +274,8 @@ def _meta(model, path, shape, nodes, opset, notes):
         notes.append(f"preprocessing: {how}: resize {prep.resize}, crop {prep.crop}, mean "
                      f"{list(prep.mean)}, std {list(prep.std)}")
     else:
-        notes.append(f"input {C}x{H}x{W}: not a square colour image, so no preprocessing is "
-                     f"recorded")
+        notes.append(f"input {'x'.join(map(str, shape))}: not a square colour image, so no "
+                     f"preprocessing is recorded")
     names = props.get("class_names")
     if names is not None:
         try:

@@ -14,7 +14,9 @@ How the operators map (pads are ONNX's [top, left, bottom, right]):
   unequal pads is the same windows as a pool padded by the top/left pads alone whose number
   of windows the end pads decide, so it is written with the ceil_mode that gives that number
   (max: padding is never the maximum; average without the padding counted: the divisor is the
-  real inputs alone); an average that counts the padding gets a ZeroPad2d of the pads.
+  real inputs alone); an average that counts the padding gets a ZeroPad2d of the pads, and so
+  does a max-pool of values >= 0 (after a ReLU) that no ceil_mode fits (TensorFlow's 2x2,
+  stride 1 "same" pool); one window over a whole axis is a pool of the axis.
 - GlobalAveragePool, ReduceMean over H and W -> AdaptiveAvgPool2d(1) (+ Flatten without
   keepdims); Flatten and a Reshape to (N, D) -> Flatten; Reshape (N, g, C/g, H, W), Transpose
   [0, 2, 1, 3, 4], Reshape (N, C, H, W) -> ChannelShuffle(g); Split, Slice of channels ->
@@ -38,6 +40,7 @@ from minicnn.engine.layers import (LRN, AdaptiveAvgPool2d, Add, AvgPool2d, Batch
                                    ChannelShuffle, ChannelSlice, Concat, Conv2d, Flatten,
                                    Hardsigmoid, Hardswish, Hardtanh, Linear, MaxPool2d, Mul, ReLU,
                                    ReLU6, Sigmoid, ZeroPad2d, batchnorm_scale_shift)
+from minicnn.engine.model import INPUT
 from minicnn.io.onnx.graph import Act, size_checked
 from minicnn.io.onnx.reader import DTYPES, _cut
 
@@ -176,8 +179,29 @@ def _pool(b, average):
             layer = (AvgPool2d(kernel, strides, begin, flag, include) if average
                      else MaxPool2d(kernel, strides, begin, flag))
             return b.add(layer, [act], (C, *want))
+    if not average and _nonnegative(b, act):
+        # ONNX pads a max-pool with -inf; over values >= 0 (after a ReLU) zeros are the same
+        # maximum, and where a real 0 ties with the padding the ReLU's gradient there is 0
+        padded = _zero_pad(b, act, begin, end, f"{b.name()}.pad")
+        got = [_windows(n, k, s, 0, 0, ceil) for n, k, s in
+               zip(padded.shape[1:], kernel, strides)]
+        if got == want:
+            return b.add(MaxPool2d(kernel, strides, 0, ceil), [padded], (C, *want))
     raise b.refuse(f"pads {begin + end} with kernel {kernel}, strides {strides}: no PyTorch "
                    f"pool gives the same windows")
+
+
+def _nonnegative(b, act) -> bool:
+    """Is every value of ``act`` >= 0: the output of a ReLU, ReLU6, sigmoid, or of a layer
+    that only moves or picks such values?"""
+    layer = b.layer_of(act)
+    if isinstance(layer, (ReLU, ReLU6, Sigmoid, Hardsigmoid)) or (
+            isinstance(layer, Hardtanh) and layer.min_val >= 0):
+        return True
+    if isinstance(layer, (MaxPool2d, ZeroPad2d, Concat, ChannelShuffle, ChannelSlice)):
+        reads = b.nodes[b.index[act.node]][2]
+        return all(r != INPUT and _nonnegative(b, Act(r, ())) for r in reads)
+    return False
 
 
 def maxpool(b):
