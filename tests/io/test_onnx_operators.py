@@ -141,7 +141,8 @@ def head(name, channels, classes=5, rng=None):
              helper.make_node("Flatten", ["gap"], ["flat"], name="flat"),
              helper.make_node("Gemm", ["flat", "fc_w", "fc_b"], ["scores"], transB=1,
                               name="fc")],
-            {"fc_w": rng.standard_normal((classes, channels)), "fc_b": rng.standard_normal(classes)})
+            {"fc_w": rng.standard_normal((classes, channels)),
+             "fc_b": rng.standard_normal(classes)})
 
 
 @pytest.mark.parametrize("auto_pad, pads, strides, dilations", [
