@@ -12,13 +12,18 @@ machinery: a graph of calls to leaf modules (Conv2d, ReLU, ...) and functions (`
 - a function is named by the module whose forward called it and the operation:
   ``layer1.0.add`` (the skip connection's ``out += identity``), ``features.3.cat``, and
   ``flatten`` at the top level; ``x.view(x.size(0), -1)`` is a Flatten too.
-- Supported: Conv2d (groups 1, dilation 1, zero padding), BatchNorm2d (eval statistics),
-  ReLU, MaxPool2d (ceil_mode too), AvgPool2d, AdaptiveAvgPool2d, Flatten, Linear, Dropout,
-  Identity; ``+`` / ``torch.add`` of two tensors, ``torch.cat(..., dim=1)``,
-  ``torch.flatten(x, 1)``, ``F.relu`` / ``torch.relu`` and their tensor methods,
-  ``F.adaptive_avg_pool2d``. Anything else is refused with an error that names the module or
-  function, the node and the line of the forward that made it, rather than imported
-  approximately.
+- a few torch idioms are recognised as a whole and become one node each: ShuffleNet's
+  ``channel_shuffle`` (``x.view(b, g, c // g, h, w)``, ``torch.transpose(x, 1, 2)``,
+  ``.contiguous()``, ``x.view(b, c, h, w)``: a ``ChannelShuffle`` named ``<scope>.channel_shuffle``),
+  ``x.chunk(n, dim=1)`` (one ``ChannelSlice`` per part used: ``<scope>.chunk``, ``.chunk.1``),
+  ``x.mean([2, 3])`` (a global ``AdaptiveAvgPool2d`` ``<scope>.mean``, then a ``Flatten``
+  unless keepdim), and GoogLeNet's ``transform_input`` (each input channel sliced out,
+  scaled, shifted and concatenated again: a per-channel affine map, which becomes a 1x1
+  depthwise ``Conv2d`` named ``<scope>.transform_input`` holding the scales and shifts).
+  Shape arithmetic (``x.size()``, ``x.shape[i]``, ``c // g``) makes no node.
+- Supported: ``SUPPORTED`` below. Anything else is refused with an error that names the
+  module or function, the node and the line of the forward that made it, rather than
+  imported approximately.
 
 A ``BatchNorm2d`` whose input is a convolution read by nothing else is folded into it with its
 running statistics (eval-mode semantics, ``fold_batchnorm``): the conv keeps its name and the
@@ -35,15 +40,23 @@ import re
 
 import numpy as np
 
-from minicnn.engine.layers import (AdaptiveAvgPool2d, Add, AvgPool2d, BatchNorm2d, Concat, Conv2d,
-                                   Dropout, Flatten, Linear, MaxPool2d, ReLU, fold_batchnorm, pair)
+from minicnn.engine.layers import (AdaptiveAvgPool2d, Add, AvgPool2d, BatchNorm2d, ChannelShuffle,
+                                   ChannelSlice, Concat, Conv2d, Dropout, Flatten, Hardsigmoid,
+                                   Hardswish, Hardtanh, Linear, MaxPool2d, Mul, ReLU, ReLU6,
+                                   Sigmoid, SiLU, ZeroPad2d, fold_batchnorm, pair)
 from minicnn.engine.model import INPUT, as_model
 
 __all__ = ["from_torch", "fold_batchnorm", "SUPPORTED"]
 
-SUPPORTED = ("modules Conv2d, BatchNorm2d, ReLU, MaxPool2d, AvgPool2d, AdaptiveAvgPool2d, "
-             "Flatten, Linear, Dropout, Identity; functions + (two tensors), torch.cat(dim=1), "
-             "torch.flatten(x, 1), F.relu, F.adaptive_avg_pool2d")
+SUPPORTED = ("modules Conv2d (any groups and dilation, zero padding), BatchNorm2d, ReLU, ReLU6, "
+             "Hardtanh, Hardswish, Hardsigmoid, SiLU, Sigmoid, MaxPool2d, AvgPool2d, "
+             "AdaptiveAvgPool2d, ZeroPad2d, ConstantPad2d(value 0), ChannelShuffle, Flatten, "
+             "Linear, Dropout, Identity, torchvision's StochasticDepth; functions + and * "
+             "(two tensors), torch.cat(dim=1), torch.flatten(x, 1), x.view(x.size(0), -1), "
+             "x.mean([2, 3]), x.chunk(n, dim=1), ShuffleNet's channel_shuffle, GoogLeNet's "
+             "transform_input, F.relu, F.relu6, F.hardtanh, F.hardswish, F.hardsigmoid, "
+             "F.silu, torch.sigmoid, F.max_pool2d, F.avg_pool2d, F.adaptive_avg_pool2d, "
+             "F.pad (zeros), F.dropout")
 
 
 def from_torch(module, fold_batchnorm: bool = True):
@@ -82,6 +95,10 @@ def _ScopeTracer(fx):
             self.record_stack_traces = True  # for error messages: the line of the forward
             self.module_paths = [""]  # (fx.Tracer has a `scope` of its own)
 
+        def is_leaf_module(self, m, path):
+            # StochasticDepth is the identity in eval: one node-less call, as nn.Identity
+            return _is_stochastic_depth(m) or super().is_leaf_module(m, path)
+
         def call_module(self, m, forward, args, kwargs):
             path = self.path_of_module(m)
             if self.is_leaf_module(m, path):
@@ -116,8 +133,11 @@ def _where(node) -> str:
     return at
 
 
+_PREVIOUS = "<the node made just before>"  # an input of the second node a torch call becomes
+
+
 class _Converter:
-    """Walks an fx graph in order and turns each node into a (name, layer, inputs) triple."""
+    """Walks an fx graph in order and turns each node into (name, layer, inputs) triples."""
 
     def __init__(self, module, dtype, torch):
         self.torch, self.dtype = torch, dtype
@@ -127,6 +147,12 @@ class _Converter:
             self.paths.setdefault(id(m), []).append(path)
         self.calls = {}  # base name -> how many nodes it has named so far
         self.name_of = {}  # fx node -> minicnn name ("input", or a node's name)
+        self.channels = {INPUT: None}  # minicnn name -> its output's channel count, if known
+        # fx nodes that are part of a recognised idiom and make no node of their own: the
+        # first steps of a channel shuffle or a chunk (-> what they are), and the slices,
+        # scalings and shifts of a per-channel affine map (-> None)
+        self.pending = {}
+        self.affines = {}  # the torch.cat that ends such a map -> (source, scales, shifts)
 
     def refuse(self, node, what):
         raise ValueError(f"from_torch: unsupported {what} at {_where(node)}; supported: "
@@ -141,8 +167,13 @@ class _Converter:
         return names[k] if k < len(names) else f"{base}.{k}"
 
     def run(self, graph):
-        nodes, placeholders = [], 0
         for node in graph.nodes:
+            if node.op == "call_function" and node.target is self.torch.cat:
+                self.match_channel_affine(node)
+        nodes, taken, placeholders = [], set(), 0
+        for node in graph.nodes:
+            if node in self.pending:
+                continue
             if node.op == "placeholder":
                 placeholders += 1
                 if placeholders > 1:
@@ -154,23 +185,37 @@ class _Converter:
                 if not hasattr(result, "op") or self.name_of.get(result) is None:
                     self.refuse(node, "output (the forward must return one tensor)")
                 return nodes, self.name_of[result]
-            elif node.op == "call_module" and type(self.modules[node.target]) is \
-                    self.torch.nn.Identity:  # no node: its readers read its input
-                self.name_of[node] = self.input_name(node, node.args[0])
+            elif node.op == "call_module" and self.is_identity(self.modules[node.target]):
+                self.name_of[node] = self.input_name(node, node.args[0])  # no node
             else:
                 converted = self.convert(node)
-                if converted is None:       # part of a pattern (x.size(0) of a flatten)
+                if converted is None:       # shape arithmetic, or the start of an idiom
                     continue
-                base, layer, tensors, module = converted
-                self.check_inplace(node, module)
-                name = self.fresh(base, module)
-                if name in {n for n, _, _ in nodes}:
-                    self.refuse(node, f"name {name!r}, which another node already has")
-                nodes.append((name, layer, tuple(self.input_name(node, t) for t in tensors)))
+                name = None
+                for base, layer, tensors, module in (converted if isinstance(converted, list)
+                                                     else [converted]):
+                    self.check_inplace(node, module)
+                    new = self.fresh(base, module)
+                    if new in taken:
+                        self.refuse(node, f"name {new!r}, which another node already has")
+                    reads = tuple(name if t is _PREVIOUS else self.input_name(node, t)
+                                  for t in tensors)
+                    nodes.append((new, layer, reads))
+                    self.channels[new] = _channels_out(layer, [self.channels.get(r)
+                                                               for r in reads])
+                    taken.add(new)
+                    name = new
                 self.name_of[node] = name
         raise ValueError("from_torch: the traced graph has no output")
 
+    def is_identity(self, module):
+        """nn.Identity, and torchvision's StochasticDepth, the identity in eval."""
+        return type(module) is self.torch.nn.Identity or _is_stochastic_depth(module)
+
     def input_name(self, node, tensor):
+        if hasattr(tensor, "op") and tensor in self.pending:
+            self.refuse(node, f"use of {tensor.name!r}, a step of a view, transpose, chunk or "
+                              f"channel slice that is not one of the recognised idioms")
         if not hasattr(tensor, "op") or self.name_of.get(tensor) is None:
             self.refuse(node, f"argument {tensor!r} (not a tensor computed from the input)")
         return self.name_of[tensor]
@@ -186,7 +231,20 @@ class _Converter:
             self.refuse(node, f"in-place operation on {node.args[0].name!r}, which {others} "
                               f"read too")
 
-    # --- one fx node -> (base name, layer, tensor arguments, module or None) -------------------
+    def idiom(self, x) -> str:
+        """What x is the first steps of: "view", "transposed", "chunk", or ""."""
+        step = self.pending.get(x) if hasattr(x, "op") else None
+        return step[0] if step else ""
+
+    def start_idiom(self, node, what):
+        """node is the first step of a recognised idiom; its one reader must be the next."""
+        if len(node.users) != 1 and what[0] != "chunk":
+            self.refuse(node, f"{node.target} whose result {sorted(u.name for u in node.users)} "
+                              f"read (only ShuffleNet's channel shuffle is recognised)")
+        self.pending[node] = what
+
+    # --- one fx node -> (base name, layer, tensor arguments, module or None), a list of them --
+    # --- (a torch call that is two minicnn nodes), or None (no node) ---------------------------
 
     def convert(self, node):
         scope = node.meta.get("minicnn_scope", "")
@@ -199,10 +257,20 @@ class _Converter:
         torch, F = self.torch, self.torch.nn.functional
         function = node.target if node.op == "call_function" else None
         method = node.target if node.op == "call_method" else None
+        if _is_shape_value(node):
+            return None                     # x.size(), x.shape[0], c // g: no tensor
+        if node in self.affines:
+            source, scales, shifts = self.affines[node]
+            return scoped("transform_input"), self.channel_affine(scales, shifts), [source], None
         if function in (operator.add, operator.iadd, torch.add) or method in ("add", "add_"):
             if len(args) != 2 or not all(hasattr(a, "op") for a in args) or kwargs:
                 self.refuse(node, "addition (only of two tensors, without alpha)")
             return scoped("add"), Add(), list(args), None
+        if function in (operator.mul, torch.mul) or method == "mul":
+            if len(args) != 2 or not all(hasattr(a, "op") for a in args) or kwargs:
+                self.refuse(node, "multiplication (only of two tensors, as a gate times the "
+                                  "features)")
+            return scoped("mul"), Mul(), list(args), None
         if function is torch.cat:
             tensors = args[0]
             dim = args[1] if len(args) > 1 else kwargs.get("dim", 0)
@@ -215,26 +283,148 @@ class _Converter:
             if (start, end) != (1, -1):
                 self.refuse(node, f"flatten with start_dim={start}, end_dim={end} (only 1, -1)")
             return scoped("flatten"), Flatten(), [args[0]], None
-        if method in ("view", "reshape") and len(args) == 3 and args[2] == -1 \
-                and _is_batch_size(args[1], None):  # any tensor's size(0) is the batch size
-            return scoped("flatten"), Flatten(), [args[0]], None  # x.view(x.size(0), -1)
-        if _is_batch_size(node, None) and all(
-                u.op == "call_method" and u.target in ("view", "reshape") for u in node.users):
-            return None  # the x.size(0) of the pattern above
-        if (function is getattr and args[1] == "shape") and all(_is_batch_size(u, None)
-                                                                for u in node.users):
-            return None  # the x.shape of x.shape[0]
-        if function in (F.relu, torch.relu) or method in ("relu", "relu_"):
-            return scoped("relu"), ReLU(), [args[0]], None
+        if method in ("view", "reshape") or function is torch.reshape:
+            return self.view(node, scoped)
+        if (function is torch.transpose or method == "transpose") \
+                and self.idiom(args[0]) == "view" and sorted(args[1:3]) == [1, 2]:
+            self.start_idiom(node, ("transposed",) + self.pending[args[0]][1:])
+            return None
+        if method == "contiguous" and self.idiom(args[0]):
+            self.start_idiom(node, self.pending[args[0]])
+            return None
+        if function is torch.chunk or method == "chunk":
+            a = _arguments(args, kwargs, ("input", "chunks", "dim"), {"dim": 0})
+            if a["dim"] not in (1, -3):
+                self.refuse(node, f"chunk along dim={a['dim']} (only the channel axis, 1)")
+            self.start_idiom(node, ("chunk", a["input"], a["chunks"]))
+            return None
+        if function is operator.getitem and self.idiom(args[0]) == "chunk":
+            return scoped("chunk"), self.chunk_part(node, *self.pending[args[0]][1:], args[1]), \
+                [self.pending[args[0]][1]], None
+        if function is torch.mean or method == "mean":
+            a = _arguments(args, kwargs, ("input", "dim", "keepdim"), {"keepdim": False})
+            dims = a.get("dim")
+            dims = sorted(d % 4 for d in (dims if isinstance(dims, (list, tuple)) else [dims])) \
+                if dims is not None else None
+            if dims != [2, 3] or "dtype" in kwargs:
+                self.refuse(node, f"mean over dim={a.get('dim')} (only the spatial axes, [2, 3])")
+            pool = (scoped("mean"), AdaptiveAvgPool2d(1), [a["input"]], None)  # (N, C, 1, 1)
+            return [pool] if a["keepdim"] else [pool, (scoped("flatten"), Flatten(),
+                                                       [_PREVIOUS], None)]    # (N, C)
+        activation = self.activation_function(node, function, method)
+        if activation is not None:
+            return scoped(activation[0]), activation[1], [args[0]], None
         if function is F.adaptive_avg_pool2d:
             size = args[1] if len(args) > 1 else kwargs.get("output_size")
             return scoped("adaptive_avg_pool2d"), AdaptiveAvgPool2d(size), [args[0]], None
+        if function is F.avg_pool2d:
+            a = _arguments(args, kwargs, ("input", "kernel_size", "stride", "padding", "ceil_mode",
+                                          "count_include_pad", "divisor_override"),
+                           {"stride": None, "padding": 0, "ceil_mode": False,
+                            "count_include_pad": True, "divisor_override": None})
+            if a["divisor_override"] is not None:
+                self.refuse(node, f"F.avg_pool2d with divisor_override={a['divisor_override']} "
+                                  f"(only None)")
+            layer = AvgPool2d(a["kernel_size"], a["stride"] or None, a["padding"], a["ceil_mode"],
+                              a["count_include_pad"])
+            return scoped("avg_pool2d"), layer, [a["input"]], None
+        if function is F.pad:
+            a = _arguments(args, kwargs, ("input", "pad", "mode", "value"),
+                           {"mode": "constant", "value": None})
+            pad = tuple(a["pad"])
+            if a["mode"] != "constant" or a["value"] not in (None, 0) or len(pad) != 4 \
+                    or min(pad) < 0:
+                self.refuse(node, f"F.pad with pad={pad}, mode={a['mode']!r}, value={a['value']} "
+                                  f"(only 4 sides >= 0 of zeros)")
+            return scoped("pad"), ZeroPad2d(pad), [a["input"]], None
+        if function is F.dropout:
+            a = _arguments(args, kwargs, ("input", "p", "training"), {"p": 0.5, "training": True})
+            if a["training"]:
+                self.refuse(node, "F.dropout with training=True (put the module in eval mode)")
+            return scoped("dropout"), Dropout(a["p"]), [a["input"]], None
         what = (f"function {getattr(function, '__module__', '')}."
                 f"{getattr(function, '__name__', function)}" if function is not None else
                 f"tensor method .{method}()" if method is not None else
                 f"use of the parameter or buffer {node.target!r} outside a module call"
                 if node.op == "get_attr" else f"{node.op} {node.target!r}")
         self.refuse(node, what)
+
+    def activation_function(self, node, function, method):
+        """(op name, layer) for F.relu, torch.sigmoid, x.relu(), ...; None for anything else."""
+        torch, F = self.torch, self.torch.nn.functional
+        if function in (F.relu, torch.relu) or method in ("relu", "relu_"):
+            return "relu", ReLU()
+        if function in (torch.sigmoid, F.sigmoid) or method == "sigmoid":
+            return "sigmoid", Sigmoid()
+        if function is F.hardtanh:
+            a = _arguments(node.args, node.kwargs, ("input", "min_val", "max_val"),
+                           {"min_val": -1.0, "max_val": 1.0})
+            return "hardtanh", Hardtanh(a["min_val"], a["max_val"])
+        simple = {F.relu6: ("relu6", ReLU6), F.hardswish: ("hardswish", Hardswish),
+                  F.hardsigmoid: ("hardsigmoid", Hardsigmoid), F.silu: ("silu", SiLU)}
+        if function in simple:
+            return simple[function][0], simple[function][1]()
+        return None
+
+    def view(self, node, scoped):
+        """x.view(x.size(0), -1) is a Flatten; the two views of a channel shuffle (the first
+        starts it, the second, after the transpose, ends it); nothing else."""
+        x = node.args[0]
+        shape = list(node.args[1]) if len(node.args) == 2 and isinstance(
+            node.args[1], (list, tuple)) else list(node.args[1:])
+        if len(shape) == 2 and _is_size(shape[0], None, 0) and shape[1] == -1:
+            return scoped("flatten"), Flatten(), [x], None
+        if (len(shape) == 5 and not self.idiom(x) and isinstance(shape[1], int)
+                and all(_is_size(shape[i], x, d) for i, d in ((0, 0), (3, 2), (4, 3)))):
+            self.start_idiom(node, ("view", x, shape[1]))   # (N, groups, C // groups, H, W)
+            return None
+        if self.idiom(x) == "transposed" and len(shape) == 4:
+            _, source, groups = self.pending[x]
+            if all(_is_size(shape[i], source, i) or (i == 1 and shape[i] == -1)
+                   for i in range(4)):
+                return scoped("channel_shuffle"), ChannelShuffle(groups), [source], None
+        self.refuse(node, f"{node.target} to the shape {shape} (only x.view(x.size(0), -1) and "
+                          f"ShuffleNet's channel shuffle)")
+
+    def chunk_part(self, node, x, chunks, index):
+        """Part `index` of x.chunk(chunks, dim=1): torch makes parts of ceil(C / chunks)
+        channels, the last one smaller."""
+        C = self.channels.get(self.input_name(node, x))
+        if C is None:
+            self.refuse(node, f"chunk of {x.name!r}, whose channel count is not known here")
+        size = -(-C // chunks)
+        parts = -(-C // size)
+        if not isinstance(index, int) or not -parts <= index < parts:
+            self.refuse(node, f"part {index!r} of a chunk into {parts} parts")
+        start = (index % parts) * size
+        return ChannelSlice(start, min(start + size, C))
+
+    def match_channel_affine(self, cat):
+        """GoogLeNet's transform_input, torch.cat([x[:, c] unsqueezed * a_c + b_c for each c],
+        1): remember (x, scales, shifts) for the cat, and mark the steps as making no node."""
+        tensors = cat.args[0]
+        dim = cat.args[1] if len(cat.args) > 1 else cat.kwargs.get("dim", 0)
+        if dim not in (1, -3) or not isinstance(tensors, (list, tuple)):
+            return
+        source, scales, shifts, steps = None, [], [], []
+        for c, t in enumerate(tensors):
+            found = _channel_affine_steps(t, self.torch)
+            if found is None or found[1] != c or (source is not None and found[0] is not source):
+                return
+            source = found[0]
+            scales.append(found[2])
+            shifts.append(found[3])
+            steps += found[4]
+        self.affines[cat] = (source, scales, shifts)
+        self.pending.update({step: None for step in steps})
+
+    def channel_affine(self, scales, shifts):
+        """x * scale + shift per channel as a 1x1 depthwise convolution."""
+        C = len(scales)
+        layer = Conv2d(C, C, 1, groups=C, dtype=self.dtype, init=False)
+        layer.weight = np.asarray(scales, self.dtype).reshape(C, 1, 1, 1)  # (F, C // groups, 1, 1)
+        layer.bias = np.asarray(shifts, self.dtype)
+        return layer
 
     def layer_of(self, node, m):
         """A leaf torch module -> the minicnn layer with its weights, or a refusal."""
@@ -252,8 +442,12 @@ class _Converter:
             layer.running_mean = _array(m.running_mean, self.dtype)
             layer.running_var = _array(m.running_var, self.dtype)
             return layer
-        if kind is nn.ReLU:
-            return ReLU()
+        activations = {nn.ReLU: ReLU, nn.ReLU6: ReLU6, nn.Hardswish: Hardswish,
+                       nn.Hardsigmoid: Hardsigmoid, nn.SiLU: SiLU, nn.Sigmoid: Sigmoid}
+        if kind in activations:
+            return activations[kind]()
+        if kind is nn.Hardtanh:
+            return Hardtanh(m.min_val, m.max_val)
         if kind is nn.Dropout:
             return Dropout(m.p)  # the identity in eval
         if kind is nn.Flatten:
@@ -283,37 +477,124 @@ class _Converter:
                 self.refuse(node, f"AdaptiveAvgPool2d(output_size={m.output_size}) (None "
                                   f"entries; only ints)")
             return AdaptiveAvgPool2d(m.output_size)
+        if kind is nn.ZeroPad2d or (kind is nn.ConstantPad2d and m.value == 0):
+            if min(m.padding) < 0:
+                self.refuse(node, f"{kind.__name__} with the negative padding {m.padding} "
+                                  f"(a crop; only >= 0)")
+            return ZeroPad2d(tuple(m.padding))
+        if kind is nn.ChannelShuffle:
+            return ChannelShuffle(m.groups)
         self.refuse(node, f"module {kind.__name__}")
 
     def conv(self, node, m):
-        if pair(m.dilation, "dilation") != (1, 1) or m.groups != 1 or m.padding_mode != "zeros":
-            self.refuse(node, f"Conv2d with dilation={m.dilation}, groups={m.groups}, "
-                              f"padding_mode={m.padding_mode!r} (only 1, 1, 'zeros')")
+        if m.padding_mode != "zeros":
+            self.refuse(node, f"Conv2d with padding_mode={m.padding_mode!r} (only 'zeros')")
         padding = m.padding
         if padding == "valid":
             padding = (0, 0)
-        elif padding == "same":  # symmetric only for odd kernels (stride is 1 for 'same')
-            if any(k % 2 == 0 for k in m.kernel_size):
+        elif padding == "same":  # stride is 1; symmetric when the kernel's span is odd
+            span = tuple(d * (k - 1) for d, k in zip(m.dilation, m.kernel_size))
+            if any(s % 2 for s in span):
                 self.refuse(node, f"Conv2d with padding='same' and the even kernel "
-                                  f"{m.kernel_size} (asymmetric padding)")
-            padding = tuple(k // 2 for k in m.kernel_size)
+                                  f"{m.kernel_size} (dilation {m.dilation}: asymmetric padding)")
+            padding = tuple(s // 2 for s in span)
         layer = Conv2d(m.in_channels, m.out_channels, m.kernel_size, m.stride, padding,
-                       bias=m.bias is not None, dtype=self.dtype, init=False)
+                       bias=m.bias is not None, groups=m.groups, dilation=m.dilation,
+                       dtype=self.dtype, init=False)
         layer.weight, layer.bias = _array(m.weight, self.dtype), _array(m.bias, self.dtype)
         return layer
 
 
-def _is_batch_size(a, x) -> bool:
-    """``a`` is ``x.size(0)`` or ``x.shape[0]`` (x=None: of any tensor)."""
+def _arguments(args, kwargs, names, defaults=None) -> dict:
+    """A call's arguments by parameter name: the positional ones in the order of `names`,
+    then the keywords, then `defaults` for what neither gave."""
+    values = dict(defaults or {})
+    values.update(zip(names, args))
+    values.update(kwargs)
+    return values
+
+
+def _is_stochastic_depth(module) -> bool:
+    """torchvision.ops.StochasticDepth (matched by name: torchvision need not be installed)."""
+    kind = type(module)
+    return kind.__name__ == "StochasticDepth" and kind.__module__.startswith("torchvision.")
+
+
+def _is_size(a, x, dim) -> bool:
+    """``a`` is ``x.size(dim)``, ``x.size()[dim]`` or ``x.shape[dim]`` (x=None: of any tensor)."""
     if not hasattr(a, "op"):
         return False
-    if a.op == "call_method" and a.target == "size" and a.args[1:] == (0,):
+    if a.op == "call_method" and a.target == "size" and a.args[1:] == (dim,):
         return x is None or a.args[0] is x
-    if a.op == "call_function" and a.target is operator.getitem and a.args[1] == 0:
+    if a.op == "call_function" and a.target is operator.getitem and a.args[1] == dim:
         g = a.args[0]
-        return (hasattr(g, "op") and g.op == "call_function" and g.target is getattr
-                and g.args[1] == "shape" and (x is None or g.args[0] is x))
+        whole = hasattr(g, "op") and (
+            (g.op == "call_method" and g.target == "size" and len(g.args) == 1)
+            or (g.op == "call_function" and g.target is getattr and g.args[1] == "shape"))
+        return whole and (x is None or g.args[0] is x)
     return False
+
+
+def _is_shape_value(node) -> bool:
+    """``node`` computes sizes, not a tensor: x.size(), x.shape, an item of those, or
+    arithmetic on them (ShuffleNet's ``num_channels // groups``)."""
+    if node.op == "call_method" and node.target in ("size", "dim"):
+        return True
+    if node.op != "call_function":
+        return False
+    if node.target is getattr:
+        return node.args[1] in ("shape", "ndim")
+    if node.target in (operator.getitem, operator.floordiv, operator.mul, operator.add,
+                       operator.sub):
+        inputs = [a for a in node.args if hasattr(a, "op")]
+        return bool(inputs) and all(_is_shape_value(a) for a in inputs)
+    return False
+
+
+def _channel_affine_steps(t, torch):
+    """``t`` is ``x[:, c]`` unsqueezed at 1, times a number, plus a number, each step read
+    only by the next -> (x, c, scale, shift, [the steps]); else None."""
+    def number(v):
+        return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+    def operand(node, ops):
+        """node = op(tensor, number) or op(number, tensor) with op in ops -> (tensor, number)"""
+        if not (hasattr(node, "op") and node.op == "call_function" and node.target in ops
+                and len(node.args) == 2 and not node.kwargs and len(node.users) == 1):
+            return None
+        a, b = node.args
+        return (a, b) if number(b) and hasattr(a, "op") else \
+            (b, a) if number(a) and hasattr(b, "op") else None
+
+    added = operand(t, (operator.add, torch.add))
+    scaled = added and operand(added[0], (operator.mul, torch.mul))
+    if not scaled:
+        return None
+    u = scaled[0]
+    if not (u.op in ("call_function", "call_method") and u.target in (torch.unsqueeze, "unsqueeze")
+            and u.args[1:] == (1,) and len(u.users) == 1):
+        return None
+    g = u.args[0]
+    if not (hasattr(g, "op") and g.op == "call_function" and g.target is operator.getitem
+            and len(g.users) == 1 and isinstance(g.args[1], tuple) and len(g.args[1]) == 2
+            and g.args[1][0] == slice(None) and isinstance(g.args[1][1], int)):
+        return None
+    return g.args[0], g.args[1][1], scaled[1], added[1], [g, u, added[0], t]
+
+
+def _channels_out(layer, inputs):
+    """The channel count of a layer's output, given its inputs' (None where not known)."""
+    if isinstance(layer, Conv2d):
+        return layer.out_channels
+    if isinstance(layer, BatchNorm2d):
+        return layer.num_features
+    if isinstance(layer, ChannelSlice):
+        return layer.stop - layer.start
+    if isinstance(layer, Concat):
+        return None if None in inputs else sum(inputs)
+    if isinstance(layer, (Flatten, Linear)):
+        return None
+    return inputs[0] if inputs else None  # elementwise, pools, padding, Mul's (N, C, ...)
 
 
 # ----------------------------------------------------------------------------- the graph
@@ -347,7 +628,8 @@ def _fold_batchnorms(nodes):
             w, b = fold_batchnorm(source.weight, source.bias, layer.weight, layer.bias,
                                   layer.running_mean, layer.running_var, layer.eps)
             folded = Conv2d(source.in_channels, source.out_channels, source.kernel_size,
-                            source.stride, source.padding, bias=True, dtype=w.dtype, init=False)
+                            source.stride, source.padding, bias=True, groups=source.groups,
+                            dilation=source.dilation, dtype=w.dtype, init=False)
             folded.weight, folded.bias = np.ascontiguousarray(w), b
             out = [(n, folded if n == reads[0] else l, r) for n, l, r in out]
             layers[reads[0]] = folded
