@@ -27,9 +27,8 @@ class Nodes:
     def conv(self, name, x, c_in, c_out, k, stride=1, padding=0, *, groups=1, bn=None,
              bias=True):
         """bias: torchvision's conv has one; a conv with a BatchNorm folded in always has."""
-        options = {"groups": groups} if groups != 1 else {}
         layer = Conv2d(c_in, c_out, k, stride, padding, bias=bias or bn is not None,
-                       init=self.init, dtype=self.dtype, **options)
+                       groups=groups, init=self.init, dtype=self.dtype)
         if bn is not None:
             self.pairs.append((name, bn))
         return self.add(name, layer, x)

@@ -13,7 +13,8 @@ concatenation of everything. A transition halves the channels and the size: Batc
 
 Only the BatchNorm right after a convolution folds into it (``norm0`` into ``conv0``,
 ``norm2`` into ``conv1``); the ones that read a concatenation (``norm1``, the transitions'
-``norm``, ``norm5``) stay BatchNorm2d layers.
+``norm``, ``norm5``) stay BatchNorm2d layers, and the convolutions that no BatchNorm follows
+(``conv2``, the transitions' ``conv``) have no bias, as in torchvision.
 
 torchvision's published file (``densenet121-a639ec97.pth``) predates the current key names:
 it says ``denselayer1.norm.1.weight`` for ``denselayer1.norm1.weight`` (and ``relu.1``,
