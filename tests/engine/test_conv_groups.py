@@ -73,14 +73,17 @@ def away_from_zero(rng, shape):
     return rng.uniform(0.5, 1.5, shape) * rng.choice([-1.0, 1.0], shape)
 
 
+F64 = dict(dtype=np.float64)
+
+
 @pytest.mark.parametrize("make_layer, shape", [
-    (lambda: Conv2d(4, 8, 3, stride=2, padding=1, groups=4, rng=0, dtype=np.float64), (2, 4, 7, 6)),
-    (lambda: Conv2d(3, 3, 5, stride=2, padding=2, groups=3, rng=1, dtype=np.float64), (1, 3, 9, 8)),
-    (lambda: Conv2d(4, 6, (3, 2), padding=(2, 1), groups=2, dilation=(2, 3), rng=2,
-                    dtype=np.float64), (2, 4, 6, 7)),
-    (lambda: Conv2d(2, 4, 3, stride=3, dilation=3, rng=3, dtype=np.float64), (1, 2, 11, 10)),
-    (lambda: Conv2d(6, 3, 1, stride=2, groups=3, rng=4, dtype=np.float64), (2, 6, 5, 5)),
-    (lambda: Conv2d(5, 5, 3, padding=2, groups=5, dilation=2, rng=5, dtype=np.float64), (1, 5, 5, 6)),
+    (lambda: Conv2d(4, 8, 3, stride=2, padding=1, groups=4, rng=0, **F64), (2, 4, 7, 6)),
+    (lambda: Conv2d(3, 3, 5, stride=2, padding=2, groups=3, rng=1, **F64), (1, 3, 9, 8)),
+    (lambda: Conv2d(4, 6, (3, 2), padding=(2, 1), groups=2, dilation=(2, 3), rng=2, **F64),
+     (2, 4, 6, 7)),
+    (lambda: Conv2d(2, 4, 3, stride=3, dilation=3, rng=3, **F64), (1, 2, 11, 10)),
+    (lambda: Conv2d(6, 3, 1, stride=2, groups=3, rng=4, **F64), (2, 6, 5, 5)),
+    (lambda: Conv2d(5, 5, 3, padding=2, groups=5, dilation=2, rng=5, **F64), (1, 5, 5, 6)),
 ], ids=["depthwise-x2-stride2", "depthwise-5x5-stride2", "grouped-dilated-rect",
         "dilated-stride3", "grouped-1x1-stride2", "depthwise-dilated"])
 def test_backward_matches_finite_differences(kernel_name, make_layer, shape, rng):

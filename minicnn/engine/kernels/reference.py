@@ -74,7 +74,8 @@ def conv2d_forward(x, w, b, stride, padding, dilation=(1, 1), groups=1):
             channels = x_pad[n, g * Cg:(g + 1) * Cg]  # (Cg, H+2ph, W+2pw): the group's inputs
             for i in range(OH):
                 for j in range(OW):
-                    window = channels[:, i * sh:i * sh + EH:dh, j * sw:j * sw + EW:dw]  # (Cg, KH, KW)
+                    rows, cols = slice(i * sh, i * sh + EH, dh), slice(j * sw, j * sw + EW, dw)
+                    window = channels[:, rows, cols]  # (Cg, KH, KW)
                     out[n, f, i, j] = np.sum(window * w[f])
             if b is not None:
                 out[n, f] += b[f]
@@ -111,7 +112,8 @@ def conv2d_backward_input(grad_out, w, stride, padding, in_shape, dilation=(1, 1
             channels = grad_pad[n, g * Cg:(g + 1) * Cg]  # (Cg, H+2ph, W+2pw), a view
             for i in range(OH):
                 for j in range(OW):
-                    channels[:, i * sh:i * sh + EH:dh, j * sw:j * sw + EW:dw] += w[f] * grad_out[n, f, i, j]
+                    rows, cols = slice(i * sh, i * sh + EH, dh), slice(j * sw, j * sw + EW, dw)
+                    channels[:, rows, cols] += w[f] * grad_out[n, f, i, j]  # (Cg, KH, KW)
     return np.ascontiguousarray(grad_pad[:, :, ph:ph + H, pw:pw + W])  # (N, C, H, W)
 
 

@@ -6,7 +6,8 @@ import pytest
 
 from minicnn.engine.kernels import fast, reference
 from minicnn.engine.kernels.fast import depthwise
-from tests.engine.kernels.test_kernels import close, every_kernel_threaded  # noqa: F401 (a fixture)
+from tests.engine.kernels.test_kernels import close
+from tests.engine.kernels.test_kernels import every_kernel_threaded  # noqa: F401 (a fixture)
 
 
 def random_case(rng, depthwise_only=False, big=False):
@@ -93,8 +94,8 @@ def test_the_depthwise_loops_run_only_for_groups_equal_to_channels(monkeypatch):
         w = rng.standard_normal((12, 6 // groups, 3, 3))
         fast.conv2d_forward(x, w, None, (1, 1), (1, 1), (1, 1), groups)
         fast.conv2d_backward_input(g, w, (1, 1), (1, 1), x.shape, (1, 1), groups)
-        expected = {"_depthwise_forward_loops", "_depthwise_backward_loops"} if groups == 6 else set()
-        assert set(calls) == expected, (groups, calls)
+        depthwise_loops = {"_depthwise_forward_loops", "_depthwise_backward_loops"}
+        assert set(calls) == (depthwise_loops if groups == 6 else set()), (groups, calls)
 
 
 def test_non_contiguous_and_read_only_inputs():
@@ -111,9 +112,9 @@ def test_non_contiguous_and_read_only_inputs():
             close(fast.conv2d_forward(inp, weights, None, (2, 1), (1, 1), (1, 2), groups), out,
                   np.float64)
             g = out[:, :, ::-1]  # non-contiguous
-            close(fast.conv2d_backward_input(g, weights, (2, 1), (1, 1), inp.shape, (1, 2), groups),
-                  reference.conv2d_backward_input(g, weights, (2, 1), (1, 1), inp.shape, (1, 2),
-                                                  groups), np.float64)
+            args = (weights, (2, 1), (1, 1), inp.shape, (1, 2), groups)
+            close(fast.conv2d_backward_input(g, *args),
+                  reference.conv2d_backward_input(g, *args), np.float64)
 
 
 def test_groups_one_and_dilation_one_take_the_plain_path(monkeypatch):

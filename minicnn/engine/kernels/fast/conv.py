@@ -260,7 +260,8 @@ def conv2d_forward(x, w, b, stride, padding, dilation=(1, 1), groups=1):
     K = C * KH * KW
     bias = allocator.bias_vector(b, F, x.dtype)
     plain = (dh, dw) == (1, 1)  # no dilation: the special algorithms apply
-    shifted = (sh, sw) == (1, 1) and plain  # the stride-1 lowering: rows of Wp columns, junk cropped
+    # the stride-1 lowering: rows of Wp columns, junk cropped
+    shifted = (sh, sw) == (1, 1) and plain
     row_width = Wp if shifted else OW
     threads = n_threads(N * F * K * OH * OW, thread_pool.PARALLEL_MIN_MACS)
     if plain:
