@@ -17,6 +17,13 @@ __all__ = [
     "Activation", "ReLU6", "Hardtanh", "Hardswish", "Hardsigmoid", "SiLU", "Sigmoid", "Mul",
     "ZeroPad2d", "ChannelShuffle", "ChannelSlice",
     "Graph", "Sequential",
-    "from_torch", "fold_batchnorm",
+    "from_torch", "fold_batchnorm", "from_onnx",
     "save", "load",
 ]
+
+
+def from_onnx(path):
+    """The network in the ONNX file ``path`` as a minicnn model (``minicnn.io.onnx``, imported
+    on first use: it needs the onnx package, ``pip install "minicnn[onnx]"``)."""
+    from minicnn.io.onnx import from_onnx as convert
+    return convert(path)
