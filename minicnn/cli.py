@@ -582,7 +582,7 @@ def cmd_explore(args) -> int:
         opened = not args.no_browser and open_browser(server.url)
         print(f"  {'opened in your browser; ' if opened else 'open it in a browser; '}"
               f"Ctrl-C stops the server", flush=True)
-        server.serve_forever()
+        server.serve()                             # until Ctrl-C; the passes in this thread
     except (KeyboardInterrupt, _Terminated):       # Ctrl-C or SIGTERM: the normal way out
         print("minicnn explore: stopped", flush=True)
     finally:

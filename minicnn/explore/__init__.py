@@ -24,10 +24,11 @@ own dependencies.
 Safe by default: it listens on 127.0.0.1 unless told otherwise; every request must carry the
 token; it serves its three files and images chosen by id, never a path from an address;
 uploads obey the command line's image limits; a bad request is a one-line message on the
-page, and the server keeps running. Passes on one network are serialised (one worker thread
-per network; why, in ``explorer.py``).
+page, and the server keeps running. Every pass runs on the main thread, one after another,
+while the requests wait on threads of their own (why, in ``explorer.py``).
 
-Importing this package starts nothing: ``make_server`` listens, ``serve_forever`` serves.
+Importing this package starts nothing: ``make_server`` listens, ``ExploreServer.serve``
+serves until Ctrl-C.
 """
 from minicnn.explore.explorer import (LEDGER_METHODS, MAX_UPLOAD_BYTES, OPTIONS, Explorer,
                                       ExploreError)

@@ -23,18 +23,23 @@ network) under a key made of what they are derived from: the image file's path, 
 modification time (or an upload's SHA-256), the method, its options, the class and the layer.
 
 Two tabs at once: a model keeps per-pass state in its layers (what backward needs), so two
-passes on one model must not interleave. Each network has one worker thread (``_Worker``)
-that runs its passes one after the other; a request waits for its turn. Serialising instead
-of copying the model per request, because on this 2-core machine one pass already keeps both
-cores busy (the engine's own thread pool), so passes side by side would not finish sooner; a
-copy per request would hold a second set of activations and lose the remembered forward pass;
-and one long-lived thread keeps the engine's per-thread scratch buffers from one request to
-the next. Different networks have different workers and run side by side.
+passes on one model must not interleave. Every pass runs in one thread, one job after another
+(``_Jobs``): the command line's main thread, while the HTTP requests wait for their answers
+on threads of their own. Serialised rather than one model copy per request, because on this
+2-core machine one pass already keeps both cores busy (the engine's own thread pool), so two
+passes side by side would not finish sooner; a copy per request would hold a second set of
+activations and lose the remembered forward pass. The MAIN thread, because the engine's
+thread pool driven from any other thread ran the shipped model's occlusion 10-30 times
+slower here (1.7 s against 20-55 s, measured on the loaded 2-core machine; with
+MINICNN_NUM_THREADS=1 the gap disappears), an engine matter reported beside this module.
+Until a thread calls ``run_forever`` (in a library or a test), a job runs in the thread
+that asks, one at a time under a lock.
 """
 from __future__ import annotations
 
 import hashlib
 import inspect
+import itertools
 import queue
 import re
 import shutil
@@ -244,56 +249,61 @@ class _Remembered:
         return len(self._model)
 
 
-class _Worker:
-    """One daemon thread running a network's jobs one after the other (see the module
-    docstring). A daemon, so that stopping the server never waits for a long job."""
+class _Jobs:
+    """Where every pass runs: one job after another, in the thread that calls
+    ``run_forever`` (see the module docstring), or, until one does, in the asking thread."""
 
-    def __init__(self, name: str):
-        self._jobs = queue.SimpleQueue()
-        threading.Thread(target=self._loop, name=name, daemon=True).start()
+    def __init__(self):
+        self._queue = queue.SimpleQueue()
+        self._inline = threading.Lock()
+        self.looping = False
 
     def call(self, function, *args):
-        """function(*args) in the worker, when its turn comes; its result or its exception."""
+        """function(*args) when its turn comes; its result, or its exception raised here."""
+        if not self.looping:
+            with self._inline, np.errstate(all="ignore"):
+                return function(*args)
         future = Future()
-        self._jobs.put((future, function, args))
+        self._queue.put((future, function, args))
         return future.result()
 
-    def _loop(self):
-        while True:
-            future, function, args = self._jobs.get()
-            if not future.set_running_or_notify_cancel():
-                continue
-            try:
-                with np.errstate(all="ignore"):   # an overflow is reported by the NaN checks
-                    future.set_result(function(*args))
-            except BaseException as error:        # handed to the request that asked
-                future.set_exception(error)
+    def run_forever(self):
+        """Run the jobs as they come, until KeyboardInterrupt (or another BaseException from
+        a signal handler) stops this thread; the polling lets a signal in twice a second."""
+        self.looping = True
+        try:
+            while True:
+                try:
+                    future, function, args = self._queue.get(timeout=0.5)
+                except queue.Empty:
+                    continue
+                if not future.set_running_or_notify_cancel():
+                    continue
+                try:
+                    with np.errstate(all="ignore"):   # an overflow: reported by the NaN checks
+                        future.set_result(function(*args))
+                except Exception as error:            # handed to the request that asked
+                    future.set_exception(error)
+        finally:
+            self.looping = False
 
 
 class _Network:
     """One network the page can choose; its model is loaded on its first job.
 
-    Everything below ``model`` is used only inside its worker thread: the remembered
-    forward pass and the answers kept, so none of it needs a lock."""
+    Everything below ``model`` is used only by jobs (``_Jobs``), one at a time: the
+    remembered forward pass and the answers kept, so none of it needs a lock of its own."""
 
     def __init__(self, id: str, label: str, kind: str, path=None, model=None):
         self.id, self.label, self.kind, self.path = id, label, kind, path
         self._model = None if model is None else _Remembered(model)
-        self._worker = None
-        self._start = threading.Lock()
         self.inputs = OrderedDict()       # picture key -> (x, pixels, size, notes)
         self.answers = OrderedDict()      # (kind, picture key, ...) -> answer
         self.cam_layers = None            # nodes with (C, h, w) outputs, after a forward
 
-    def run(self, function, *args):
-        with self._start:
-            if self._worker is None:
-                self._worker = _Worker(f"explore-{self.id}")
-        return self._worker.call(function, self, *args)
-
     @property
     def model(self) -> _Remembered:
-        if self._model is None:                 # in the worker: a fetched network, first use
+        if self._model is None:                 # in a job: a fetched network, first use
             self._model = _Remembered(load(self.path))
         return self._model
 
@@ -327,8 +337,15 @@ class Explorer:
         self._networks: dict[str, _Network] = {}
         self._pictures: dict[str, _Picture] = {}
         self._lock = threading.Lock()            # the two registries (uploads add to them)
+        self._ids = itertools.count()            # never reused, though uploads are forgotten
         self._uploads = tempfile.mkdtemp(prefix="minicnn-explore-")
+        self._jobs = _Jobs()
         self.first_network = self.first_image = None
+
+    def run_forever(self) -> None:
+        """Run every pass in this thread, as the requests ask for them, until Ctrl-C (call it
+        from the main thread: see the module docstring)."""
+        self._jobs.run_forever()
 
     def close(self) -> None:
         """Remove the uploaded files."""
@@ -339,7 +356,7 @@ class Explorer:
     def add_network(self, model, label: str, path=None, kind: str = "named") -> str:
         """A loaded, checked model; -> its id. The first one added is the page's first."""
         with self._lock:
-            id = f"net{len(self._networks)}"
+            id = f"net{next(self._ids)}"
             self._networks[id] = _Network(id, label, kind, path, model)
             self.first_network = self.first_network or id
         return id
@@ -375,7 +392,7 @@ class Explorer:
     def _add_picture(self, path: Path, label: str, group: str, name: str,
                      first: bool = False, id: str | None = None) -> str:
         with self._lock:
-            id = id or f"img{len(self._pictures)}"
+            id = id or f"img{next(self._ids)}"
             self._pictures[id] = _Picture(id, label, group, path, name)
             if self.first_image is None or (first and self._pictures[self.first_image].group
                                             != "named"):
@@ -468,19 +485,20 @@ class Explorer:
 
     def classify(self, network: str, image: str) -> dict:
         """The input as the network saw it, its top-5 classes, the warning and the truth."""
-        return self._network(network).run(_classify, self._picture(image))
+        return self._jobs.call(_classify, self._network(network), self._picture(image))
 
     def explain(self, network: str, image: str, method: str, target=None, layer=None,
                 options=None) -> dict:
         """One method's map of one image for one class (None: the predicted one)."""
         method = _known_method(method)
-        return self._network(network).run(_explain, self._picture(image), method,
-                                          _as_int(target), layer or None, dict(options or {}))
+        return self._jobs.call(_explain, self._network(network), self._picture(image), method,
+                               _as_int(target), layer or None, dict(options or {}))
 
     def trace(self, network: str, image: str, target=None) -> dict:
         """The gradient of the class score at every layer (``experiments.trace``), each
         reduced to one map (|.| summed over channels), from the score back to the pixels."""
-        return self._network(network).run(_trace, self._picture(image), _as_int(target))
+        return self._jobs.call(_trace, self._network(network), self._picture(image),
+                               _as_int(target))
 
 
 def _known_method(name) -> str:
@@ -500,7 +518,7 @@ def _as_int(text):
     return int(text)
 
 
-# ============================================================================ in the worker
+# ============================================================================ the jobs
 
 def _input(net: _Network, pic: _Picture):
     """(x (1, 3, H, W), pixels (H, W, 3) uint8, the file's size (w, h), notes), read with the
@@ -553,6 +571,9 @@ def _classify(net: _Network, pic: _Picture) -> dict:
         default_layer = saliency.default_cam_layer(model)
     except ValueError:
         default_layer = None
+    layers = list(net.cam_layers)
+    if default_layer is not None and default_layer not in layers:
+        layers.insert(0, default_layer)        # a block's name (MobileNetV2's "features.18")
     return {"network": net.id, "image": pic.id, "name": pic.name,
             "pixels": pixels, "mean": prep.mean, "std": prep.std,
             "size": list(size), "classes": names, "top": top,
@@ -560,7 +581,7 @@ def _classify(net: _Network, pic: _Picture) -> dict:
             "true": None if not truth else {"index": truth["label"], "name": truth["class"],
                                             "box": truth["box"]},
             "warning": out_of_distribution(model, size), "notes": notes,
-            "layers": net.cam_layers, "default_layer": default_layer,
+            "layers": layers, "default_layer": default_layer,
             "seconds": time.perf_counter() - started}
 
 
@@ -574,10 +595,15 @@ def _explain(net: _Network, pic: _Picture, method: str, target, layer, given: di
     t = int(np.argmax(scores)) if target is None else target
     takes_layer = "layer" in saliency.get_method(method).options
     if takes_layer:
-        layer = layer or saliency.default_cam_layer(net.model)
-        if layer not in net.cam_layers:
-            raise ExploreError(f"unknown layer {layer!r} for Grad-CAM: choose a layer with "
-                               f"(C, h, w) output, e.g. {net.cam_layers[-1]!r}")
+        default = saliency.default_cam_layer(net.model)
+        layer = layer or default
+        try:                                   # a node, or a block ("layer4": its output)
+            node = net.model.names[net.model.index(layer)]
+        except (KeyError, IndexError, TypeError):
+            node = None
+        if node not in net.cam_layers:
+            raise ExploreError(f"unknown layer {layer!r} for Grad-CAM: choose a node or block "
+                               f"with (C, h, w) output, e.g. {default!r}")
     options = _method_options(method, given, layer if takes_layer else None)
     key = ("explain", pic.key(), method, t, layer if takes_layer else None,
            tuple(sorted((k, str(v)) for k, v in given.items())))

@@ -34,6 +34,7 @@ import json
 import secrets
 import socket
 import sys
+import threading
 import traceback
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
@@ -98,7 +99,7 @@ def _encode(value):
 
 class ExploreServer(ThreadingHTTPServer):
     """The HTTP server of one explorer: ``url`` is the page's address, token included.
-    One thread per request (the explorer serialises the passes on each network)."""
+    One thread per request; the passes run one after another (``serve``)."""
 
     daemon_threads = True
     block_on_close = False
@@ -116,6 +117,19 @@ class ExploreServer(ThreadingHTTPServer):
         host, port = self.server_address[:2]
         host = f"[{host}]" if ":" in host else host
         return f"http://{host}:{port}/{self.token}/"
+
+    def serve(self) -> None:
+        """Serve until Ctrl-C (or another exception a signal handler raises): the HTTP
+        requests on a thread of their own, every pass in this thread, which should be the
+        main one (``explorer.py`` says why). Then stop listening and remove the uploads."""
+        http = threading.Thread(target=self.serve_forever, name="minicnn-explore-http",
+                                daemon=True)
+        http.start()
+        try:
+            self.explorer.run_forever()
+        finally:
+            self.shutdown()
+            self.close()
 
     def close(self) -> None:
         """Stop listening and remove the uploads."""

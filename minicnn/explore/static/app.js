@@ -521,7 +521,9 @@ async function upload(file) {
 function wire() {
   $("image").addEventListener("change", () => { state.image = $("image").value; classify("image"); });
   $("network").addEventListener("change", () => {
-    state.network = $("network").value; classify("network");
+    state.network = $("network").value;
+    state.layer = null;                     // layer names mean nothing across networks
+    classify("network");
   });
   $("method").addEventListener("change", () => {
     state.method = $("method").value; fillOptions(); explain("method");

@@ -1,0 +1,194 @@
+"""The explorer page in a real browser (headless Chromium, driven by selenium) against the
+real command, ``minicnn explore``: load it, pick a sample, switch the method, the class and
+the Grad-CAM layer, and check that each map on the page is the map ``minicnn saliency``
+writes for the same inputs (the page keeps the map's raw values in
+``window.minicnnExplorer.map``); hover over a pixel; a bad upload shows the command line's
+line and the next good one works; a request without the token is refused.
+
+The latencies (page load, a new map after a click, with the shipped model and with
+MobileNetV2 when it has been fetched) are measured by the page itself, from the click to the
+map drawn on screen, and recorded: printed at the end of the run, never asserted.
+"""
+import time
+
+import numpy as np
+import pytest
+
+from minicnn.cli import main
+from minicnn.io.fetch import model_status
+from tests.explore.conftest import LATENCIES, request, wait_for
+from tests.explore.test_explorer import same_map
+
+STATE = "window.minicnnExplorer"
+
+
+def page_map(driver) -> np.ndarray:
+    m = driver.execute_script(f"const m = {STATE}.map; "
+                              "return {w: m.width, h: m.height, v: Array.from(m.values)};")
+    return np.asarray(m["v"], np.float32).reshape(m["h"], m["w"])
+
+
+def cli_map(tmp_path, path, method, *options):
+    out = tmp_path / f"cli-{len(list(tmp_path.iterdir()))}"
+    assert main(["saliency", str(path), "--method", method, "--out", str(out), *options]) == 0
+    [npy] = out.glob("*.npy")
+    return np.load(npy)
+
+
+def act(driver, action, reason, **expected):
+    """Do ``action`` (a click, a choice), wait for the next map drawn that answers
+    ``expected`` (method, target, image...), -> the page's timing of it, in ms."""
+    before = driver.execute_script(f"return {STATE}.explained;")
+    action()
+    checks = " && ".join(f"{STATE}.answer.{k} === {v!r}" if isinstance(v, str) else
+                         f"{STATE}.answer.{k} === {v}" for k, v in expected.items())
+    wait_for(driver, f"{STATE}.explained > {before} && {STATE}.busy === 0"
+                     + (f" && {checks}" if checks else ""), timeout=300)
+    timings = driver.execute_script(f"return {STATE}.timings;")
+    return [t for t in timings if t["reason"] == reason][-1]["ms"]
+
+
+def choose(driver, element_id, value):
+    from selenium.webdriver.support.ui import Select
+    return lambda: Select(driver.find_element("id", element_id)).select_by_value(value)
+
+
+def image_id(command, startswith):
+    info = request(command.url + "api/info").json()
+    return next(i for i in info["images"] if i["label"].startswith(startswith))
+
+
+@pytest.fixture(scope="module")
+def loaded(browser, command):
+    """The page, loaded; the page-load latencies recorded."""
+    started = time.perf_counter()
+    browser.get(command.url)
+    wait_for(browser, f"{STATE} && {STATE}.ready && {STATE}.traced > 0")
+    wall = (time.perf_counter() - started) * 1000
+    first_map = browser.execute_script(f"return {STATE}.loadMs;")
+    load_event = browser.execute_script(
+        "return performance.getEntriesByType('navigation')[0].loadEventEnd;")
+    LATENCIES.extend([("page load: the load event (navigation timing)", load_event),
+                      ("page load: the first map drawn (from navigation start)", first_map),
+                      ("page load: browser.get to the first map and trace (selenium)", wall)])
+    assert browser.execute_script(f"return {STATE}.error;") is None
+    return browser
+
+
+def test_the_maps_on_the_page_are_the_command_lines(loaded, command, tmp_path):
+    driver = loaded
+    sample = image_id(command, "test")                    # a shipped sample
+    boot = [i for i in request(command.url + "api/info").json()["images"]
+            if "(Ankle boot)" in i["label"]][0]
+    from minicnn.io.samples import SAMPLES_DIR
+    path = SAMPLES_DIR / boot["label"].split()[0]
+    act(driver, choose(driver, "image", boot["id"]), "image", image=boot["id"],
+        method="gradient")
+    same_map(page_map(driver), cli_map(tmp_path, path, "gradient"))
+    assert sample["id"] != boot["id"]
+
+    ms = act(driver, choose(driver, "method", "guided_backprop"), "method",
+             method="guided_backprop")
+    LATENCIES.append(("shipped model: another method (guided backprop), click to map", ms))
+    same_map(page_map(driver), cli_map(tmp_path, path, "guided_backprop"))
+
+    second = driver.find_elements("css selector", "#top button")[1]
+    target = int(second.get_attribute("data-index"))
+    ms = act(driver, second.click, "class", method="guided_backprop", target=target)
+    LATENCIES.append(("shipped model: another class (top-5 click), click to map", ms))
+    same_map(page_map(driver), cli_map(tmp_path, path, "guided_backprop", "--target",
+                                       str(target)))
+    assert "chosen" in second.get_attribute("class")
+
+    act(driver, choose(driver, "method", "grad_cam"), "method", method="grad_cam")
+    assert driver.find_element("id", "layer-row").is_displayed()
+    ms = act(driver, choose(driver, "layer", "features.17"), "layer", layer="features.17")
+    LATENCIES.append(("shipped model: another Grad-CAM layer, click to map", ms))
+    same_map(page_map(driver), cli_map(tmp_path, path, "grad_cam", "--target", str(target),
+                                       "--layer", "features.17"))
+
+    # the class by name, then the trace slider from the scores back to the pixels
+    name_box = driver.find_element("id", "class-name")
+    name_box.send_keys("sneaker")
+    act(driver, driver.find_element("css selector", "#class-form button").click, "class",
+        target=7)
+    wait_for(driver, f"{STATE}.traced > 0 && document.getElementById('trace-step').max > 0")
+    slider_max = int(driver.find_element("id", "trace-step").get_attribute("max"))
+    trace = request(command.url + f"api/trace?network=net0&image={boot['id']}&target=7").json()
+    assert slider_max == len(trace["steps"]) - 1
+    driver.execute_script("const s = document.getElementById('trace-step'); s.value = s.max; "
+                          "s.dispatchEvent(new Event('input'));")
+    assert "the pixels" in driver.find_element("id", "trace-caption").text
+    driver.save_screenshot(str(tmp_path / "explore.png"))
+    assert driver.execute_script(f"return {STATE}.error;") is None
+
+
+def test_hovering_shows_the_pixel_and_the_map_there(loaded):
+    from selenium.webdriver.common.action_chains import ActionChains
+    act(loaded, choose(loaded, "method", "gradient"), "method", method="gradient")
+    ActionChains(loaded).move_to_element_with_offset(
+        loaded.find_element("id", "overlay-view"), 10, 10).perform()
+    text = loaded.find_element("id", "readout").text
+    assert text.startswith("pixel (") and "RGB (" in text and "map M = " in text
+    assert "per channel (R " in text
+
+
+def test_a_bad_upload_shows_the_line_and_the_next_one_works(loaded, tmp_path):
+    bad = tmp_path / "broken.png"
+    bad.write_bytes(b"this is not an image")
+    loaded.find_element("id", "file").send_keys(str(bad))
+    wait_for(loaded, f"{STATE}.error")
+    error = loaded.find_element("id", "error")
+    assert error.is_displayed()
+    assert error.text == "minicnn: error: broken.png: not an image Pillow can read"
+    from PIL import Image
+    good = tmp_path / "mine.png"
+    Image.new("RGB", (64, 64), (240, 200, 40)).save(good)
+    ms = act(loaded, lambda: loaded.find_element("id", "file").send_keys(str(good)), "upload")
+    LATENCIES.append(("shipped model: a dropped 64x64 file, upload to map", ms))
+    assert loaded.execute_script(f"return {STATE}.answer.image;").startswith("up-")
+    assert not loaded.find_element("id", "error").is_displayed()
+    assert loaded.execute_script(f"return {STATE}.error;") is None
+
+
+def test_a_request_without_the_token_is_refused(loaded, command):
+    token = command.url.rstrip("/").rsplit("/", 1)[1]
+    status = loaded.execute_async_script(
+        "const done = arguments[arguments.length - 1];"
+        "fetch('/api/info').then(r => done(r.status));")
+    assert status == 403
+    assert loaded.execute_async_script(
+        "const done = arguments[arguments.length - 1];"
+        "fetch('api/info').then(r => done(r.status));") == 200
+    loaded.get(command.url.replace(token + "/", ""))
+    assert "needs the token" in loaded.find_element("tag name", "body").text
+    loaded.get(command.url)                              # leave the page as it was
+    wait_for(loaded, f"{STATE} && {STATE}.ready")
+
+
+def test_mobilenet_v2_on_a_photo(loaded, command, tmp_path):
+    if not model_status("mobilenet_v2").fetched:
+        pytest.skip("MobileNetV2 is not fetched here (minicnn fetch mobilenet_v2)")
+    driver = loaded
+    ms = act(driver, choose(driver, "network", "fetch-mobilenet_v2"), "network",
+             network="fetch-mobilenet_v2")
+    LATENCIES.append(("MobileNetV2: chosen (loads the network, first pass), click to map", ms))
+    photo = image_id(command, "grace_hopper.jpg")
+    ms = act(driver, choose(driver, "image", photo["id"]), "image", image=photo["id"],
+             method="gradient")
+    LATENCIES.append(("MobileNetV2: a new image (forward + backward), click to map", ms))
+    from minicnn.io.samples import sample_photo
+    same_map(page_map(driver), cli_map(tmp_path, sample_photo(), "gradient", "--model",
+                                       "mobilenet_v2"))
+    assert page_map(driver).shape == (224, 224)
+    ms = act(driver, choose(driver, "method", "guided_backprop"), "method",
+             method="guided_backprop")
+    LATENCIES.append(("MobileNetV2: another method (guided backprop), click to map", ms))
+    second = driver.find_elements("css selector", "#top button")[1]
+    target = int(second.get_attribute("data-index"))
+    ms = act(driver, second.click, "class", target=target)
+    LATENCIES.append(("MobileNetV2: another class (top-5 click), click to map", ms))
+    ms = act(driver, choose(driver, "method", "grad_cam"), "method", method="grad_cam")
+    LATENCIES.append(("MobileNetV2: Grad-CAM, click to map", ms))
+    assert driver.execute_script(f"return {STATE}.error;") is None
+    driver.save_screenshot(str(tmp_path / "explore-mobilenet.png"))
