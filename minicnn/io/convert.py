@@ -22,10 +22,11 @@ from pathlib import Path
 import numpy as np
 
 from minicnn._checks import check_finite
+from minicnn.engine.layers import fold_batchnorm
 from minicnn.io import imagenet, zoo
 from minicnn.io.atomic import OutputPathError, check_output_file
 from minicnn.io.checkpoint import CheckpointError, read_state_dict
-from minicnn.io.torch_import import fold_batchnorm
+from minicnn.io.images import Preprocess
 from minicnn.io.weights import save
 
 __all__ = ["convert_checkpoint", "ConversionError"]
@@ -54,8 +55,11 @@ def _read_state_dict(path: Path) -> dict:
 
 def _check_keys(state: dict, expected: dict, path: Path, arch: str) -> None:
     # BatchNorm's num_batches_tracked counts training steps; files from before PyTorch 0.4.1
-    # lack it and inference never reads it, so it may be absent
-    missing = [k for k in expected if k not in state and not k.endswith(".num_batches_tracked")]
+    # lack it and inference never reads it, so it may be absent; so may the keys inference
+    # never reads (GoogLeNet's auxiliary classifiers, zoo.unused_checkpoint_keys)
+    optional = zoo.unused_checkpoint_keys(arch)
+    missing = [k for k in expected if k not in state and k not in optional
+               and not k.endswith(".num_batches_tracked")]
     if missing:
         raise ConversionError(f"{path}: missing key {missing[0]!r} for {arch} "
                               f"(expected shape {expected[missing[0]]}); {len(missing)} missing")
@@ -83,10 +87,13 @@ def fold_state_dict(state: dict, arch: str, num_classes: int = 1000, dtype=np.fl
     """torchvision state dict (numpy arrays) -> minicnn state dict of ``zoo.build(arch)``.
 
     Each convolution followed by a BatchNorm (``zoo.batchnorm_pairs``) gets the folded weight
-    and bias, computed in float64, then cast to `dtype`; every other key is copied.
+    and bias, computed in float64 with the network's BatchNorm eps (``zoo.batchnorm_eps``:
+    1e-5, torch's default, or 1e-3 for the networks trained with it), then cast to `dtype`;
+    every other key the model reads is copied.
     """
     out = {}
     folded = dict(zoo.batchnorm_pairs(arch))                      # {conv: BatchNorm}
+    eps = zoo.batchnorm_eps(arch)
     for key in zoo.model_shapes(arch, num_classes):
         conv, p = key.rsplit(".", 1)
         if conv not in folded:
@@ -97,7 +104,7 @@ def fold_state_dict(state: dict, arch: str, num_classes: int = 1000, dtype=np.fl
                 state[key].astype(np.float64),
                 None if f"{conv}.bias" not in state else state[f"{conv}.bias"].astype(np.float64),
                 state[f"{bn}.weight"], state[f"{bn}.bias"], state[f"{bn}.running_mean"],
-                state[f"{bn}.running_var"], eps=1e-5)           # torchvision's BatchNorm2d eps
+                state[f"{bn}.running_var"], eps=eps)
             out[key], out[f"{conv}.bias"] = w.astype(dtype), b.astype(dtype)
     return out
 
@@ -119,7 +126,7 @@ def convert_checkpoint(checkpoint, arch: str, out, num_classes: int = 1000) -> P
     except OutputPathError as e:
         raise ConversionError(str(e)) from None
     _check_checkpoint_path(path)
-    state = _read_state_dict(path)
+    state = zoo.rename_checkpoint_keys(arch, _read_state_dict(path))  # older files' names
     _check_keys(state, zoo.checkpoint_shapes(arch, num_classes), path, arch)
     _check_finite(state, path)
     folded = fold_state_dict(state, arch, num_classes)
@@ -127,7 +134,9 @@ def convert_checkpoint(checkpoint, arch: str, out, num_classes: int = 1000) -> P
     model = zoo.build(arch, num_classes, init=False)
     model.load_state_dict(folded)
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    prep = imagenet.PREPROCESS
+    # torchvision's usual resize 256 / crop 224 / ImageNet mean and std, unless the network
+    # was trained with another (ARCH_META: EfficientNet-Lite0's (x - 127) / 128, ...)
+    prep = Preprocess.from_meta(model.meta) if "preprocess" in model.meta else imagenet.PREPROCESS
     if path.name in zoo.RESIZE_OF_CHECKPOINT:  # e.g. ResNet-50's IMAGENET1K_V2 weights
         prep = replace(prep, resize=zoo.RESIZE_OF_CHECKPOINT[path.name])
     meta = {
