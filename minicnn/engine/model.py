@@ -21,7 +21,17 @@ After a pass, what flowed through the network can be read for any node, by index
 
 - ``model.activation(key)``: the node's output in the last forward pass;
 - ``model.gradient_at(key)``: the gradient of the backward's start (e.g. score_c) with respect
-  to that output, from the last backward pass.
+  to that output, from the last backward pass (under an LRP rule: the relevance there);
+- ``model.ledger()``: after a backward pass under LRP rules, the relevance ledger: at every
+  node, the relevance that reached its output and what it passed on to its inputs, and what
+  the bias, the stabiliser and a BatchNorm took on the way.
+
+The backward pass runs under a rule (``layers/rules.py``): the gradient, the two saliency
+rules at the rectifiers, DeepLIFT's Rescale, or LRP rules chosen node by node (a single rule
+for every layer with weights, a ``Composite``, or a mapping of node names and layer types to
+rules). Each node's rule is checked against its layer before the pass starts. Relevance, like
+the gradient, is ADDED where a value fed several nodes: each consumer hands back the share it
+took from that value.
 A key may also name a block that is not itself a node, such as ResNet's ``"layer4"`` or
 ``"layer4.1"``: it means the block's output, the last node whose name starts with it.
 
@@ -41,6 +51,8 @@ from minicnn.engine.layers import (BACKWARD_RULES, Activation, Add, AdaptiveAvgP
                                    AvgPool2d, BatchNorm2d, Concat, Conv2d, Hardsigmoid, Hardswish,
                                    Hardtanh, Layer, Linear, MaxPool2d, Mul, ReLU, Sigmoid, SiLU,
                                    ZeroPad2d, layer_from_config)
+from minicnn.engine.layers.rules import (Composite, Epsilon, RelevanceRule, Rescale, per_image,
+                                         rule_name)
 
 __all__ = ["Graph", "Sequential", "model_from_config", "as_model", "INPUT"]
 
@@ -108,6 +120,7 @@ class Graph:
         self.meta = dict(meta or {})
         self._activations = None  # outputs of the last forward pass, one per node
         self._gradients = None  # gradients w.r.t. those outputs, from the last backward pass
+        self._ledger = None  # the last backward's relevance ledger, under LRP rules
 
     # --- access ---------------------------------------------------------------------------------
 
@@ -173,7 +186,7 @@ class Graph:
         for ``backward``.
         """
         self._activations = self._run(x, "forward", keep=True)
-        self._input, self._gradients = x, None
+        self._input, self._gradients, self._ledger = x, None, None
         return self._activations[-1]
 
     __call__ = forward
@@ -188,7 +201,7 @@ class Graph:
         max-pools find their maxima without the argmax that only backward needs. Afterwards
         ``activation`` and ``backward`` need a new ``forward``.
         """
-        self._activations = self._gradients = None
+        self._activations = self._gradients = self._ledger = None
         return self._run(x, "predict", keep=False)[-1]
 
     def _run(self, x, what, keep):
@@ -236,22 +249,31 @@ class Graph:
         """Run the nodes in reverse from d(start)/d(scores) and return d(start)/d(x).
 
         - grad_scores: shaped like the last forward output, (N, K); a one-hot row on class c
-          gives the saliency gradient d(score_c)/d(x)
+          gives the saliency gradient d(score_c)/d(x); for LRP, the one-hot times the score
+          starts the relevance at the score itself
         - rule: "gradient" (the true gradient), "deconvnet" or "guided", passed to every
           activation (see ``minicnn.engine.layers.activations``: at a ReLU the methods'
-          definitions; at other rectifiers their generalisation; gates pass the gradient)
+          definitions; at other rectifiers their generalisation; gates pass the gradient);
+          or DeepLIFT's ``Rescale()`` (after a forward pass on images stacked over their
+          references); or LRP: a rule for every layer with weights, a ``Composite`` or a
+          mapping (``rules_for``)
         - stop_at: a node name or index; if given, stop there and return the gradient with
           respect to that node's OUTPUT (e.g. the last conv block's, for Grad-CAM)
         - relu_rule: the old name of ``rule``, still accepted
-        Returns: the gradient w.r.t. x, shaped like x (or like the stop_at node's output).
+        Returns: the gradient w.r.t. x, shaped like x (or like the stop_at node's output);
+        under LRP rules the relevance of each input, and ``ledger()`` says where the rest
+        went.
         """
         kind = type(self).__name__
         rule, keyword = _rule_argument(rule, relu_rule, f"{kind}.backward")
         if self._activations is None:
             raise ValueError(f"{kind}.backward: called before forward")
-        if rule not in BACKWARD_RULES:
+        if isinstance(rule, str) and rule not in BACKWARD_RULES:
             raise ValueError(f"{kind}.backward: unknown {keyword} {rule!r}; valid rules "
                              f"are {BACKWARD_RULES}")
+        rules = self.rules_for(rule)
+        relevance = any(isinstance(r, RelevanceRule) for r in rules)
+        ledger = [] if relevance else None
         scores = self._activations[-1]
         check_array(grad_scores, f"{kind}.backward: grad_scores")
         if grad_scores.shape != scores.shape:
@@ -269,18 +291,84 @@ class Graph:
                     grad = np.zeros_like(self._activations[i])
                 gradients[i] = grad
                 if i == stop:
-                    self._gradients = gradients
+                    self._gradients, self._ledger = gradients, ledger
                     return grad
-                grad_in = layer.backward(grad, rule=rule) if isinstance(layer, Activation) \
-                    else layer.backward(grad)
+                node_rule = rules[i]
+                layer.__dict__.pop("_absorbed", None)
+                if isinstance(node_rule, str) and not isinstance(layer, Activation):
+                    grad_in = layer.backward(grad)  # the chain rule (a user's layer too)
+                else:
+                    grad_in = layer.backward(grad, node_rule)
                 grad_in = grad_in if isinstance(grad_in, tuple) else (grad_in,)
+                if ledger is not None:
+                    ledger.append(_ledger_entry(name, layer, node_rule, grad, grad_in))
                 for read, g in zip(self.inputs[i], grad_in):
                     # A value read by several nodes (a skip connection, a branch) gets the SUM
                     # of the gradients coming back from all of them: this line is where a
                     # residual network's identity path adds its gradient to the block's.
                     grads[read] = g if read not in grads else grads[read] + g
         self._gradients = gradients
-        return grads.get(INPUT, np.zeros_like(self._input))
+        grad_x = grads.get(INPUT, np.zeros_like(self._input))
+        if ledger is not None:
+            ledger.append({"name": INPUT, "layer": "input", "rule": "",
+                           "relevance_out": per_image(grad_x)})
+        self._ledger = ledger
+        return grad_x
+
+    def rules_for(self, rule) -> list:
+        """The backward rule of every node, in order, each checked against its layer
+        (``Layer.check_rule``: a rule that does not apply names the layer, the rule and what
+        applies). ``rule`` is
+
+        - "gradient", "guided", "deconvnet" or ``Rescale()``: the same for every node;
+        - an LRP rule (``Epsilon()``, ``ZPlus()``, ...): that rule for every layer with weights,
+          and each other layer its own default (Pass through activations and max-pools,
+          Epsilon through additions and average pools, with the rule's epsilon or
+          stabilizer);
+        - a ``Composite``: its choice per node (``rules.Composite``);
+        - a dict {node name, layer type or type name: LRP rule}: those, and each other layer
+          its default; a layer with weights left out is a ValueError naming it.
+        """
+        names, layers = self.names, self.layers
+        if isinstance(rule, (str, Rescale)):
+            rules = [rule] * len(layers)
+        elif isinstance(rule, RelevanceRule):
+            stabilizer = rule.epsilon if isinstance(rule, Epsilon) else \
+                getattr(rule, "stabilizer", 1e-6)
+            rules = Composite(name=rule_name(rule), otherwise=rule,
+                              stabilizer=stabilizer).rules_for(names, layers)
+        elif isinstance(rule, Composite):
+            rules = rule.rules_for(names, layers)
+        elif isinstance(rule, dict):
+            rules = Composite.from_mapping(rule, names, layers).rules_for(names, layers)
+        else:
+            raise TypeError(f"{type(self).__name__}.backward: rule must be one of "
+                            f"{BACKWARD_RULES}, Rescale(), an LRP rule (Epsilon(), ZPlus(), "
+                            f"...), a Composite or a dict of them, got {rule!r}")
+        for layer, node_rule in zip(layers, rules):
+            layer.check_rule(node_rule)
+        return rules
+
+    def ledger(self) -> list:
+        """The relevance ledger of the last backward pass (under LRP rules), from the score's
+        node back to the input: one dict per node, each value an array (N,) per image,
+
+            {"name", "layer" (its type), "rule" (as the command line names it),
+             "relevance_out": the relevance that reached the node's output,
+             "relevance_in": what it passed on to its inputs (all of them),
+             "bias", "stabiliser", "batchnorm": what the bias, the stabiliser and a
+                BatchNorm's shift took (negative: created),
+             "residual": out - in - bias - stabiliser - batchnorm, what no term accounts for
+                (rounding; relevance a rule dropped, e.g. at an output exactly 0)}
+
+        and a last {"name": "input", "relevance_out": the total relevance of the input}.
+        Summed over the nodes, the absorbed terms and residuals are the score's relevance
+        minus the input's."""
+        if self._ledger is None:
+            raise ValueError(f"{type(self).__name__}.ledger: the last backward pass carried no "
+                             f"relevance; run backward with an LRP rule (Epsilon(), ZPlus(), a "
+                             f"Composite) after a forward pass")
+        return self._ledger
 
     # --- what flowed through the network --------------------------------------------------------
 
@@ -430,6 +518,18 @@ def as_model(nodes, meta: dict | None = None) -> Graph:
     if graph.is_chain():
         return Sequential(list(zip(graph.names, graph.layers)), graph.meta)
     return graph
+
+
+def _ledger_entry(name, layer, rule, relevance, shares) -> dict:
+    """One node's line of the relevance ledger (see ``Graph.ledger``)."""
+    absorbed = layer.__dict__.pop("_absorbed", {})
+    out, passed = per_image(relevance), sum(per_image(share) for share in shares)
+    entry = {"name": name, "layer": type(layer).__name__, "rule": rule_name(rule),
+             "relevance_out": out, "relevance_in": passed}
+    for term in ("bias", "stabiliser", "batchnorm"):
+        entry[term] = np.asarray(absorbed.get(term, np.zeros(len(out))), np.float64)
+    entry["residual"] = out - passed - entry["bias"] - entry["stabiliser"] - entry["batchnorm"]
+    return entry
 
 
 def _rule_argument(rule, relu_rule, where) -> tuple:

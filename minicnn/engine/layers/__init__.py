@@ -9,8 +9,10 @@ weights load without transposes and PyTorch can serve as the test oracle. A laye
 
 ``Add``, ``Concat`` and ``Mul`` join branches of a graph (``minicnn.engine.model.Graph``): they
 take several inputs, ``forward(a, b, ...)``, and their ``backward`` returns one gradient per
-input. Activations (``Activation``: ReLU, ReLU6, Hardtanh, Hardswish, SiLU, Sigmoid,
-Hardsigmoid) take a second argument, ``backward(grad_out, rule)``, the saliency methods' rule.
+input. Every layer's backward takes a second argument, ``backward(grad_out, rule)``: the
+gradient by default, the saliency methods' rules at the activations, the LRP rules and
+DeepLIFT's Rescale (``rules.py``); each layer says, beside its chain rule, which rules apply
+to it and what they do there (``relevance_rules``, ``rescale``).
 
 Only gradients with respect to the input are computed: minicnn explains trained networks
 (saliency maps), it does not train them, so there are no parameter gradients and no training
@@ -66,6 +68,8 @@ from minicnn.engine.layers.joins import Add, Concat, Mul
 from minicnn.engine.layers.norm import (LRN, BatchNorm2d, batchnorm_scale_shift,
                                         fold_batchnorm)
 from minicnn.engine.layers.pooling import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d
+from minicnn.engine.layers.rules import (AlphaBeta, Composite, Epsilon, Flat, Gamma, Pass,
+                                         RelevanceRule, Rescale, WSquare, ZBox, ZPlus)
 from minicnn.engine.layers.shape import ChannelShuffle, ChannelSlice, ZeroPad2d
 
 __all__ = [
@@ -74,6 +78,8 @@ __all__ = [
     "Flatten", "Linear", "Dropout", "BatchNorm2d", "LRN", "Add", "Concat", "Mul", "ZeroPad2d",
     "ChannelShuffle", "ChannelSlice", "BACKWARD_RULES", "RELU_RULES",
     "LAYER_TYPES", "layer_from_config", "pair", "batchnorm_scale_shift", "fold_batchnorm",
+    "RelevanceRule", "Epsilon", "Gamma", "AlphaBeta", "ZPlus", "ZBox", "Flat", "WSquare",
+    "Pass", "Rescale", "Composite",
 ]
 
 LAYER_TYPES = {cls.__name__: cls for cls in

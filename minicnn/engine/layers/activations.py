@@ -28,6 +28,17 @@ modules only, so on a network of ReLU6 or Hardswish units (MobileNet, EfficientN
 return the plain gradient. minicnn applies the rules to every rectifier instead, so that
 guided backprop on MobileNetV2 is guided backprop; on a network whose only activations are
 ReLUs and gates the two agree (tested).
+
+Two more rules pass through every activation alike (``rules.py``):
+
+- LRP's ``Pass``: the relevance of each output goes to the input at the same place,
+  unchanged. An activation does not mix elements, so there is nothing to share out; what
+  it switched off carries no relevance anyway, because the next layer's rule gives each of
+  its inputs relevance in proportion to its value (zennit's Pass; Captum's LRP does the same
+  at a ReLU). A gate (Sigmoid in squeeze-and-excitation) sits on the gate's branch, which
+  the product (``joins.Mul``) gives no relevance.
+- DeepLIFT's ``Rescale``: the multiplier (f(x) - f(x0)) / (x - x0) against the reference
+  x0, the derivative where |x - x0| < eps (Captum's ``nonlinear``).
 """
 from __future__ import annotations
 
@@ -39,6 +50,7 @@ import numpy as np
 from minicnn.engine import kernels
 from minicnn.engine.kernels import RELU_RULES
 from minicnn.engine.layers.base import Layer
+from minicnn.engine.layers.rules import Pass, Rescale, rescale_quotient
 
 __all__ = ["Activation", "ReLU", "Hardtanh", "ReLU6", "Hardswish", "Hardsigmoid", "SiLU",
            "Sigmoid", "BACKWARD_RULES", "RELU_RULES", "sigmoid"]
@@ -78,10 +90,14 @@ class Activation(Layer):
 
     - "gradient":  chain(grad_out, x), the derivative;
     - "guided":    chain(max(grad_out, 0), x) for a rectifier; the gradient for a gate;
-    - "deconvnet": max(grad_out, 0) for a rectifier (x ignored); the gradient for a gate.
+    - "deconvnet": max(grad_out, 0) for a rectifier (x ignored); the gradient for a gate;
+    - Pass():      grad_out itself (LRP: relevance passes through, element by element);
+    - Rescale():   DeepLIFT's multiplier, (f(x) - f(x0)) / (x - x0) (see the module docstring).
     """
 
     rectifier: bool = False
+    relevance_rules = {Pass: "relevance passes through unchanged, element by element"}
+    rescale = "(f(x) - f(x0)) / (x - x0); the derivative where |x - x0| < eps"
 
     def function(self, x):
         """x: any shape -> f(x), a new array of that shape and dtype"""
@@ -96,27 +112,34 @@ class Activation(Layer):
         self._check_input(x)
         out = self.function(x)
         self._x = x  # every chain rule here reads the forward input
+        self._out = out  # DeepLIFT's quotient reads the output too
         self._remember(x, out)
         return out
 
     def backward(self, grad_out, rule="gradient"):
         """grad_out: shape of x -> grad_x: shape of x, by ``rule`` (see the class docstring)"""
         grad_out = self._check_rule_and_grad(grad_out, rule)
+        if isinstance(rule, Pass):                    # LRP: relevance passes, element by element
+            return grad_out
+        if isinstance(rule, Rescale):                 # DeepLIFT: a difference quotient
+            return rescale_quotient(grad_out, self._x, self._out, rule.eps,
+                                    lambda: self.chain(grad_out, self._x))
         if rule == "gradient" or not self.rectifier:
             return self.chain(grad_out, self._x)
         positive = np.maximum(grad_out, 0)            # the signal, rectified
         return positive if rule == "deconvnet" else self.chain(positive, self._x)
 
+    def default_relevance_rule(self, stabilizer):
+        return Pass()
+
     def infer(self, x):
         """x: any shape -> f(x), nothing kept for backward."""
         self._check_input(x)
-        self._x = self._out_shape = None  # a backward now needs a new forward
+        self._x = self._out = self._out_shape = None  # a backward now needs a new forward
         return self.function(x)
 
     def _check_rule_and_grad(self, grad_out, rule):
-        if rule not in BACKWARD_RULES:
-            raise ValueError(f"{self.describe()}: unknown backward rule {rule!r}; "
-                             f"valid rules are {BACKWARD_RULES}")
+        self.check_rule(rule)
         return self._check_grad(grad_out)
 
 
@@ -145,6 +168,8 @@ class ReLU(Activation):
 
     def backward(self, grad_out, rule="gradient"):
         """grad_out: shape of x -> grad_x: shape of x"""
+        if not isinstance(rule, str):                 # Pass, Rescale: as every activation
+            return super().backward(grad_out, rule)
         grad_out = self._check_rule_and_grad(grad_out, rule)
         # the three rules, one line each: minicnn/engine/kernels/reference.py, relu_backward
         return kernels.active().relu_backward(grad_out, self._x, rule)
@@ -156,7 +181,7 @@ class ReLU(Activation):
         self._check_input(x)
         inplace = inplace and x.flags.c_contiguous and x.flags.writeable
         out = kernels.active().relu_forward(x, out=x if inplace else None)
-        self._x = self._out_shape = None  # a backward now needs a new forward
+        self._x = self._out = self._out_shape = None  # a backward now needs a new forward
         return out
 
 

@@ -8,6 +8,8 @@ import numpy as np
 
 from minicnn._checks import FLOAT_DTYPES, check_array
 from minicnn.engine.frozen import freeze, placeholder
+from minicnn.engine.kernels import RELU_RULES
+from minicnn.engine.layers.rules import RelevanceRule, Rescale, ZBox, rule_name
 
 __all__ = ["Layer", "pair", "uniform"]
 
@@ -59,6 +61,12 @@ class Layer:
     name: str | None = None
     _params: tuple = ()  # names of the array attributes that hold weights
     _buffers: tuple = ()  # arrays that are not weights but load with them (running statistics)
+    _kept: tuple = ()  # what forward keeps for backward only (``infer`` does not keep it)
+    # The rules of the backward pass (``rules.py``) besides the gradient's: the LRP rules
+    # this layer applies, {rule class: what it does here}, and what DeepLIFT's Rescale does
+    # here (None: a layer minicnn does not know; every layer of minicnn's says).
+    relevance_rules: dict = {}
+    rescale: str | None = None
 
     def __setattr__(self, attr, value):
         """A weight or buffer is stored as a read-only copy, and what the layer derived from
@@ -90,9 +98,15 @@ class Layer:
 
     def infer(self, *xs):
         """The forward output when no backward pass will follow (``Graph.predict``): the same
-        values as ``forward``. Layers that keep something only for backward override it to
-        skip that work (ReLU, MaxPool2d)."""
-        return self.forward(*xs)
+        values as ``forward``, without holding on to what only backward needs (``_kept``:
+        the inputs a rule reads). Layers that compute something only for backward override
+        it to skip that work (ReLU, MaxPool2d)."""
+        out = self.forward(*xs)
+        for attr in self._kept:
+            setattr(self, attr, None)
+        if self._kept:
+            self._out_shape = None  # a backward now needs a new forward
+        return out
 
     # --- description -------------------------------------------------------------------------
 
@@ -138,6 +152,53 @@ class Layer:
             cache[(attr, dtype)] = freeze(value, _ArrayName(self, attr), dtype)
         return cache[(attr, dtype)]
 
+    def _derived(self, key, make):
+        """An array derived from the weights, ``make()``, computed once and kept with the casts
+        until a weight is assigned again; read-only, so that the fast kernels may keep what they
+        derive from it in turn (Winograd's transformed filters). key: (attr, dtype, how), e.g.
+        ("weight", float32, "positive") for an LRP rule's w+."""
+        cache = self.__dict__.setdefault("_cast_cache", {})
+        if key not in cache:
+            cache[key] = freeze(make(), _ArrayName(self, key[0]), copy=False)
+        return cache[key]
+
+    # --- rules of the backward pass ----------------------------------------------------------
+
+    def default_relevance_rule(self, stabilizer: float):
+        """The LRP rule a composite gives this layer unless told otherwise (``rules.Composite``);
+        None for a layer whose rule must be chosen (one with weights)."""
+        return None
+
+    def check_rule(self, rule) -> None:
+        """ValueError (TypeError for a rule of the wrong kind) unless ``backward`` can apply
+        ``rule`` here; the message names the layer, the rule and what applies."""
+        if isinstance(rule, str):
+            if rule not in RELU_RULES:
+                raise ValueError(f"{self.describe()}: unknown backward rule {rule!r}; valid "
+                                 f"rules are {RELU_RULES}")
+            return
+        if isinstance(rule, Rescale):
+            if self.rescale is None:
+                raise ValueError(f"{self.describe()}: DeepLIFT's rescale rule does not know this "
+                                 f"layer; give it a class attribute rescale and a backward that "
+                                 f"takes the rule (minicnn/engine/layers/rules.py)")
+            return
+        if not isinstance(rule, RelevanceRule):
+            raise TypeError(f"{self.describe()}: a backward rule is one of {RELU_RULES}, an LRP "
+                            f"rule (Epsilon(), ZPlus(), ...) or Rescale(), got {rule!r}")
+        if type(rule) not in self.relevance_rules:
+            applies = "; ".join(f"{cls.__name__} ({what})"
+                                for cls, what in self.relevance_rules.items()) or \
+                "none: minicnn has no LRP rule for this layer"
+            raise ValueError(f"{self.describe()}: the LRP rule {rule_name(rule)} does not apply "
+                             f"to this layer; what applies here: {applies}")
+        if isinstance(rule, ZBox) and rule.low is None:
+            raise ValueError(f"{self.describe()}: the rule z-box needs the input's bounds, "
+                             f"ZBox(low, high): the lowest and highest value each input can take "
+                             f"(for an image normalised per channel, (0 - mean) / std and "
+                             f"(1 - mean) / std); or use a first-layer rule that needs none, "
+                             f"Flat() or WSquare()")
+
     # --- checks at the public boundary ------------------------------------------------------
 
     def _check_input(self, x, ndim=None, shape_hint=""):
@@ -147,6 +208,11 @@ class Layer:
     def _remember(self, x, out):
         """Record the forward shapes and dtype, for backward's checks."""
         self._in_shape, self._out_shape, self._dtype = x.shape, out.shape, x.dtype
+
+    def _check_backward(self, grad_out, rule):
+        """``check_rule(rule)``, then ``_check_grad(grad_out)``: the start of every backward."""
+        self.check_rule(rule)
+        return self._check_grad(grad_out)
 
     def _check_grad(self, grad_out):
         """grad_out must match the last forward output's shape; it is cast to its dtype."""

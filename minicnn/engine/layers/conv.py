@@ -1,5 +1,10 @@
 """Convolution: ``Conv2d``, forward and backward to its input side by side; the loops are
-the kernels' ``conv2d_forward`` and ``conv2d_backward_input`` (``kernels/reference.py``)."""
+the kernels' ``conv2d_forward`` and ``conv2d_backward_input`` (``kernels/reference.py``).
+
+Its LRP rules are those of every layer z = W x + b, written once in ``rules.py``
+(``linear_relevance``) in terms of this layer's own two kernels: ``_apply`` (the convolution
+with other weights, e.g. w+ for z-plus) and ``_apply_transposed`` (the chain rule's kernel,
+W^T c). A grouped or depthwise convolution needs nothing more."""
 from __future__ import annotations
 
 import math
@@ -8,6 +13,7 @@ import numpy as np
 
 from minicnn.engine import kernels
 from minicnn.engine.layers.base import Layer, pair, uniform
+from minicnn.engine.layers.rules import WEIGHT_RULES, RelevanceRule, linear_relevance
 
 __all__ = ["Conv2d"]
 
@@ -18,6 +24,7 @@ class Conv2d(Layer):
     - weight: (F, C // groups, KH, KW); bias: (F,) or None
     - forward: x (N, C, H, W) -> out (N, F, OH, OW), OH = 1 + (H + 2*ph - dh*(KH-1) - 1) // sh
     - backward: grad_out (N, F, OH, OW) -> grad_x (N, C, H, W); needs only w and x's shape
+      (an LRP rule reads x and out too: ``rules.linear_relevance``)
 
     groups: the C input channels and F filters are cut into ``groups`` equal groups, and the
     filters of group g see only the channels of group g (ResNeXt's grouped convolutions);
@@ -31,6 +38,9 @@ class Conv2d(Layer):
     """
 
     _params = ("weight", "bias")
+    _kept = ("_x", "_z")
+    relevance_rules = WEIGHT_RULES
+    rescale = "the chain rule: a linear map's multipliers are its gradient"
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, bias=True,
                  *, groups=1, dilation=1, dtype=np.float32, rng=None, init=True):
@@ -74,16 +84,34 @@ class Conv2d(Layer):
                              f"got input of shape {x.shape}")
         self._check_dilated_window(x)
         w, b = self._weight_as("weight", x.dtype), self._weight_as("bias", x.dtype)
-        out = kernels.active().conv2d_forward(x, w, b, self.stride, self.padding,
-                                              self.dilation, self.groups)
+        out = self._apply(x, w, b)
+        self._x, self._z = x, out  # read by the LRP rules only (references, no copies)
         self._remember(x, out)
         return out
 
-    def backward(self, grad_out):
-        """grad_out: (N, F, OH, OW) -> grad_x: (N, C, H, W)"""
-        grad_out = self._check_grad(grad_out)
-        w = self._weight_as("weight", grad_out.dtype)
-        return kernels.active().conv2d_backward_input(grad_out, w, self.stride, self.padding,
+    def backward(self, grad_out, rule="gradient"):
+        """grad_out: (N, F, OH, OW) -> grad_x: (N, C, H, W).
+
+        The gradient (and the saliency rules, which change activations only, and DeepLIFT,
+        whose multipliers through a linear map are its gradient): W^T grad_out. An LRP rule
+        (``rules.WEIGHT_RULES``): relevance R = grad_out shared among the inputs by the rule,
+        R_in = x' * W'^T (R / z'), the same few lines for Conv2d and Linear
+        (``rules.linear_relevance``)."""
+        grad_out = self._check_backward(grad_out, rule)
+        if isinstance(rule, RelevanceRule):
+            R_in, self._absorbed = linear_relevance(self, rule, grad_out)
+            return R_in
+        return self._apply_transposed(grad_out, self._weight_as("weight", grad_out.dtype))
+
+    def _apply(self, x, w, b):
+        """This convolution with weights w (F, C // groups, KH, KW) and bias b: (N, C, H, W) ->
+        (N, F, OH, OW)."""
+        return kernels.active().conv2d_forward(x, w, b, self.stride, self.padding,
+                                               self.dilation, self.groups)
+
+    def _apply_transposed(self, c, w):
+        """W^T c for weights w: (N, F, OH, OW) -> (N, C, H, W), the chain rule's kernel."""
+        return kernels.active().conv2d_backward_input(c, w, self.stride, self.padding,
                                                       self._in_shape, self.dilation,
                                                       self.groups)
 

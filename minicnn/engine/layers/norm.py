@@ -10,6 +10,7 @@ from numbers import Real
 import numpy as np
 
 from minicnn.engine.layers.base import Layer, uniform
+from minicnn.engine.layers.rules import Epsilon, Pass, Rescale, divide, per_image, rescale_quotient
 
 __all__ = ["BatchNorm2d", "LRN", "batchnorm_scale_shift", "fold_batchnorm"]
 
@@ -27,10 +28,25 @@ class BatchNorm2d(Layer):
 
     A BatchNorm right after a convolution can be folded into it (``fold_batchnorm``, the
     default when importing a torch model): the same function with one layer fewer.
+
+    LRP: FOLDED where it can be, a rule of its own where it cannot. minicnn's importers
+    fold every BatchNorm that follows a convolution into it, once, at load time (zennit's
+    canonizers do the same before explaining), so the convolution's rule sees the weights
+    that really act on its input (a negative scale flips which contributions z-plus counts
+    as positive). A BatchNorm that follows anything else (DenseNet's, after a
+    concatenation and before a ReLU) cannot be folded into a linear layer before it; its
+    own rule is Epsilon's on its affine map, R_in = x * scale * R / stabilised(y): the
+    share of the shift goes nowhere, as a bias's does, and the ledger shows it in its own
+    column (Captum's LRP gives BatchNorm2d the epsilon rule too). DeepLIFT: an affine map's
+    multipliers are its gradient.
     """
 
     _params = ("weight", "bias")
     _buffers = ("running_mean", "running_var")
+    _kept = ("_x", "_z")
+    relevance_rules = {Epsilon: "its own rule: R_in = x scale R / stabilised(y); the shift "
+                                "takes its share, as a bias does"}
+    rescale = "the chain rule: an affine map's multipliers are its gradient"
 
     def __init__(self, num_features, eps=1e-5, *, dtype=np.float32, init=True):
         self.num_features, self.eps = int(num_features), float(eps)
@@ -60,15 +76,25 @@ class BatchNorm2d(Layer):
             raise ValueError(f"{self.describe()}: expected {self.num_features} channels, got "
                              f"input of shape {x.shape}")
         scale, shift = self.scale_shift(x.dtype)
-        self._scale = scale
+        self._scale, self._shift = scale, shift
         out = x * scale[:, None, None] + shift[:, None, None]          # (N, C, H, W)
+        self._x, self._z = x, out  # read by LRP's Epsilon only
         self._remember(x, out)
         return out
 
-    def backward(self, grad_out):
-        """grad_out: (N, C, H, W) -> grad_x: (N, C, H, W), grad_out * scale per channel"""
-        grad_out = self._check_grad(grad_out)
+    def backward(self, grad_out, rule="gradient"):
+        """grad_out: (N, C, H, W) -> grad_x: (N, C, H, W), grad_out * scale per channel;
+        LRP's Epsilon: x * scale * R / stabilised(y) (see the class docstring)"""
+        grad_out = self._check_backward(grad_out, rule)
+        if isinstance(rule, Epsilon):
+            c, step = divide(grad_out, self._z, rule.epsilon)
+            self._absorbed = {"batchnorm": per_image(c * self._shift[:, None, None]),
+                              "stabiliser": per_image(c * step)}
+            return self._x * c * self._scale[:, None, None]
         return grad_out * self._scale[:, None, None]
+
+    def default_relevance_rule(self, stabilizer):
+        return Epsilon(stabilizer)
 
 
 class LRN(Layer):
@@ -95,7 +121,18 @@ class LRN(Layer):
       and "j in window(c)" is c in j - (size-1)//2 .. j + size//2: the window mirrored.
     Arguments and defaults are PyTorch's: size >= 1, alpha = 1e-4, beta = 0.75, k = 1 (k > 0
     keeps d positive).
+
+    LRP: ``Pass``, the relevance of each output to the input at the same place. LRN divides
+    each value by a positive factor of its neighbours' energy: it never changes a sign and
+    never moves a value, so, as at an activation, there is nothing to share out (Binder et
+    al. 2016, arXiv:1604.00825, derive a Taylor-based alternative). DeepLIFT: the quotient
+    (out - out0) / (x - x0) element by element, so that the multipliers still add up to
+    the change of the outputs (the derivative where |x - x0| < eps).
     """
+
+    _kept = ("_x", "_d", "_out")
+    relevance_rules = {Pass: "relevance passes through unchanged, element by element"}
+    rescale = "(out - out0) / (x - x0) element by element; the gradient where |x - x0| < eps"
 
     def __init__(self, size, alpha=1e-4, beta=0.75, k=1.0):
         if not isinstance(size, (int, np.integer)) or isinstance(size, bool):
@@ -117,13 +154,24 @@ class LRN(Layer):
         squares = _channel_window_sum(x * x, self.size // 2, (self.size - 1) // 2)
         d = squares * (self.alpha / self.size) + self.k                    # (N, C, H, W)
         out = x / d ** self.beta
-        self._x, self._d = x, d
+        self._x, self._d, self._out = x, d, out
         self._remember(x, out)
         return out
 
-    def backward(self, grad_out):
+    def default_relevance_rule(self, stabilizer):
+        return Pass()
+
+    def backward(self, grad_out, rule="gradient"):
         """grad_out: (N, C, H, W) -> grad_x: (N, C, H, W)"""
-        grad_out = self._check_grad(grad_out)
+        grad_out = self._check_backward(grad_out, rule)
+        if isinstance(rule, Pass):
+            return grad_out
+        if isinstance(rule, Rescale):
+            return rescale_quotient(grad_out, self._x, self._out, rule.eps,
+                                    lambda: self._chain(grad_out))
+        return self._chain(grad_out)
+
+    def _chain(self, grad_out):
         x, d = self._x, self._d
         through_d = grad_out * x * d ** (-self.beta - 1)                  # (N, C, H, W)
         # each x[j] is in the windows of channels j - (size-1)//2 .. j + size//2

@@ -12,12 +12,29 @@ They let minicnn run two families of torchvision-style networks:
   up there (``Graph.backward``), which fills in each half's channels.
 - TensorFlow's "same" padding (EfficientNet-Lite and other ports): a ``ZeroPad2d`` with the
   (possibly uneven) padding TensorFlow would add, then a Conv2d with padding 0.
+
+Every other backward rule (``rules.py``) passes through them the same way: relevance and
+DeepLIFT's multipliers move with the values, as the gradient does (LRP's ``Pass``). What an
+LRP rule sends to the padding's zeros (the flat and w^2 rules give every position a share)
+is cropped off with them, and shows in the relevance ledger's residual.
 """
 from __future__ import annotations
 
 import numpy as np
 
 from minicnn.engine.layers.base import Layer
+from minicnn.engine.layers.rules import Pass
+
+
+class _MovesValues:
+    """The rules of a layer that only moves values: every rule routes the signal back as the
+    gradient does."""
+
+    relevance_rules = {Pass: "relevance moves back with the values"}
+    rescale = "the chain rule (values only move)"
+
+    def default_relevance_rule(self, stabilizer):
+        return Pass()
 
 __all__ = ["ZeroPad2d", "ChannelShuffle", "ChannelSlice"]
 
@@ -26,7 +43,7 @@ def _is_int(value) -> bool:
     return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
 
-class ZeroPad2d(Layer):
+class ZeroPad2d(_MovesValues, Layer):
     """Zeros around the image, as torch.nn.ZeroPad2d without its negative padding.
 
     padding: an int (every side) or (left, right, top, bottom), torch's order (the last axis
@@ -60,9 +77,9 @@ class ZeroPad2d(Layer):
         self._remember(x, out)
         return out
 
-    def backward(self, grad_out):
+    def backward(self, grad_out, rule="gradient"):
         """grad_out: (N, C, top + H + bottom, left + W + right) -> (N, C, H, W)"""
-        grad_out = self._check_grad(grad_out)
+        grad_out = self._check_backward(grad_out, rule)
         left, _, top, _ = self.padding
         H, W = self._in_shape[2:]
         return grad_out[:, :, top:top + H, left:left + W]                    # (N, C, H, W)
@@ -71,7 +88,7 @@ class ZeroPad2d(Layer):
         return {"type": "ZeroPad2d", "padding": list(self.padding)}
 
 
-class ChannelShuffle(Layer):
+class ChannelShuffle(_MovesValues, Layer):
     """Channels regrouped, as torch.nn.ChannelShuffle and ShuffleNet's ``channel_shuffle``:
     the C = groups * k channels are read as ``groups`` groups of k, and the output takes the
     first channel of every group, then the second of every group, and so on.
@@ -103,9 +120,9 @@ class ChannelShuffle(Layer):
         self._remember(x, out)
         return out
 
-    def backward(self, grad_out):
+    def backward(self, grad_out, rule="gradient"):
         """grad_out: (N, C, H, W) -> (N, C, H, W), channels put back"""
-        grad_out = self._check_grad(grad_out)
+        grad_out = self._check_backward(grad_out, rule)
         N, C, H, W = grad_out.shape
         grad = grad_out.reshape(N, C // self.groups, self.groups, H, W)  # (N, k, groups, H, W)
         grad = grad.transpose(0, 2, 1, 3, 4)                             # (N, groups, k, H, W)
@@ -115,7 +132,7 @@ class ChannelShuffle(Layer):
         return {"type": "ChannelShuffle", "groups": self.groups}
 
 
-class ChannelSlice(Layer):
+class ChannelSlice(_MovesValues, Layer):
     """Channels start, ..., stop - 1 of the input: ``x[:, start:stop]``, as one of the halves
     of ShuffleNet V2's ``x.chunk(2, dim=1)`` (one ChannelSlice node per half, both reading x).
 
@@ -146,9 +163,9 @@ class ChannelSlice(Layer):
         self._remember(x, out)
         return out
 
-    def backward(self, grad_out):
+    def backward(self, grad_out, rule="gradient"):
         """grad_out: (N, stop - start, H, W) -> (N, C, H, W), zero outside start:stop"""
-        grad_out = self._check_grad(grad_out)
+        grad_out = self._check_backward(grad_out, rule)
         grad = np.zeros(self._in_shape, grad_out.dtype)          # (N, C, H, W)
         grad[:, self.start:self.stop] = grad_out
         return grad
