@@ -31,7 +31,7 @@ passes side by side would not finish sooner; a copy per request would hold a sec
 activations and lose the remembered forward pass. The MAIN thread, because the engine's
 thread pool driven from any other thread ran the shipped model's occlusion 10-30 times
 slower here (1.7 s against 20-55 s, measured on the loaded 2-core machine; with
-MINICNN_NUM_THREADS=1 the gap disappears), an engine matter reported beside this module.
+MINICNN_NUM_THREADS=1 the gap disappears; docs/explore.md), a matter for the engine.
 Until a thread calls ``run_forever`` (in a library or a test), a job runs in the thread
 that asks, one at a time under a lock.
 """

@@ -92,8 +92,6 @@ def _encode(value):
                 "data": base64.b64encode(a.tobytes()).decode("ascii")}
     if isinstance(value, np.generic):
         return value.item()
-    if isinstance(value, tuple):
-        return list(value)
     raise TypeError(f"cannot encode {type(value).__name__}")
 
 
