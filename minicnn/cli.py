@@ -11,6 +11,7 @@ function, and prints what it returned. Where a command runs many images the loop
     minicnn evaluate                     localisation and deletion/insertion on the test split
     minicnn attribute FOLDER --out STORE maps for a whole dataset on Dask, into a Zarr store
     minicnn fetch NAME                   a pretrained ImageNet network, into the cache (--model NAME)
+    minicnn explore [IMAGE ...]          the whole recipe in a local browser page, offline
     minicnn convert CHECKPOINT.pth       a torchvision checkpoint -> a minicnn .npz
 
 ``minicnn COMMAND --help`` lists every option with its default.
