@@ -21,8 +21,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from minicnn import fold_batchnorm
 from minicnn.io import zoo
+from minicnn.io.convert import fold_state_dict
 from tests.helpers.torchvision_oracle import (LITE0_BLOCKS, LITE0_BN_EPS, efficientnet_lite0,
                                               import_torchvision)
 
@@ -273,22 +273,7 @@ def build(name, seed=0, num_classes=1000):
 def fold_checkpoint(state, arch, num_classes=1000, dtype=np.float32):
     """A torchvision-layout state dict ({key: numpy array}, BatchNorm unfolded, as torch's
     ``state_dict()`` or ``minicnn.io.checkpoint.read_state_dict`` give it) -> the state dict of
-    ``zoo.build(arch)``: old key names brought up to date, each BatchNorm folded into its
-    convolution with the network's eps (``zoo.batchnorm_eps``), in float64 then ``dtype``;
-    keys the network does not read (GoogLeNet's auxiliary heads) dropped.
-
-    What ``minicnn.io.convert.fold_state_dict`` does for every architecture once it takes the
-    eps from the zoo; written here so that the layouts are tested on their own."""
-    state = zoo.rename_checkpoint_keys(arch, state)
-    folded, eps, out = dict(zoo.batchnorm_pairs(arch)), zoo.batchnorm_eps(arch), {}
-    for key in zoo.model_shapes(arch, num_classes):
-        conv, p = key.rsplit(".", 1)
-        if conv not in folded:
-            out[key] = np.asarray(state[key], dtype)
-        elif p == "weight":
-            bn = folded[conv]
-            w, b = fold_batchnorm(np.asarray(state[key], np.float64), state.get(f"{conv}.bias"),
-                                  *(state[f"{bn}.{q}"] for q in ("weight", "bias", "running_mean",
-                                                                 "running_var")), eps)
-            out[key], out[f"{conv}.bias"] = w.astype(dtype), b.astype(dtype)
-    return out
+    ``zoo.build(arch)`` in ``dtype``, as ``minicnn convert`` makes it: older key names brought
+    up to date, each BatchNorm folded into its convolution with the network's eps, the keys
+    the network does not read (GoogLeNet's auxiliary heads) left out."""
+    return fold_state_dict(zoo.rename_checkpoint_keys(arch, state), arch, num_classes, dtype)

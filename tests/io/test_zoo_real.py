@@ -115,3 +115,17 @@ def test_float64_gradient_on_a_photo_is_torchs(torch, tv_like, pair):
     seed[0, index] = 1
     grad, want = model.backward(seed), xt.grad.numpy()
     assert np.abs(grad - want).max() < 1e-9 * np.abs(want).max()
+
+
+def test_converted_file_carries_the_networks_preprocessing(torch, pair, tmp_path):
+    """``minicnn convert`` (what ``minicnn fetch`` runs) writes the network with its own
+    preprocessing and Grad-CAM layer, and the same scores."""
+    import minicnn
+    from minicnn.io.convert import convert_checkpoint
+    arch, model, _, _ = pair
+    loaded = minicnn.load(convert_checkpoint(checkpoint(arch), arch, tmp_path / f"{arch}.npz"))
+    mean = [127 / 255] * 3 if arch == "efficientnet_lite0" else list(imagenet.PREPROCESS.mean)
+    assert loaded.meta["preprocess"]["mean"] == pytest.approx(mean)
+    assert loaded.meta["cam_layer"] == zoo.ARCH_META[arch]["cam_layer"]
+    x = np.random.default_rng(0).normal(size=(1, 3, 64, 64)).astype(np.float32)
+    np.testing.assert_array_equal(loaded.forward(x), model.forward(x))
