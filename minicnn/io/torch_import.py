@@ -14,7 +14,8 @@ machinery: a graph of calls to leaf modules (Conv2d, ReLU, ...) and functions (`
   ``flatten`` at the top level; ``x.view(x.size(0), -1)`` is a Flatten too.
 - a few torch idioms are recognised as a whole and become one node each: ShuffleNet's
   ``channel_shuffle`` (``x.view(b, g, c // g, h, w)``, ``torch.transpose(x, 1, 2)``,
-  ``.contiguous()``, ``x.view(b, c, h, w)``: a ``ChannelShuffle`` named ``<scope>.channel_shuffle``),
+  ``.contiguous()``, ``x.view(b, c, h, w)``: a ``ChannelShuffle``,
+  ``<scope>.channel_shuffle``),
   ``x.chunk(n, dim=1)`` (one ``ChannelSlice`` per part used: ``<scope>.chunk``, ``.chunk.1``),
   ``x.mean([2, 3])`` (a global ``AdaptiveAvgPool2d`` ``<scope>.mean``, then a ``Flatten``
   unless keepdim), and GoogLeNet's ``transform_input`` (each input channel sliced out,
