@@ -125,7 +125,7 @@ def conv(b):
     kernel, strides, dilations, begin, end = _geometry(b, attrs, act, list(w.shape[2:]))
     if kernel != list(w.shape[2:]):
         raise b.refuse(f"kernel_shape {kernel} differs from the weight's {list(w.shape[2:])}")
-    groups, (C, H, W), F = int(attrs.get("group", 1)), act.shape, w.shape[0]
+    groups, C, F = int(attrs.get("group", 1)), act.shape[0], w.shape[0]
     if groups < 1 or w.shape[1] * groups != C or F % groups:
         raise b.refuse(f"a weight of shape {w.shape} with group {groups} does not fit "
                        f"{C} input channels")

@@ -29,7 +29,6 @@ References: the protobuf wire format (protobuf.dev/programming-guides/encoding);
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
