@@ -174,12 +174,10 @@ def test_fold_batchnorm_is_exact_in_float64():
 
 
 @pytest.mark.parametrize("module, message", [
-    (nn.Sequential(nn.Conv2d(3, 4, 3), nn.Sequential(nn.ReLU(), nn.Sigmoid())),
-     r"unsupported module Sigmoid at '1.1'; supported: modules Conv2d"),
-    (nn.Sequential(nn.Conv2d(3, 4, 3, dilation=2)), r"Conv2d with dilation=\(2, 2\), .* at '0'"),
-    (nn.Sequential(nn.ReLU(), nn.Conv2d(4, 4, 3, groups=2)), r"Conv2d with .*groups=2, .* at '1'"),
+    (nn.Sequential(nn.Conv2d(3, 4, 3), nn.Sequential(nn.ReLU(), nn.GELU())),
+     r"unsupported module GELU at '1.1'; supported: modules Conv2d"),
     (nn.Sequential(nn.Conv2d(3, 4, 3, padding=1, padding_mode="reflect")),
-     r"padding_mode='reflect' \(only 1, 1, 'zeros'\) at '0'"),
+     r"padding_mode='reflect' \(only 'zeros'\) at '0'"),
     (nn.Sequential(nn.Conv2d(3, 4, 2, padding="same")), r"padding='same' and the even kernel"),
     (nn.Sequential(nn.MaxPool2d(2, return_indices=True)), r"return_indices=True"),
     (nn.Sequential(nn.MaxPool2d(3, dilation=2)), r"MaxPool2d with dilation=2, .* at '0'"),
@@ -194,13 +192,13 @@ def test_unsupported_modules_are_named(module, message):
         from_torch(module)
 
 
-class Sigmoidal(nn.Module):
+class Tanhed(nn.Module):
     def __init__(self):
         super().__init__()
         self.conv = nn.Conv2d(3, 3, 1)
 
     def forward(self, x):
-        return torch.sigmoid(self.conv(x)).mean((2, 3))
+        return torch.tanh(self.conv(x)).mean((2, 3))
 
 
 class Aliasing(nn.Module):
@@ -214,10 +212,10 @@ class Aliasing(nn.Module):
 
 
 def test_unsupported_functions_name_the_function_and_the_line():
-    with pytest.raises(ValueError, match=r"unsupported function torch.sigmoid at the top-level "
+    with pytest.raises(ValueError, match=r"unsupported function torch.tanh at the top-level "
                                          r"forward \(.*test_torch_import.py:\d+: return "
-                                         r"torch.sigmoid\(self.conv\(x\)\)"):
-        from_torch(Sigmoidal())
+                                         r"torch.tanh\(self.conv\(x\)\)"):
+        from_torch(Tanhed())
     with pytest.raises(ValueError, match=r"in-place operation on 'conv', which \['add'\] read too"):
         from_torch(Aliasing())
     with pytest.raises(TypeError, match=r"from_torch: expected a torch.nn.Module, got list"):
