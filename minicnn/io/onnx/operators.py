@@ -708,7 +708,9 @@ def _cast(b):
     if to not in DTYPES:
         raise b.refuse(f"a cast to type {to}")
     dtype = np.float32 if DTYPES[to] == np.float16 else DTYPES[to].newbyteorder("=")
-    return [_const_inputs(b)[0].astype(dtype)]
+    x = _const_inputs(b)[0]
+    _checked(b, x.shape, dtype, "its output")         # int8 -> int64 is 8 times the bytes
+    return [x.astype(dtype)]
 
 
 def _transpose_const(b):
