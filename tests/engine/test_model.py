@@ -118,7 +118,7 @@ def test_config_round_trip_and_state_dict(rng):
     config = json.loads(json.dumps(model.config()))
     assert config[0] == {"name": "features.0", "type": "Conv2d", "in_channels": 2,
                          "out_channels": 3, "kernel_size": [3, 3], "stride": [1, 1],
-                         "padding": [1, 1], "bias": True}
+                         "padding": [1, 1], "bias": True, "groups": 1, "dilation": [1, 1]}
     copy = Sequential.from_config(config)
     assert copy.names == model.names and copy.config() == model.config()
     assert sorted(model.state_dict()) == sorted([
