@@ -346,3 +346,41 @@ def test_relu_alias_names(tmp_path, rng):
                                                                       name="a")] + nodes
     net = check(make(nodes, weights), tmp_path, rng)
     assert net.names[:2] == ["a", "a.1"] and isinstance(net["a.1"], ReLU)
+
+
+# ----------------------------------------------------------------------------- metadata
+
+@pytest.mark.parametrize("props, resize, mean, std, how", [
+    ({}, 73, [0.485, 0.456, 0.406], [0.229, 0.224, 0.225],
+     "ImageNet's defaults (the file does not say)"),
+    ({"preprocess": '{"resize": 80, "mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]}'}, 80,
+     [0.5] * 3, [0.25] * 3, "the file's metadata (preprocess)"),
+    ({"Image.NominalPixelRange": "Normalized_1_1"}, 73, [0.5] * 3, [0.5] * 3,
+     "the file's metadata (Image.NominalPixelRange Normalized_1_1)"),
+])
+def test_preprocessing_from_the_metadata_or_imagenet(props, resize, mean, std, how, tmp_path,
+                                                     rng):
+    nodes, weights = head("x", 3, rng=rng)
+    onnx.save(make(nodes, weights, shape=(1, 3, 64, 64), meta=props), tmp_path / "m.onnx")
+    net = from_onnx(tmp_path / "m.onnx")
+    assert net.meta["preprocess"] == {"resize": resize, "crop": 64, "mean": mean, "std": std}
+    assert net.meta["input_shape"] == [3, 64, 64]
+    assert f"preprocessing: {how}: resize {resize}, crop 64" in net.meta["onnx"]["notes"][0]
+
+
+def test_class_names_and_open_input_size_from_the_metadata(tmp_path, rng):
+    nodes, weights = head("x", 3, rng=rng)
+    model = make(nodes, weights, meta={"class_names": '["a", "b", "c", "d", "e"]',
+                                       "preprocess": '{"crop": 32, "resize": 40}'})
+    for axis in (2, 3):
+        model.graph.input[0].type.tensor_type.shape.dim[axis].dim_param = "side"
+    onnx.save(model, tmp_path / "m.onnx")
+    net = from_onnx(tmp_path / "m.onnx")
+    assert net.meta["class_names"] == ["a", "b", "c", "d", "e"]
+    assert net.meta["input_shape"] == [3, 32, 32]
+    assert "input size: the file leaves it open; 32x32 assumed" in net.meta["onnx"]["notes"]
+    model.metadata_props[0].value = '["a", "b"]'
+    onnx.save(model, tmp_path / "m.onnx")
+    with pytest.raises(OnnxError, match="its metadata 'class_names' is not a JSON list of 5 "
+                                        "strings"):
+        from_onnx(tmp_path / "m.onnx")
