@@ -82,6 +82,11 @@ def _graph_module(names, modules, inputs):
             for name, module, reads in zip(names, self.nodes, inputs):
                 values[name] = module(*(values[r] for r in reads))
             return values[names[-1]]
+
+        def __getitem__(self, index):
+            """twin[i]: node i's module, as nn.Sequential's indexing gives (Captum's layer
+            methods hook it)."""
+            return self.nodes[index]
     return GraphTwin()
 
 
