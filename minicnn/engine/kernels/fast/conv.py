@@ -418,7 +418,7 @@ def conv2d_backward_input(grad_out, w, stride, padding, in_shape, dilation=(1, 1
 def _group_tasks(N, groups, OH, bytes_per_row, threads):
     """[(n, g, i0, i1)]: every image and group, in bands of output rows, enough of them to
     give each thread work when there are fewer images x groups than threads."""
-    bands = _row_bands(OH, bytes_per_row, -(-threads // (N * groups)))
+    bands = _row_bands(OH, bytes_per_row, -(-threads // max(1, N * groups)))  # N may be 0
     return [(n, g, i0, i1) for n in range(N) for g in range(groups) for i0, i1 in bands]
 
 
