@@ -421,3 +421,16 @@ def test_ceil_mode_pools_and_pointwise_convs_match(dtype):
         g = rng.standard_normal(out.shape).astype(dtype)
         close(fast.adaptive_avgpool2d_backward(g, x.shape),
               reference.adaptive_avgpool2d_backward(g, x.shape), dtype)
+
+
+@pytest.mark.parametrize("groups", [1, 3, 6])
+def test_a_batch_of_no_images(groups):
+    """The saliency methods run an empty batch to learn a result's shape: every convolution
+    path (dense, grouped, depthwise) gives an empty result of the right shape."""
+    x = np.zeros((0, 6, 9, 9))
+    w = np.ones((6, 6 // groups, 3, 3))
+    for k in (fast, reference):
+        out = k.conv2d_forward(x, w, None, (2, 2), (1, 1), (1, 1), groups)
+        assert out.shape == (0, 6, 5, 5)
+        assert k.conv2d_backward_input(out, w, (2, 2), (1, 1), x.shape, (1, 1), groups).shape \
+            == x.shape
