@@ -18,8 +18,17 @@ __all__ = [
     "ZeroPad2d", "ChannelShuffle", "ChannelSlice",
     "Graph", "Sequential",
     "from_torch", "fold_batchnorm", "from_onnx",
-    "save", "load",
+    "save", "load", "fetch",
 ]
+
+
+def fetch(name: str, **options):
+    """``minicnn fetch NAME`` in Python: a pretrained ImageNet network ("mobilenet_v2",
+    "efficientnet_lite0", torchvision's others) downloaded once, checked, converted and kept
+    in the cache; returns the cached file's path, and ``minicnn.load(name)`` loads it from
+    then on (``minicnn.io.convert.fetch_network``, imported on first use)."""
+    from minicnn.io.convert import fetch_network
+    return fetch_network(name, **options)
 
 
 def from_onnx(path):

@@ -93,20 +93,10 @@ def _out_dir(path) -> Path:
 
 def _model_path(text):
     """--model: None (the shipped model), a weights file, or the name of a network that
-    ``minicnn fetch`` keeps in its cache -> the file's path (None for the shipped model).
-    A known name not fetched yet is one line naming the command that fetches it."""
-    from .io.fetch import MODELS, model_status
-    if text is None or Path(text).exists():
-        return text
-    status = model_status(text)
-    if status.fetched:
-        return status.path
-    if status.known:
-        raise UsageError(status.message)
-    if not Path(text).suffix and "/" not in text and "\\" not in text:
-        raise UsageError(f"--model {text!r}: no such weights file, and no network of that "
-                         f"name (minicnn fetch knows {', '.join(MODELS)})")
-    return text                                   # load() says what is wrong with the path
+    ``minicnn fetch`` keeps in its cache -> the file's path (``fetch.resolve``: a known name
+    not fetched yet is one line naming the command that fetches it)."""
+    from .io.fetch import resolve
+    return None if text is None else resolve(text)
 
 
 def _load_model(path):
@@ -527,15 +517,13 @@ def cmd_convert(args) -> int:
 
 
 def cmd_fetch(args) -> int:
-    from .io.convert import convert_checkpoint
-    from .io.fetch import MODELS, cached_path, fetch
+    from .io.convert import fetch_network
+    from .io.fetch import MODELS, cached_path
     if args.name not in MODELS:
         raise UsageError(f"unknown network {args.name!r}: minicnn fetch knows "
                          f"{', '.join(MODELS)}")
-    def convert(pth, out):                       # the .pth, checked, into the cache's .npz
-        convert_checkpoint(pth, args.name, out)
     was_there = cached_path(args.name).is_file() and not args.force
-    path = fetch(args.name, convert, source_file=args.file, progress=True, force=args.force)
+    path = fetch_network(args.name, source_file=args.file, progress=True, force=args.force)
     done = "already fetched" if was_there else "fetched and converted"
     print(f"{args.name}: {done} -> {path} ({path.stat().st_size / 1e6:.1f} MB); use it with "
           f"--model {args.name}")

