@@ -384,3 +384,17 @@ def test_class_names_and_open_input_size_from_the_metadata(tmp_path, rng):
     with pytest.raises(OnnxError, match="its metadata 'class_names' is not a JSON list of 5 "
                                         "strings"):
         from_onnx(tmp_path / "m.onnx")
+
+
+def test_average_of_whole_maps_is_a_global_pool(tmp_path, rng):
+    """ResNet-50's light file averages its 7x7 maps with a 7x7 AveragePool: a global pool,
+    where Grad-CAM's default looks for the last maps (the ReLU it reads)."""
+    from minicnn.engine.layers import AdaptiveAvgPool2d
+    from minicnn.saliency import default_cam_layer
+    nodes = [helper.make_node("Relu", ["x"], ["r"], name="last_maps"),
+             helper.make_node("AveragePool", ["r"], ["p"], kernel_shape=[9, 8], name="pool"),
+             helper.make_node("Flatten", ["p"], ["f"], name="flat"),
+             helper.make_node("Gemm", ["f", "w"], ["scores"], transB=1, name="fc")]
+    net = check(make(nodes, {"w": rng.standard_normal((4, 3))}), tmp_path, rng)
+    assert isinstance(net["pool"], AdaptiveAvgPool2d)
+    assert default_cam_layer(net) == "last_maps"

@@ -16,7 +16,8 @@ How the operators map (pads are ONNX's [top, left, bottom, right]):
   (max: padding is never the maximum; average without the padding counted: the divisor is the
   real inputs alone); an average that counts the padding gets a ZeroPad2d of the pads, and so
   does a max-pool of values >= 0 (after a ReLU) that no ceil_mode fits (TensorFlow's 2x2,
-  stride 1 "same" pool); one window over a whole axis is a pool of the axis.
+  stride 1 "same" pool); one window over a whole axis is a pool of the axis, and an average
+  of each whole map an AdaptiveAvgPool2d(1).
 - GlobalAveragePool, ReduceMean over H and W -> AdaptiveAvgPool2d(1) (+ Flatten without
   keepdims); Flatten and a Reshape to (N, D) -> Flatten; Reshape (N, g, C/g, H, W), Transpose
   [0, 2, 1, 3, 4], Reshape (N, C, H, W) -> ChannelShuffle(g); Split, Slice of channels ->
@@ -172,6 +173,10 @@ def _pool(b, average):
         for i, n in enumerate((H, W)):
             if want[i] == 1 and kernel[i] - begin[i] >= n:
                 kernel[i], strides[i], begin[i], end[i] = n, 1, 0, 0
+    if average and kernel == [H, W] and begin == end == [0, 0]:
+        # the mean of each whole map (ResNet's 7x7 pool of a 7x7 map): a global pool, as
+        # torchvision writes it and where Grad-CAM looks for the last maps
+        return b.add(AdaptiveAvgPool2d(1), [act], (C, 1, 1))
     for flag in ((ceil, not ceil) if begin != end else (ceil,)):
         got = [_windows(n, k, s, p, p, flag) for n, k, s, p in
                zip(act.shape[1:], kernel, strides, begin)]
