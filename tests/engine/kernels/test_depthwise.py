@@ -71,14 +71,33 @@ def test_threaded_grouped_convolutions_match(every_kernel_threaded, dtype):  # n
         check_case(random_case(rng, depthwise_only=True, big=True), dtype)
 
 
+@pytest.fixture
+def fresh_plans():
+    """Plans made under this test's settings only (they are cached per geometry)."""
+    depthwise._plan.cache_clear()
+    yield
+    depthwise._plan.cache_clear()
+
+
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_depthwise_in_narrow_bands(monkeypatch, dtype):
+def test_depthwise_in_narrow_bands(monkeypatch, fresh_plans, dtype):
     """SPAN outputs per pass: with a tiny SPAN every band is one row (or a few), forward and
     backward, and the last band is short."""
     monkeypatch.setattr(depthwise, "SPAN", 16)
     rng = np.random.default_rng(24)
     for _ in range(15):
         check_case(random_case(rng, depthwise_only=True, big=True), dtype)
+
+
+@pytest.mark.parametrize("short_rows", [0, 1000])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_depthwise_by_rows_and_by_index_maps(monkeypatch, fresh_plans, dtype, short_rows):
+    """Every map through the row loops (_split_rows, _merge_rows), then every map through
+    the index maps of short rows (_scatter_channel, _gather_channel)."""
+    monkeypatch.setattr(depthwise, "SHORT_ROWS", short_rows)
+    rng = np.random.default_rng(28)
+    for _ in range(20):
+        check_case(random_case(rng, depthwise_only=True, big=bool(rng.random() < 0.3)), dtype)
 
 
 def test_the_depthwise_loops_run_only_for_groups_equal_to_channels(monkeypatch):
