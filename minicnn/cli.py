@@ -163,6 +163,23 @@ def _method(name: str) -> str:
         raise UsageError(str(e)) from None
 
 
+def _rule(args, model, method: str):
+    """--rule: None (the method's default), or an LRP rule or composite by name, checked
+    against every layer of the model before any work (``Graph.rules_for``): an unknown name
+    lists the known ones, a rule that does not apply names the layer. Only for --method lrp."""
+    from .saliency import resolve_rule
+    if args.rule is None:
+        return None
+    if method != "lrp":
+        raise UsageError(f"--rule chooses how LRP shares relevance out; it applies to --method "
+                         f"lrp, not {method}")
+    try:
+        model.rules_for(resolve_rule(args.rule, model))
+    except (ValueError, TypeError) as e:
+        raise UsageError(f"--rule {args.rule}: {e}") from None
+    return args.rule
+
+
 def _existing(paths) -> tuple[list, int]:
     """The paths that name files, before any work; each other one is a line on stderr.
     -> (the files, exit status so far)."""
@@ -275,6 +292,7 @@ def cmd_saliency(args) -> int:
         return status
     model = _load_model(args.model)
     target = _target(args, model)
+    rule = _rule(args, model, method)
     if args.layer is not None:
         try:
             model.index(args.layer)
@@ -285,7 +303,8 @@ def cmd_saliency(args) -> int:
 
     def one(path):
         r = explain_file(model, path, method, target, args.out, stem=stems[str(path)],
-                         upscale=args.upscale, layer=args.layer, **_figure_options(args))
+                         upscale=args.upscale, layer=args.layer, rule=rule,
+                         **_figure_options(args))
         _print_notes(r)
         truth = f" (true class {r.true_name})" if r.true_name else ""
         print(f"{path}: predicted {r.predicted_name}{truth}")
@@ -317,12 +336,18 @@ def cmd_trace(args) -> int:
     _out_dir(args.out)
     check_image_path(args.image)
     model = _load_model(args.model)
+    rule = _rule(args, model, args.method)
     r = trace_file(model, args.image, _target(args, model), args.out, reduce=args.reduce,
-                   **_figure_options(args))
+                   method=args.method, rule=rule, **_figure_options(args))
     _print_notes(r)
-    print(f"{args.image}: predicted {r.predicted_name}; the gradient of the score of "
-          f"{r.target_name} at {len(r.layers)} steps, {r.layers[0]} back to "
-          f"{r.layers[-1]} -> {r.figure}")
+    what = (f"the relevance ({r.trace['rule']}) of the score" if args.method == "lrp"
+            else "the gradient of the score")
+    print(f"{args.image}: predicted {r.predicted_name}; {what} of {r.target_name} at "
+          f"{len(r.layers)} steps, {r.layers[0]} back to {r.layers[-1]} -> {r.figure}")
+    if r.trace["ledger"] is not None:
+        from .viz.trace import ledger_table
+        print("relevance ledger (what each layer received, passed on and absorbed):")
+        print(ledger_table(r.trace["ledger"]))
     _warn(r)
     return 0
 
@@ -605,9 +630,11 @@ def build_parser() -> argparse.ArgumentParser:
     from .io.samples import SAMPLES_DIR
     from .io.fetch import MODELS as FETCHABLE
     from .io.zoo import ARCHITECTURES
-    from .saliency import METHODS
+    from .saliency import COMPOSITES, DEFAULT_RULE, METHODS, RULES
     from .viz.plotting import CMAP, DPI, UPSCALE
     formatter = argparse.ArgumentDefaultsHelpFormatter  # every --help shows the defaults
+    rule_help = (f"for --method lrp: a composite ({', '.join(COMPOSITES)}) or one rule for "
+                 f"every layer with weights ({', '.join(RULES)}); default {DEFAULT_RULE}")
     p = _Parser(prog="minicnn", description="Backprop saliency maps on a from-scratch CNN "
                 "engine (NumPy + Numba).", formatter_class=formatter)
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -656,6 +683,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--layer", default=None, metavar="NODE",
                    help="for grad_cam and guided_grad_cam: the node or block to use, e.g. "
                         "layer3 (default: the last convolutional block)")
+    s.add_argument("--rule", default=None, metavar="NAME", help=rule_help)
 
     c = command("compare", cmd_compare, "every method side by side for one image",
                 model, target, figure, upscale, out="saliency_out")
@@ -666,6 +694,10 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("image", metavar="IMAGE", help="any image file Pillow reads")
     tr.add_argument("--reduce", default="sum", choices=["sum", "max"],
                     help="how |gradient| over a layer's channels becomes one map")
+    tr.add_argument("--method", default="gradient", choices=["gradient", "lrp"],
+                    help="what flows back: the gradient, or relevance (layer-wise relevance "
+                         "propagation, which also prints the relevance ledger)")
+    tr.add_argument("--rule", default=None, metavar="NAME", help=rule_help)
 
     d = command("demo", cmd_demo, "saliency figures for the shipped sample images",
                 model, figure, upscale, out="saliency_out")

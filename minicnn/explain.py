@@ -148,16 +148,27 @@ def top_classes(model, scores, k: int = 5) -> list[tuple[str, float, float]]:
             for c in np.argsort(-scores)[:k]]
 
 
-def method_options(method: str, progress: bool, layer=None) -> dict:
-    """What the command line passes a method: a progress bar, a fixed seed and the Grad-CAM
-    layer where the method takes them (``Method.options`` says which)."""
+def method_options(method: str, progress: bool, layer=None, rule=None) -> dict:
+    """What the command line passes a method: a progress bar, a fixed seed, the Grad-CAM
+    layer and the LRP rule where the method takes them (``Method.options`` says which)."""
     takes = saliency.get_method(method).options
     options = {"progress": True} if progress and "progress" in takes else {}
     if "seed" in takes:
         options["seed"] = SEED
     if layer is not None and "layer" in takes:
         options["layer"] = layer
+    if rule is not None and "rule" in takes:
+        options["rule"] = rule
     return options
+
+
+def _kind(method: str, rule=None) -> str:
+    """What output files call a method: its name, and for LRP a rule other than the default
+    ("lrp-epsilon-gamma-box"), so that maps made by different rules do not overwrite each
+    other."""
+    if rule is None or "rule" not in saliency.get_method(method).options:
+        return method
+    return f"{method}-{slug(saliency.describe_rule(rule))}"
 
 
 def _title(model, name, scores, t, what, true_label=None) -> str:
@@ -376,13 +387,14 @@ def _load(image, prep: Preprocess):
 
 def explain(model, image, method: str = "gradient", target=None, *, name=None,
             true_label=None, box=None, cmap: str = viz.CMAP, upscale: str = "blocks",
-            progress: bool = False, layer=None) -> Explanation:
+            progress: bool = False, layer=None, rule=None) -> Explanation:
     """Classify one image, compute its map with ``method`` and draw the method's figure.
 
     - image: a file path, uint8 pixels (H, W, 3) at the model's input size, or an input
       (1, 3, H, W) (``io.images.to_input``)
     - target: None (the predicted class) or a class index
     - layer: the node or block Grad-CAM (and guided Grad-CAM) uses; None: its default
+    - rule: LRP's rule or composite (``saliency.lrp``); None: its default
     - name: what the title calls the image (default: the file name, or "image")
     - true_label, box: the image's true class index and the object's box (x0, y0, x1, y1);
       for a file listed in its folder's samples.json, read from there when not given
@@ -392,21 +404,25 @@ def explain(model, image, method: str = "gradient", target=None, *, name=None,
     scores or the map.
     """
     return _explain(_Image(model, image, name, true_label, box), method, target, cmap=cmap,
-                    upscale=upscale, progress=progress, layer=layer)
+                    upscale=upscale, progress=progress, layer=layer, rule=rule)
 
 
-def _explain(im: _Image, method, target, cmap, upscale, progress, layer) -> Explanation:
+def _explain(im: _Image, method, target, cmap, upscale, progress, layer,
+             rule=None) -> Explanation:
     """``explain`` for an image already read, so that ``explain_file`` reads it once."""
     model, x = im.model, im.x
     scores, targets, results = saliency.attribute(                   # one forward pass
-        model, x, [method], target, {method: method_options(method, progress, layer)})
+        model, x, [method], target, {method: method_options(method, progress, layer, rule)})
     im.check_finite("the model's scores", scores)
     im.check_finite(f"the {method} map", results[method])
     result = results[method][0]                                      # (C, H, W) or (h, w)
     smap = saliency.to_map(results[method], x.shape[2:])[0]          # (H, W)
     scores, t = scores[0], int(targets[0])
     pred = int(np.argmax(scores))
-    title = im.title(scores, t, f"{viz.METHOD_WORDS.get(method, (method,))[0]} of the score")
+    words = viz.METHOD_WORDS.get(method, (method,))[0]
+    if "rule" in saliency.get_method(method).options:
+        words += f" ({saliency.describe_rule(rule or saliency.DEFAULT_RULE)})"
+    title = im.title(scores, t, f"{words} of the score")
     if np.ndim(result) == 2 and layer is None:
         layer = saliency.default_cam_layer(model)
     shown = im.shown()                                               # (H, W, 3) in [0, 1]
@@ -458,10 +474,11 @@ def _full_resolution_map(path, smap, prep):
 def explain_file(model, path, method: str = "gradient", target=None, out_dir="saliency_out",
                  box=None, progress: bool = True, stem=None, true_label=None,
                  cmap: str = viz.CMAP, upscale: str = "blocks", dpi: int = viz.DPI,
-                 layer=None) -> ExplainedFile:
+                 layer=None, rule=None) -> ExplainedFile:
     """``explain`` for one image file, written to ``out_dir``:
 
-    - ``<stem>_<method>_<class>.png``: the figure (``dpi`` dots per inch);
+    - ``<stem>_<method>_<class>.png``: the figure (``dpi`` dots per inch; LRP's files name
+      a rule other than the default, ``<stem>_lrp-<rule>_<class>.png``);
     - ``<stem>_<method>_<class>.npy``: the (H, W) map, float32 (max |.| over channels, or
       Grad-CAM resized), at the network's input size;
     - ``<stem>_<method>_<class>_overlay.png``: the map over the picture at the file's own
@@ -472,11 +489,11 @@ def explain_file(model, path, method: str = "gradient", target=None, out_dir="sa
     """
     im = _Image(model, path, true_label=true_label, box=box)
     e = _explain(im, method, target, cmap=cmap, upscale=upscale, progress=progress,
-                 layer=layer)
+                 layer=layer, rule=rule)
     pixels, full = _full_resolution_map(path, e.saliency, im.prep)
     picture = viz.overlay_picture(pixels, full, cmap)
     from PIL import Image
-    figure, map_path, overlay = im.save(out_dir, stem, method, e.target, {   # all or none
+    figure, map_path, overlay = im.save(out_dir, stem, _kind(method, rule), e.target, {
         ".png": e.figure,
         ".npy": lambda tmp: np.save(tmp, e.saliency.astype(np.float32)),
         "_overlay.png": lambda tmp: Image.fromarray(picture).save(tmp, format="PNG")}, dpi)
@@ -518,22 +535,30 @@ def compare_file(model, path, target=None, out_dir="saliency_out", progress: boo
 
 
 def trace_file(model, path, target=None, out_dir="saliency_out", reduce: str = "sum",
-               stem=None, cmap: str = viz.CMAP, dpi: int = viz.DPI) -> Traced:
+               stem=None, cmap: str = viz.CMAP, dpi: int = viz.DPI, method: str = "gradient",
+               rule=None) -> Traced:
     """The gradient of the class score at every layer, from the score back to the pixels
     (``experiments.trace``), drawn beside each layer's activation in
-    ``<stem>_trace_<class>.png``.
+    ``<stem>_trace_<class>.png``; with method="lrp", the relevance at every layer by
+    ``rule`` (None: LRP's default), in ``<stem>_trace-lrp_<class>.png`` (a rule other than
+    the default named after "lrp"), and the trace's "ledger".
 
     Returns a ``Traced``; raises as ``explain_file``."""
     im = _Image(model, path)
-    result = trace(model, im.x, target, reduce)
+    relevance = method == "lrp"
+    result = trace(model, im.x, target, reduce, method, rule or saliency.DEFAULT_RULE) \
+        if relevance else trace(model, im.x, target, reduce)
     scores, t = result["scores"], result["target"]
     im.check_finite("the model's scores", scores)
-    title = im.title(scores, t, "the backward pass, layer by layer, of the score")
+    what = (f"relevance ({result['rule']}), layer by layer, of the score" if relevance
+            else "the backward pass, layer by layer, of the score")
+    title = im.title(scores, t, what)
     if im.warning:
         title += f"\nWARNING: {im.warning}"
     fig = viz.trace_figure(result, title, class_names(model), image=im.shown(),
                            reduce=reduce, cmap=cmap)
-    [figure] = im.save(out_dir, stem, "trace", t, {".png": fig}, dpi)
+    kind = f"trace-{_kind('lrp', rule)}" if relevance else "trace"
+    [figure] = im.save(out_dir, stem, kind, t, {".png": fig}, dpi)
     return im.written(Traced, scores, t, figure, trace=result,
                       layers=tuple(s["name"] for s in result["steps"]))
 

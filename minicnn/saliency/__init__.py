@@ -25,7 +25,15 @@ The later methods, each checked against Captum (Kokhlikyan et al. 2020) in the t
 - ``grad_cam`` and ``guided_grad_cam`` (Selvaraju et al. 2017, arXiv:1610.02391): a coarse
   class map from a conv layer's activations weighted by their mean gradient;
 - ``occlusion`` (Zeiler & Fergus 2014, §4.2): how much the score drops when a window of the
-  image is replaced by a baseline; no gradient at all.
+  image is replaced by a baseline; no gradient at all;
+- ``lrp`` (Bach et al. 2015; Montavon et al. 2019): layer-wise relevance propagation, the
+  score itself shared out layer by layer by a rule chosen per layer (``rule="epsilon-plus"``,
+  zennit's composites, or your own mapping), checked against zennit; ``lrp_ledger`` says
+  where the relevance that did not reach the pixels went;
+- ``deeplift`` (Shrikumar et al. 2017, arXiv:1704.02685): DeepLIFT's Rescale rule, the
+  difference from a reference image shared out by difference quotients.
+The backward rules themselves are written in each layer's backward, beside its chain rule
+(``minicnn.engine.layers.rules``); ``lrp.py`` and ``deeplift.py`` only choose them.
 
 Every method takes a batch: ``method(model, x, target=None, **options)`` with x (N, C, H, W),
 ``target`` None (each image's predicted class), an int, or a sequence of N ints; the result is
@@ -42,7 +50,8 @@ The code lives one idea per module: ``gradient.py`` (the class to explain, the v
 gradient, the rule variants, and the batching the other methods share: ``in_chunks``,
 ``row_batches``, ``accumulate_per_image``), ``smoothgrad.py``, ``integrated.py``,
 ``baselines.py`` (what "absent" means: zeros, a blurred image), ``gradcam.py``,
-``occlusion.py``, ``maps.py`` (attribution -> map). These modules use the engine only; the
+``occlusion.py``, ``lrp.py`` (rule names, zennit's composites), ``deeplift.py``, ``maps.py``
+(attribution -> map). These modules use the engine only; the
 registry is here.
 
 Adding a method, the checklist:
@@ -63,7 +72,10 @@ from typing import Callable
 import numpy as np
 
 from minicnn._checks import check_images
+from minicnn.engine.layers.rules import (AlphaBeta, Composite, Epsilon, Flat, Gamma, Pass,
+                                         Rescale, WSquare, ZBox, ZPlus)
 from minicnn.saliency.baselines import BASELINES, BLUR_SIGMA, baseline_like, blur
+from minicnn.saliency.deeplift import deeplift
 from minicnn.saliency.gradcam import (cam_from_last_forward, default_cam_layer, grad_cam,
                                       guided_grad_cam)
 from minicnn.saliency.gradient import (CHUNK_SIZE, accumulate_per_image, backprop,
@@ -72,6 +84,10 @@ from minicnn.saliency.gradient import (CHUNK_SIZE, accumulate_per_image, backpro
                                        probability_gradient, resolve_targets, row_batches,
                                        softmax)
 from minicnn.saliency.integrated import IG_METHODS, integrated_gradients, integration_points
+from minicnn.saliency.lrp import (COMPOSITES, DEFAULT_RULE, RULES, EpsilonAlpha2Beta1,
+                                  EpsilonGammaBox, EpsilonPlus, EpsilonPlusFlat, describe_rule,
+                                  input_bounds, lrp, lrp_ledger, relevance_seed, resolve_rule,
+                                  rule_names)
 from minicnn.saliency.maps import saliency_map, to_map, upsample_bilinear
 from minicnn.saliency.occlusion import occlusion, occlusion_windows
 from minicnn.saliency.smoothgrad import DEFAULT_SAMPLES, SMOOTHGRAD_KINDS, smoothgrad
@@ -84,6 +100,11 @@ __all__ = [
     "smoothgrad", "SMOOTHGRAD_KINDS", "integrated_gradients", "integration_points",
     "IG_METHODS", "blur", "baseline_like", "BASELINES", "BLUR_SIGMA",
     "grad_cam", "default_cam_layer", "guided_grad_cam", "occlusion",
+    "lrp", "lrp_ledger", "relevance_seed", "resolve_rule", "input_bounds", "rule_names",
+    "describe_rule",
+    "COMPOSITES", "RULES", "DEFAULT_RULE", "EpsilonPlus", "EpsilonGammaBox",
+    "EpsilonAlpha2Beta1", "EpsilonPlusFlat", "Epsilon", "Gamma", "AlphaBeta", "ZPlus", "ZBox",
+    "Flat", "WSquare", "Pass", "Rescale", "Composite", "deeplift",
     "Method", "METHODS", "get_method", "attribute",
 ]
 
@@ -154,6 +175,12 @@ METHODS = {m.name: m for m in [
     Method("occlusion", occlusion, "attribution", _occlusion_passes,
            ("window", "stride", "baseline") + _PROGRESS,
            summary="the score drop when an 8x8 window is hidden"),
+    Method("lrp", lrp, "attribution", 1, ("rule",),
+           summary=f"the score shared out layer by layer by relevance rules ({DEFAULT_RULE}: "
+                   f"z+ in convolutions, epsilon in dense layers)"),
+    Method("deeplift", deeplift, "attribution", 2, ("baseline", "return_gap"),
+           summary="the difference from a black image, shared out by difference quotients "
+                   "(DeepLIFT-Rescale)"),
 ]}
 
 
@@ -182,8 +209,8 @@ def attribute(model, x, methods, target=None, options=None):
     Returns (scores (N, K) before the softmax, targets (N,), {name: result}).
 
     One forward pass serves gradient, guided_backprop, deconvnet, input_x_gradient,
-    grad_cam and guided_grad_cam: ``model.backward`` may run any number of times after one
-    forward, with any rule, and the results equal the functions' own (tested). The other
+    grad_cam, guided_grad_cam and lrp: ``model.backward`` may run any number of times after
+    one forward, with any rule, and the results equal the functions' own (tested). The other
     methods run as themselves, for the targets resolved here (so SmoothGrad explains the
     clean image's class). Grad-CAM is returned as its method does, at the layer's resolution
     unless options say ``upsample``.
@@ -193,7 +220,9 @@ def attribute(model, x, methods, target=None, options=None):
     options = {name: dict(opts) for name, opts in (options or {}).items()}
     for name in options:
         get_method(name)
-    shared = [n for n in names if n in _ONE_BACKWARD or n == "grad_cam"]
+    shared = [n for n in names if n in _ONE_BACKWARD or n in ("grad_cam", "lrp")]
+    if "lrp" in shared:                                  # a bad rule fails before any pass
+        lrp_rule = resolve_rule(options.get("lrp", {}).get("rule", DEFAULT_RULE), model)
 
     def from_one_forward(xc, scores, targets):                     # per chunk of images
         seed = one_hot(targets, scores.shape[1], scores.dtype)     # (B, K)
@@ -210,6 +239,8 @@ def attribute(model, x, methods, target=None, options=None):
             cam = cam_from_last_forward(model, seed, cam_options.get("layer"),
                                         xc.shape[2:] if upsample else None)  # (B, h, w)
             out[name] = out[name] * cam[:, None] if name == "guided_grad_cam" else cam
+        if "lrp" in shared:                                        # relevance, from S_c itself
+            out["lrp"] = model.backward(relevance_seed(scores, targets), rule=lrp_rule)
         return tuple(out[name] for name in shared)
 
     scores, targets, *arrays = in_chunks(model, x, target, from_one_forward)

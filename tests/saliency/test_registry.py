@@ -22,7 +22,7 @@ OPTIONS = {"smoothgrad": {"noise": np.full((2, 1, 3, 23, 23), 0.1)},
 def test_registry_has_every_method_in_order():
     assert list(METHODS) == ["gradient", "guided_backprop", "deconvnet", "input_x_gradient",
                              "smoothgrad", "integrated_gradients", "grad_cam", "guided_grad_cam",
-                             "occlusion"]
+                             "occlusion", "lrp", "deeplift"]
     assert saliency.get_method("occlusion").function is occlusion
     assert [m for m in METHODS if METHODS[m].slow] == ["smoothgrad", "integrated_gradients",
                                                        "occlusion"]
@@ -47,7 +47,7 @@ def test_unknown_method_names_the_valid_ones():
     with pytest.raises(ValueError, match="unknown method 'lime': choose one of gradient, "
                                          "guided_backprop, deconvnet, input_x_gradient, "
                                          "smoothgrad, integrated_gradients, grad_cam, "
-                                         "guided_grad_cam, occlusion"):
+                                         "guided_grad_cam, occlusion, lrp, deeplift"):
         saliency.get_method("lime")
 
 

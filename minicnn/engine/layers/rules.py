@@ -284,7 +284,7 @@ def divide(R, d, epsilon):
 
 def per_image(a) -> np.ndarray:
     """The sum over everything but the batch axis: (N, ...) -> (N,) float64."""
-    return a.reshape(len(a), -1).sum(axis=1, dtype=np.float64)
+    return a.reshape(len(a), math.prod(a.shape[1:])).sum(axis=1, dtype=np.float64)
 
 
 def _bias_share(c, b):
@@ -292,7 +292,8 @@ def _bias_share(c, b):
     c (N, F, ...): what the bias took of the relevance."""
     if b is None:
         return np.zeros(len(c))
-    return c.reshape(c.shape[0], c.shape[1], -1).sum(axis=2, dtype=np.float64) @ \
+    N, F = c.shape[:2]
+    return c.reshape(N, F, math.prod(c.shape[2:])).sum(axis=2, dtype=np.float64) @ \
         np.asarray(b, np.float64)
 
 
@@ -375,7 +376,7 @@ def _alpha_beta(x, R, alpha, beta, stabilizer, b, weight, apply, transpose):
     a ReLU)."""
     wp, wn = weight("positive"), weight("negative")
     xp = np.maximum(x, 0)
-    xn = np.minimum(x, 0) if x.min() < 0 else None     # None: no negative inputs
+    xn = np.minimum(x, 0) if x.size and x.min() < 0 else None     # None: no negative inputs
 
     def share(w_pos_in, w_neg_in, bias):               # c and its transposes for one sign
         zs = apply(xp, w_pos_in, bias)
@@ -407,7 +408,7 @@ def _gamma(x, z, R, rule, b, weight, apply, transpose):
     reaches it (after a ReLU, the outputs with z <= 0 have none)."""
     g = rule.gamma
     xp = np.maximum(x, 0)
-    xn = np.minimum(x, 0) if x.min() < 0 else None
+    xn = np.minimum(x, 0) if x.size and x.min() < 0 else None
     R_in = np.zeros_like(x)
     bias = np.zeros(len(R))
     stab = np.zeros(len(R))
