@@ -422,11 +422,11 @@ def test_json_entry_of_the_wrong_type_is_named(saved, tmp_path, key, text, messa
     (-1, "out_features", -1, r"layer 'classifier\.0' has out_features -1, expected an int in "
                              r"1\.\."),
     (0, "bias", "yes", r"layer 'features\.0' has bias \"yes\", expected true or false"),
-    (0, "kernel_size", [3], r"layer 'features\.0' has kernel_size \[3\], expected an int >= 1 or "
-                            r"a pair of them"),
-    (2, "stride", None, r"layer 'features\.2' has stride null, expected an int >= 1 or a pair"),
-    (0, "padding", [-1, 1], r"layer 'features\.0' has padding \[-1, 1\], expected an int >= 0 "
-                            r"or a pair of them"),
+    (0, "kernel_size", [3], r"layer 'features\.0' has kernel_size \[3\], expected an int >= 1, "
+                            r"a pair of them, or four"),
+    (2, "stride", None, r"layer 'features\.2' has stride null, expected an int >= 1, a pair"),
+    (0, "padding", [-1, 1], r"layer 'features\.0' has padding \[-1, 1\], expected an int >= 0, "
+                            r"a pair of them, or four"),
     (0, "inputs", "input", r"layer 'features\.0' has inputs \"input\", expected a list of node "
                            r"names"),
     (0, "rng", 5, r"layer 'features\.0' has rng 5, expected nothing: rng is the loader's to "
