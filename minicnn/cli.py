@@ -12,7 +12,7 @@ function, and prints what it returned. Where a command runs many images the loop
     minicnn attribute FOLDER --out STORE maps for a whole dataset on Dask, into a Zarr store
     minicnn fetch NAME                   a pretrained ImageNet network, into the cache (--model NAME)
     minicnn explore [IMAGE ...]          the whole recipe in a local browser page, offline
-    minicnn convert CHECKPOINT.pth       a torchvision checkpoint -> a minicnn .npz
+    minicnn convert MODEL.pth|MODEL.onnx a torchvision checkpoint or any ONNX CNN -> a minicnn .npz
 
 ``minicnn COMMAND --help`` lists every option with its default.
 
@@ -535,6 +535,16 @@ def cmd_attribute(args) -> int:
 
 
 def cmd_convert(args) -> int:
+    if args.checkpoint.lower().endswith(".onnx"):     # its layout is in the file: no --arch
+        from .io.onnx import convert_onnx
+        path, notes = convert_onnx(args.checkpoint, args.output)
+        for note in notes:       # the Softmax left out, where the preprocessing came from
+            print(note)
+        print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
+        return 0
+    if args.arch is None:
+        raise UsageError("convert: --arch is required for a .pth checkpoint (an .onnx file "
+                         "needs none)")
     from .io.convert import convert_checkpoint
     path = convert_checkpoint(args.checkpoint, args.arch, args.output)
     print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
@@ -786,10 +796,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="only print the address (a desktop's browser opens it otherwise)")
 
     v = command("convert", cmd_convert,
-                "a torchvision checkpoint (.pth) -> minicnn .npz, without torch")
-    v.add_argument("checkpoint", metavar="CHECKPOINT.pth", help="a state-dict .pth file")
-    v.add_argument("--arch", required=True, choices=ARCHITECTURES, metavar="ARCH",
-                   help=f"one of {', '.join(ARCHITECTURES)}")
+                "a torchvision checkpoint (.pth) or an ONNX file (.onnx) -> minicnn .npz, "
+                "without torch")
+    v.add_argument("checkpoint", metavar="MODEL", help="a state-dict .pth file, or an .onnx "
+                   "file (needs the onnx package: pip install \"minicnn[onnx]\")")
+    v.add_argument("--arch", default=None, choices=ARCHITECTURES, metavar="ARCH",
+                   help=f"for a .pth: one of {', '.join(ARCHITECTURES)} (an .onnx file "
+                        f"needs none)")
     v.add_argument("-o", "--output", required=True, metavar="OUT.npz", help="the file to write")
     return p
 
