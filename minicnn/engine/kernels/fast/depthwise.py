@@ -35,6 +35,7 @@ once per dtype.
 from __future__ import annotations
 
 import functools
+import itertools
 
 import numpy as np
 from numba import njit
@@ -371,24 +372,38 @@ def _plan(*ints) -> _Plan:
     return _Plan(*ints)
 
 
+# Tasks (ranges of channels) per thread, taken in turn (``_run``); each costs a call of the
+# loops, ~2 us.
+TASKS_PER_THREAD = 4
+
 # Whether to use the threads: elements touched, each output counted once per tap, against
 # the pool's threshold for element-wise kernels. A 7x7 map costs ~150 ns per channel (3x3,
 # measured), so MobileNetV2's smallest depthwise layer, 960 channels, takes ~120 us on one
 # thread: worth the ~20-30 us of handing half of it to another.
 
 def _plane_tasks(N, C, threads):
-    """[(n, c0, c1)]: each image's channels cut into enough ranges for every thread."""
-    pieces = threads if N < 8 * threads else 1  # a few images: each is split over the threads
+    """[(n, c0, c1)]: ranges of each image's channels, about TASKS_PER_THREAD per thread."""
+    pieces = -(-TASKS_PER_THREAD * threads // N) if threads > 1 else 1  # per image
     return [(n, c0, c1) for n in range(N) for c0, c1 in split(C, pieces)]
 
 
-def _run(tasks, work, threads):
-    """work(*task) for each task, a contiguous run of tasks per thread. The loops call no
-    BLAS, so they need no BLAS limit around them (``threads.parallel``)."""
-    def chunk(bounds):
-        for task in tasks[bounds[0]:bounds[1]]:
-            work(*task)
-    run_chunks(chunk, split(len(tasks), threads))
+def _run(tasks, make_work, threads):
+    """work(*task) for every task, work = make_work() made once in each thread (it holds
+    the thread's scratch buffers); the threads take the next task left until none is.
+
+    A thread that starts late (on a busy machine a pool thread may wait for a CPU) then
+    leaves its share to the others instead of making them wait for it, as a fixed share per
+    thread would. The loops call no BLAS, so they need no BLAS limit around them."""
+    claims = itertools.count()  # next() on it is atomic: C code, under the GIL
+
+    def drain(_):
+        work = make_work()
+        for i in claims:
+            if i >= len(tasks):
+                return
+            work(*tasks[i])
+
+    run_chunks(drain, range(threads))
 
 
 def conv2d_forward(x, w, b, stride, padding, dilation):
@@ -403,13 +418,17 @@ def conv2d_forward(x, w, b, stride, padding, dilation):
     out = np.empty((N, F, plan.OH, plan.OW), dtype=x.dtype)
     threads = n_threads(x.size + out.size * KH * KW, thread_pool.PARALLEL_MIN_ELEMENTS)
 
-    def work(n, c0, c1):
+    def make_work():
         xs = allocator.scratch("depthwise", (plan.planes,), x.dtype)
         wide = allocator.scratch("depthwise band", (plan.band,), x.dtype)
-        _depthwise_forward_loops(x[n], w2, bias, out[n], xs, wide, plan.offs, plan.rows_in,
-                                 plan.inside, plan.where, c0, c1, *ints, plan.Hq, plan.Wq)
 
-    _run(_plane_tasks(N, C, threads), work, threads)
+        def work(n, c0, c1):
+            _depthwise_forward_loops(x[n], w2, bias, out[n], xs, wide, plan.offs,
+                                     plan.rows_in, plan.inside, plan.where, c0, c1, *ints,
+                                     plan.Hq, plan.Wq)
+        return work
+
+    _run(_plane_tasks(N, C, threads), make_work, threads)
     return out
 
 
@@ -426,15 +445,18 @@ def conv2d_backward_input(grad_out, w, stride, padding, in_shape, dilation):
     grad_x = np.empty((N, C, H, W), dtype=dtype)
     threads = n_threads(grad_out.size * KH * KW + grad_x.size, thread_pool.PARALLEL_MIN_ELEMENTS)
 
-    def work(n, c0, c1):
+    def make_work():
         gs = allocator.scratch("depthwise", (M, plan.back_planes), dtype)
         bands = ints[0] * sw if len(plan.back_where) else sw  # (sh*sw or sw, band)
         acc = allocator.scratch("depthwise band", (bands, plan.back_band), dtype)
         coefs = allocator.scratch("depthwise taps", (M, KH * KW), dtype)
-        _depthwise_backward_loops(grad_out[n], w2, grad_x[n], gs, acc, coefs, plan.order,
-                                  plan.bounds, plan.back_offs, plan.rows_in, plan.inside,
-                                  plan.back_where, c0, c1, *ints,
-                                  plan.Hq, plan.Wq, plan.BH, plan.BW)
 
-    _run(_plane_tasks(N, C, threads), work, threads)
+        def work(n, c0, c1):
+            _depthwise_backward_loops(grad_out[n], w2, grad_x[n], gs, acc, coefs, plan.order,
+                                      plan.bounds, plan.back_offs, plan.rows_in, plan.inside,
+                                      plan.back_where, c0, c1, *ints, plan.Hq, plan.Wq,
+                                      plan.BH, plan.BW)
+        return work
+
+    _run(_plane_tasks(N, C, threads), make_work, threads)
     return grad_x
