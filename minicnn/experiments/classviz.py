@@ -31,7 +31,14 @@ from minicnn._progress import progress_bar
 from minicnn.io.images import Preprocess
 from minicnn.saliency import blur, one_hot
 
-__all__ = ["class_model", "class_models", "objective_and_gradient", "pixel_range"]
+__all__ = ["class_model", "class_models", "objective_and_gradient", "pixel_range",
+           "PAPER_FIGURE_1"]
+
+# The twelve ImageNet classes of the paper's Figure 1, by their names in minicnn's ImageNet
+# class list (torchvision's): "washing machine" is ILSVRC's "washer, automatic washer,
+# washing machine" and "husky" its "Eskimo dog, husky".
+PAPER_FIGURE_1 = ("washer", "computer keyboard", "kit fox", "goose", "ostrich", "limousine",
+                  "dumbbell", "cup", "dalmatian", "bell pepper", "lemon", "Eskimo dog")
 
 
 def objective_and_gradient(model, image, target: int, l2: float):
