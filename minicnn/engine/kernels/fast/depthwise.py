@@ -207,8 +207,9 @@ def _depthwise_forward_loops(x, w, bias, out, xs, wide, offs, rows_in, inside, w
                              sh, sw, ph, pw, Hq, Wq):
     """Channels c0 <= c < c1 of ONE image. x (C, H, W); w (F, KH*KW) the filters, F // C
     per channel; bias (F,); out (F, OH, OW) written. Scratch: xs the channel's sub-planes
-    (module docstring) and slack, wide a band of rows of wide outputs (and room to round
-    its length up to STEP). offs (KH*KW,): where tap k's inputs start in xs; rows_in (sh, 2)
+    (module docstring) and slack, all zeros on entry but where inputs go (the padding is the
+    same for every channel, so the caller zeroes xs once, not each call), wide a band of
+    rows of wide outputs (and room to round its length up to STEP). offs (KH*KW,): where tap k's inputs start in xs; rows_in (sh, 2)
     and inside (sw, 2): the rows and columns of each phase that hold inputs; where (H*W,)
     or empty: where each input goes in xs, for _scatter_channel."""
     C = x.shape[0]
@@ -217,8 +218,6 @@ def _depthwise_forward_loops(x, w, bias, out, xs, wide, offs, rows_in, inside, w
     OH, OW = out.shape[1], out.shape[2]
     plane = Hq * Wq
     rows = max(1, min(OH, (wide.shape[0] - STEP) // Wq))  # output rows per band
-    for t in range(xs.shape[0]):  # the padding (and slack) is zero for every channel
-        xs[t] = 0.0
     for c in range(c0, c1):
         if where.shape[0]:  # the channel into its sub-planes
             _scatter_channel(x, c, xs, where)
@@ -248,7 +247,7 @@ def _depthwise_backward_loops(g, w, grad_x, gs, acc, coefs, order, bounds, offs,
     """Channels c0 <= c < c1 of ONE image. g (F, OH, OW) the output gradient; w (F, KH*KW);
     grad_x (C, H, W) written. Scratch: gs (M, L) the channel's M output gradients, flat,
     rows Wg = Wq + BW long, with zero margins (BH rows above, BW columns to the left, zeros
-    after); acc (sw, L') a band of rows of the gradient of the sw sub-planes of one row
+    after: zero on entry but where grad_out goes, as xs in the forward loops); acc (sw, L') a band of rows of the gradient of the sw sub-planes of one row
     phase (and room to round up to STEP); coefs (M, KH*KW). The taps
     order[bounds[s]:bounds[s+1]] read sub-plane s, tap order[k] from element offs[k] + t of
     gs[m] for the sub-plane's element t; rows_in and inside: as in the forward loops.
@@ -262,9 +261,6 @@ def _depthwise_backward_loops(g, w, grad_x, gs, acc, coefs, order, bounds, offs,
     band = acc.shape[1]
     rows = max(1, min(Hq, (band - STEP) // Wg))
     flat = acc.reshape(acc.shape[0] * band)  # a view: phase p's band at p * band
-    for m in range(M):  # the margins are zero for every channel
-        for t in range(gs.shape[1]):
-            gs[m, t] = 0.0
     for c in range(c0, c1):
         for m in range(M):
             f = c * M + m
@@ -420,6 +416,7 @@ def conv2d_forward(x, w, b, stride, padding, dilation):
 
     def make_work():
         xs = allocator.scratch("depthwise", (plan.planes,), x.dtype)
+        xs.fill(0)  # the padding, for every channel this thread takes
         wide = allocator.scratch("depthwise band", (plan.band,), x.dtype)
 
         def work(n, c0, c1):
@@ -447,6 +444,7 @@ def conv2d_backward_input(grad_out, w, stride, padding, in_shape, dilation):
 
     def make_work():
         gs = allocator.scratch("depthwise", (M, plan.back_planes), dtype)
+        gs.fill(0)  # the margins, for every channel this thread takes
         bands = ints[0] * sw if len(plan.back_where) else sw  # (sh*sw or sw, band)
         acc = allocator.scratch("depthwise band", (bands, plan.back_band), dtype)
         coefs = allocator.scratch("depthwise taps", (M, KH * KW), dtype)
