@@ -223,8 +223,8 @@ def test_localize_and_classviz_commands(capsys, tmp_path):
     code, out, err = run(capsys, "classviz", "--class", "bag,0", "--steps", "2",
                          "--out", tmp_path / "cv2")
     assert code == 0, err
-    assert sorted(p.name for p in (tmp_path / "cv2").glob("class_*.png")) == [
-        "class_000_t-shirt-top.png", "class_008_bag.png"]
+    assert sorted(p.name for p in (tmp_path / "cv2").glob("class_0*.png")) == [
+        "class_000_t-shirt.png", "class_008_bag.png"]
     code, out, err = run(capsys, "classviz", "--class", "paper", "--out", tmp_path / "cv3")
     assert code == 2 and err.splitlines() == [
         "minicnn: error: --class paper: the paper's twelve ImageNet classes need an ImageNet "
