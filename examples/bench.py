@@ -52,8 +52,17 @@ CASES = {  # name: (architecture, input shape)
     "resnet18": ("resnet18", (1, 3, 224, 224)),
     "resnet50": ("resnet50", (1, 3, 224, 224)),
     "squeezenet1_1": ("squeezenet1_1", (1, 3, 224, 224)),
+    "mobilenet_v2": ("mobilenet_v2", (1, 3, 224, 224)),
+    "mobilenet_v3_large": ("mobilenet_v3_large", (1, 3, 224, 224)),
+    "efficientnet_b0": ("efficientnet_b0", (1, 3, 224, 224)),
+    "densenet121": ("densenet121", (1, 3, 224, 224)),
+    "shufflenet_v2_x1_0": ("shufflenet_v2_x1_0", (1, 3, 224, 224)),
 }
 GRAPHS = ("resnet18", "resnet50", "squeezenet1_1")  # skip connections and branches: the zoo
+# The networks deployed on CPUs: minicnn's zoo against torchvision's own model code (imported
+# beside torch 2.13 as tests/helpers/torchvision_oracle.py does), random weights on both sides
+MOBILE = ("mobilenet_v2", "mobilenet_v3_large", "efficientnet_b0", "densenet121",
+          "shufflenet_v2_x1_0")
 
 
 # ----------------------------------------------------------------------------- architectures
@@ -103,7 +112,7 @@ def layer_specs(arch):
 
 def build_minicnn(arch):
     import minicnn as mc
-    if arch in GRAPHS:  # BatchNorm folded into the convolutions, as from_torch does by default
+    if arch in GRAPHS + MOBILE:  # BatchNorm folded into the convolutions, as convert does
         from minicnn.io import zoo
         return zoo.build(arch)
     make = {"conv": lambda c_in, c_out, k, s, p: mc.Conv2d(c_in, c_out, k, s, p, rng=0),
@@ -115,6 +124,9 @@ def build_minicnn(arch):
 
 def build_torch(arch):
     import torch.nn as nn
+    if arch in MOBILE:  # torchvision's own code, eval mode: BatchNorm as a layer
+        from tests.helpers.torchvision_oracle import import_torchvision
+        return getattr(import_torchvision().models, arch)().eval()
     if arch in GRAPHS:  # torchvision's layout (tests/helpers), eval mode: BatchNorm as a layer
         from tests.helpers.torchvision_like import build
         return build(arch)
@@ -215,7 +227,8 @@ def main():
                         help="alternating minicnn / PyTorch processes per case (default 3)")
     parser.add_argument("--cases", nargs="+", choices=list(CASES), default=list(CASES))
     parser.add_argument("--no-vgg", action="store_true",
-                        help="skip the ImageNet networks (VGG16, AlexNet, ResNet, SqueezeNet)")
+                        help="skip the ImageNet networks (VGG16, AlexNet, ResNet, SqueezeNet, "
+                             "the mobile ones)")
     parser.add_argument("--threads", type=int, default=THREADS,
                         help="threads for BLAS and torch in every worker (default 2)")
     parser.add_argument("--worker", nargs=4, help=argparse.SUPPRESS)
@@ -233,7 +246,7 @@ def main():
     print("|---|---|---|---|---|---|---|---|---|")
     for case in args.cases:
         arch, shape = CASES[case]
-        if args.no_vgg and arch in ("vgg16", "alexnet") + GRAPHS:
+        if args.no_vgg and arch in ("vgg16", "alexnet") + GRAPHS + MOBILE:
             continue
         reps = max(3, args.reps // 2) if arch == "vgg16" else args.reps
         rounds = [(run_worker("fast", case, reps, warmup=2), run_worker("torch", case, reps, warmup=2))
