@@ -206,12 +206,14 @@ def _merge_rows(acc, plane, Wg, grad_x, c, P, u0, u1, inside, sh, sw, ph, pw):
 def _depthwise_forward_loops(x, w, bias, out, xs, wide, offs, rows_in, inside, where, c0, c1,
                              sh, sw, ph, pw, Hq, Wq):
     """Channels c0 <= c < c1 of ONE image. x (C, H, W); w (F, KH*KW) the filters, F // C
-    per channel; bias (F,); out (F, OH, OW) written. Scratch: xs the channel's sub-planes
-    (module docstring) and slack, all zeros on entry but where inputs go (the padding is the
-    same for every channel, so the caller zeroes xs once, not each call), wide a band of
-    rows of wide outputs (and room to round its length up to STEP). offs (KH*KW,): where tap k's inputs start in xs; rows_in (sh, 2)
-    and inside (sw, 2): the rows and columns of each phase that hold inputs; where (H*W,)
-    or empty: where each input goes in xs, for _scatter_channel."""
+    per channel; bias (F,); out (F, OH, OW) written.
+
+    Scratch: xs the channel's sub-planes (module docstring) and slack, zero on entry but
+    where inputs go (the padding is the same for every channel, so the caller zeroes xs
+    once, not each call); wide a band of rows of wide outputs (and room to round its length
+    up to STEP). offs (KH*KW,): where tap k's inputs start in xs; rows_in (sh, 2) and
+    inside (sw, 2): the rows and columns of each phase that hold inputs; where (H*W,) or
+    empty: where each input goes in xs, for _scatter_channel."""
     C = x.shape[0]
     F, KK = w.shape
     M = F // C  # filters per channel
@@ -245,14 +247,16 @@ def _depthwise_forward_loops(x, w, bias, out, xs, wide, offs, rows_in, inside, w
 def _depthwise_backward_loops(g, w, grad_x, gs, acc, coefs, order, bounds, offs, rows_in,
                               inside, where, c0, c1, sh, sw, ph, pw, Hq, Wq, BH, BW):
     """Channels c0 <= c < c1 of ONE image. g (F, OH, OW) the output gradient; w (F, KH*KW);
-    grad_x (C, H, W) written. Scratch: gs (M, L) the channel's M output gradients, flat,
-    rows Wg = Wq + BW long, with zero margins (BH rows above, BW columns to the left, zeros
-    after: zero on entry but where grad_out goes, as xs in the forward loops); acc (sw, L') a band of rows of the gradient of the sw sub-planes of one row
-    phase (and room to round up to STEP); coefs (M, KH*KW). The taps
-    order[bounds[s]:bounds[s+1]] read sub-plane s, tap order[k] from element offs[k] + t of
-    gs[m] for the sub-plane's element t; rows_in and inside: as in the forward loops.
-    where (H*W,), on maps with short rows: where each input's gradient is in acc, then
-    (sh*sw, L'), all sub-planes in one band each, read by _gather_channel."""
+    grad_x (C, H, W) written.
+
+    Scratch: gs (M, L) the channel's M output gradients, flat, rows Wg = Wq + BW long, with
+    zero margins (BH rows above, BW columns to the left, zeros after), zero on entry but
+    where grad_out goes (as xs in the forward loops); acc (sw, L') a band of rows of the
+    gradient of the sw sub-planes of one row phase (and room to round up to STEP);
+    coefs (M, KH*KW). The taps order[bounds[s]:bounds[s+1]] read sub-plane s, tap order[k]
+    from element offs[k] + t of gs[m] for the sub-plane's element t; rows_in and inside: as
+    in the forward loops. where (H*W,), on maps with short rows: where each input's gradient
+    is in acc, then (sh*sw, L'), all sub-planes in one band each, read by _gather_channel."""
     C = grad_x.shape[0]
     F, KK = w.shape
     M = F // C
@@ -372,10 +376,14 @@ def _plan(*ints) -> _Plan:
 # loops, ~2 us.
 TASKS_PER_THREAD = 4
 
-# Whether to use the threads: elements touched, each output counted once per tap, against
-# the pool's threshold for element-wise kernels. A 7x7 map costs ~150 ns per channel (3x3,
-# measured), so MobileNetV2's smallest depthwise layer, 960 channels, takes ~120 us on one
-# thread: worth the ~20-30 us of handing half of it to another.
+# Whether to use the threads: from PARALLEL_SHARE times the pool's threshold for
+# element-wise kernels, counting the input and output elements. Measured on 2 vCPUs of an
+# AMD EPYC (AVX2) at a quiet time, the layers that stream more than the second-level cache
+# holds (MobileNetV2's 112x112 and 56x56 maps) ran 1.3-1.5x faster on two threads; those on
+# 28x28 maps and smaller, 10-25% slower: their loops are bound by vector loads, which the
+# two vCPUs did not double (a vector loop in L1 ran no faster on two threads than on one),
+# so only the hand-off's cost remained.
+PARALLEL_SHARE = 2
 
 def _plane_tasks(N, C, threads):
     """[(n, c0, c1)]: ranges of each image's channels, about TASKS_PER_THREAD per thread."""
@@ -412,7 +420,7 @@ def conv2d_forward(x, w, b, stride, padding, dilation):
     plan = _plan(H, W, KH, KW, *ints, *(int(d) for d in dilation))
     w2, bias = allocator.read_only(w.reshape(F, KH * KW)), allocator.bias_vector(b, F, x.dtype)
     out = np.empty((N, F, plan.OH, plan.OW), dtype=x.dtype)
-    threads = n_threads(x.size + out.size * KH * KW, thread_pool.PARALLEL_MIN_ELEMENTS)
+    threads = n_threads(x.size + out.size, PARALLEL_SHARE * thread_pool.PARALLEL_MIN_ELEMENTS)
 
     def make_work():
         xs = allocator.scratch("depthwise", (plan.planes,), x.dtype)
@@ -440,7 +448,8 @@ def conv2d_backward_input(grad_out, w, stride, padding, in_shape, dilation):
     M, sw, dtype = F // C, ints[1], grad_out.dtype
     w2 = allocator.read_only(w.reshape(F, KH * KW))
     grad_x = np.empty((N, C, H, W), dtype=dtype)
-    threads = n_threads(grad_out.size * KH * KW + grad_x.size, thread_pool.PARALLEL_MIN_ELEMENTS)
+    threads = n_threads(grad_out.size + grad_x.size,
+                        PARALLEL_SHARE * thread_pool.PARALLEL_MIN_ELEMENTS)
 
     def make_work():
         gs = allocator.scratch("depthwise", (M, plan.back_planes), dtype)
