@@ -274,6 +274,7 @@ class Graph:
         rules = self.rules_for(rule)
         relevance = any(isinstance(r, RelevanceRule) for r in rules)
         ledger = [] if relevance else None
+        arrived = {}  # the ledger's relevance per image reaching each value, summed as it comes
         scores = self._activations[-1]
         check_array(grad_scores, f"{kind}.backward: grad_scores")
         if grad_scores.shape != scores.shape:
@@ -301,7 +302,8 @@ class Graph:
                     grad_in = layer.backward(grad, node_rule)
                 grad_in = grad_in if isinstance(grad_in, tuple) else (grad_in,)
                 if ledger is not None:
-                    ledger.append(_ledger_entry(name, layer, node_rule, grad, grad_in))
+                    ledger.append(_ledger_entry(name, layer, node_rule, grad, grad_in,
+                                                self.inputs[i], arrived))
                 for read, g in zip(self.inputs[i], grad_in):
                     # A value read by several nodes (a skip connection, a branch) gets the SUM
                     # of the gradients coming back from all of them: this line is where a
@@ -311,7 +313,7 @@ class Graph:
         grad_x = grads.get(INPUT, np.zeros_like(self._input))
         if ledger is not None:
             ledger.append({"name": INPUT, "layer": "input", "rule": "",
-                           "relevance_out": per_image(grad_x)})
+                           "relevance_out": arrived.get(INPUT, per_image(grad_x))})
         self._ledger = ledger
         return grad_x
 
@@ -520,10 +522,16 @@ def as_model(nodes, meta: dict | None = None) -> Graph:
     return graph
 
 
-def _ledger_entry(name, layer, rule, relevance, shares) -> dict:
-    """One node's line of the relevance ledger (see ``Graph.ledger``)."""
+def _ledger_entry(name, layer, rule, relevance, shares, reads, arrived) -> dict:
+    """One node's line of the relevance ledger (see ``Graph.ledger``). ``arrived`` holds, per
+    value, the total its consumers handed back so far, so that each array is summed once."""
     absorbed = layer.__dict__.pop("_absorbed", {})
-    out, passed = per_image(relevance), sum(per_image(share) for share in shares)
+    out = arrived.pop(name) if name in arrived else per_image(relevance)
+    passed = 0
+    for read, share in zip(reads, shares):
+        total = out if share is relevance else per_image(share)
+        arrived[read] = arrived[read] + total if read in arrived else total
+        passed = passed + total
     entry = {"name": name, "layer": type(layer).__name__, "rule": rule_name(rule),
              "relevance_out": out, "relevance_in": passed}
     for term in ("bias", "stabiliser", "batchnorm"):

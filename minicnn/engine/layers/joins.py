@@ -27,7 +27,7 @@ from __future__ import annotations
 import numpy as np
 
 from minicnn.engine.layers.base import Layer
-from minicnn.engine.layers.rules import Epsilon, Pass, Rescale, divide, halves, per_image
+from minicnn.engine.layers.rules import Epsilon, Pass, Rescale, absorbed, divide, halves
 
 __all__ = ["Add", "Concat", "Mul", "sum_to_shape"]
 
@@ -74,7 +74,7 @@ class Add(Layer):
         grad_out = self._check_backward(grad_out, rule)
         if isinstance(rule, Epsilon):
             c, shift = divide(grad_out, self._z, rule.epsilon)
-            self._absorbed = {"stabiliser": per_image(c * shift)}
+            self._absorbed = {"stabiliser": absorbed(c, shift)[1]}
             return tuple(x * c for x in self._xs)
         return (grad_out,) * self._count
 

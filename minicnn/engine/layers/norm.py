@@ -10,7 +10,7 @@ from numbers import Real
 import numpy as np
 
 from minicnn.engine.layers.base import Layer, uniform
-from minicnn.engine.layers.rules import Epsilon, Pass, Rescale, divide, per_image, rescale_quotient
+from minicnn.engine.layers.rules import Epsilon, Pass, Rescale, absorbed, divide, rescale_quotient
 
 __all__ = ["BatchNorm2d", "LRN", "batchnorm_scale_shift", "fold_batchnorm"]
 
@@ -88,8 +88,8 @@ class BatchNorm2d(Layer):
         grad_out = self._check_backward(grad_out, rule)
         if isinstance(rule, Epsilon):
             c, step = divide(grad_out, self._z, rule.epsilon)
-            self._absorbed = {"batchnorm": per_image(c * self._shift[:, None, None]),
-                              "stabiliser": per_image(c * step)}
+            took, stabilised = absorbed(c, step, self._shift)       # the shift as a bias
+            self._absorbed = {"batchnorm": took, "stabiliser": stabilised}
             return self._x * c * self._scale[:, None, None]
         return grad_out * self._scale[:, None, None]
 

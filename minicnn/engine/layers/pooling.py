@@ -18,7 +18,8 @@ import numpy as np
 
 from minicnn.engine import kernels
 from minicnn.engine.layers.base import Layer, pair
-from minicnn.engine.layers.rules import Epsilon, Pass, Rescale, divide, halves, per_image
+from minicnn.engine.layers.rules import (Epsilon, Pass, Rescale, absorbed, divide, halves,
+                                         times)
 
 __all__ = ["MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d"]
 
@@ -147,8 +148,8 @@ class _AveragePool:
 
     def _epsilon(self, R, rule):
         c, shift = divide(R, self._z, rule.epsilon)
-        self._absorbed = {"stabiliser": per_image(c * shift)}
-        return self._x * self._chain(c)
+        self._absorbed = {"stabiliser": absorbed(c, shift)[1]}
+        return times(self._chain(c), self._x)
 
 
 class AvgPool2d(_AveragePool, _Pool2d):

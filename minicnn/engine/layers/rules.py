@@ -61,8 +61,8 @@ from numbers import Real
 import numpy as np
 
 __all__ = ["RelevanceRule", "Epsilon", "Gamma", "AlphaBeta", "ZPlus", "ZBox", "Flat",
-           "WSquare", "Pass", "Rescale", "Composite", "WEIGHT_RULES", "stabilise",
-           "linear_relevance", "divide", "per_image", "halves", "rescale_quotient", "rule_name"]
+           "WSquare", "Pass", "Rescale", "Composite", "WEIGHT_RULES", "absorbed",
+           "linear_relevance", "divide", "times", "per_image", "halves", "rescale_quotient", "rule_name"]
 
 
 def _number(owner, what, value, low=None, strict=False):
@@ -264,37 +264,53 @@ def rule_name(rule) -> str:
 
 # ============================================================================ shared arithmetic
 
-def stabilise(d, epsilon):
-    """d + epsilon sign(d), sign(0) = +1: a denominator kept away from 0 (zennit's and
-    Captum's convention). -> (the stabilised array, the shift epsilon sign(d))."""
-    shift = np.where(d >= 0, d.dtype.type(epsilon), d.dtype.type(-epsilon))
-    return d + shift, shift
+def divide(R, d, epsilon, own=False):
+    """c = R / (d + epsilon sign(d)), sign(0) = +1: the relevance of each output over its
+    stabilised denominator (zennit's and Captum's stabiliser) -> (c, shift), shift being what
+    was added: the number epsilon where d >= 0 everywhere (z-plus after a ReLU), else the
+    array epsilon sign(d) (``absorbed`` turns it into the stabiliser's share).
 
-
-def divide(R, d, epsilon):
-    """c = R / stabilise(d): (c, the stabiliser's shift). With epsilon = 0 an output whose d
-    is exactly 0 passes nothing on (c = 0 there: LRP-0's 0/0)."""
-    d, shift = stabilise(d, epsilon)
+    With epsilon = 0 (LRP-0) an output whose d is exactly 0 passes nothing on (c = 0 there,
+    LRP-0's 0/0); its relevance is left for the ledger's residual. own=True: d is a fresh
+    array of the caller's, which may be overwritten instead of copied."""
     if epsilon == 0:
+        if d.all():
+            return np.divide(R, d, out=d if own else None), 0.0
         zero = d == 0
-        if zero.any():
-            return np.divide(R, np.where(zero, 1, d)) * ~zero, shift
-    return R / d, shift
+        return np.divide(R, np.where(zero, 1, d)) * ~zero, 0.0
+    if d.size == 0 or d.min() >= 0:                      # one sign: the shift is a number
+        d = np.add(d, epsilon, out=d if own else None)
+        return np.divide(R, d, out=d), float(epsilon)
+    shift = np.copysign(d.dtype.type(epsilon), d)   # (an output of exactly -0.0 counts as < 0)
+    d = np.add(d, shift, out=d if own else None)
+    return np.divide(R, d, out=d), shift
+
+
+def absorbed(c, shift, bias=None):
+    """What a layer's bias and stabiliser took of the relevance, per image: (sum over the
+    outputs of c * bias, sum of c * shift), each (N,) float64, for c (N, F, ...) from
+    ``divide`` and a bias (F,) broadcast over any spatial axes (None: no bias). One pass over
+    c: its sums per channel serve both."""
+    N, F = c.shape[:2]
+    per_channel = c.reshape(N, F, math.prod(c.shape[2:])).sum(axis=2).astype(np.float64)
+    took = np.zeros(N) if bias is None else per_channel @ np.asarray(bias, np.float64)
+    if isinstance(shift, float):
+        return took, shift * per_channel.sum(axis=1)
+    return took, per_image(c * shift)
+
+
+def times(a, x):
+    """a * x, written into a when a kernel's fresh result may be (no new array)."""
+    if a.flags.writeable and a.shape == np.broadcast_shapes(a.shape, x.shape):
+        a *= x
+        return a
+    return a * x
 
 
 def per_image(a) -> np.ndarray:
-    """The sum over everything but the batch axis: (N, ...) -> (N,) float64."""
-    return a.reshape(len(a), math.prod(a.shape[1:])).sum(axis=1, dtype=np.float64)
-
-
-def _bias_share(c, b):
-    """sum over the outputs of c * b, per image, b (F,) broadcast over any spatial axes of
-    c (N, F, ...): what the bias took of the relevance."""
-    if b is None:
-        return np.zeros(len(c))
-    N, F = c.shape[:2]
-    return c.reshape(N, F, math.prod(c.shape[2:])).sum(axis=2, dtype=np.float64) @ \
-        np.asarray(b, np.float64)
+    """The sum over everything but the batch axis: (N, ...) -> (N,) float64 (summed in a's
+    own dtype, as its values were computed)."""
+    return a.reshape(len(a), math.prod(a.shape[1:])).sum(axis=1).astype(np.float64)
 
 
 def halves(a) -> tuple:
@@ -348,7 +364,7 @@ def linear_relevance(layer, rule, R):
     apply, transpose = layer._apply, layer._apply_transposed
     if isinstance(rule, Epsilon):
         c, shift = divide(R, z, rule.epsilon)
-        return x * transpose(c, w), _absorbed(_bias_share(c, b), per_image(c * shift))
+        return times(transpose(c, w), x), _terms(*absorbed(c, shift, b))
     if isinstance(rule, (ZPlus, AlphaBeta)):
         alpha, beta = (1.0, 0.0) if isinstance(rule, ZPlus) else (rule.alpha, rule.beta)
         return _alpha_beta(x, R, alpha, beta, rule.stabilizer, b, weight, apply, transpose)
@@ -358,13 +374,13 @@ def linear_relevance(layer, rule, R):
         low, high = rule.bounds_like(x)
         wp, wn = weight("positive"), weight("negative")
         zb = (z if b is None else z - _as_bias(b, z)) - apply(low, wp, None) - apply(high, wn, None)
-        c, shift = divide(R, zb, rule.stabilizer)        # the bias cancels: b - b+ - b- = 0
+        c, shift = divide(R, zb, rule.stabilizer, own=True)   # the bias cancels: b - b+ - b- = 0
         R_in = x * transpose(c, w) - low * transpose(c, wp) - high * transpose(c, wn)
-        return R_in, _absorbed(np.zeros(len(R)), per_image(c * shift))
+        return R_in, _terms(*absorbed(c, shift))
     if isinstance(rule, (Flat, WSquare)):
         w1 = weight("ones" if isinstance(rule, Flat) else "squared")
-        c, shift = divide(R, apply(np.ones_like(x), w1, None), rule.stabilizer)
-        return transpose(c, w1), _absorbed(np.zeros(len(R)), per_image(c * shift))
+        c, shift = divide(R, apply(np.ones_like(x), w1, None), rule.stabilizer, own=True)
+        return transpose(c, w1), _terms(*absorbed(c, shift))
     raise AssertionError(f"linear_relevance: {rule!r}")  # Layer.check_rule lets no other in
 
 
@@ -373,31 +389,32 @@ def _alpha_beta(x, R, alpha, beta, stabilizer, b, weight, apply, transpose):
 
     Positive contributions: x+ through W+ and x- through W- (and b+); negative: x+ through
     W- and x- through W+ (and b-). The x- terms vanish, and are skipped, when x >= 0 (after
-    a ReLU)."""
+    a ReLU); then x+ is x itself."""
     wp, wn = weight("positive"), weight("negative")
-    xp = np.maximum(x, 0)
-    xn = np.minimum(x, 0) if x.size and x.min() < 0 else None     # None: no negative inputs
+    signed = x.size and x.min() < 0
+    xp = np.maximum(x, 0) if signed else x
+    xn = np.minimum(x, 0) if signed else None           # None: no negative inputs
 
     def share(w_pos_in, w_neg_in, bias):               # c and its transposes for one sign
         zs = apply(xp, w_pos_in, bias)
         if xn is not None:
             zs += apply(xn, w_neg_in, None)
-        c, shift = divide(R, zs, stabilizer)
-        R_in = xp * transpose(c, w_pos_in)
+        c, shift = divide(R, zs, stabilizer, own=True)
+        R_in = times(transpose(c, w_pos_in), xp)
         if xn is not None:
             R_in += xn * transpose(c, w_neg_in)
-        return R_in, _bias_share(c, bias), per_image(c * shift)
+        return (R_in, *absorbed(c, shift, bias))
 
     bp = None if b is None else np.maximum(b, 0)
     R_in, bias, stab = share(wp, wn, bp)
     if alpha != 1:
         R_in *= alpha
     if beta == 0:
-        return R_in, _absorbed(alpha * bias, alpha * stab)
+        return R_in, _terms(alpha * bias, alpha * stab)
     bn = None if b is None else np.minimum(b, 0)
     R_neg, bias_n, stab_n = share(wn, wp, bn)
     R_in -= beta * R_neg
-    return R_in, _absorbed(alpha * bias - beta * bias_n, alpha * stab - beta * stab_n)
+    return R_in, _terms(alpha * bias - beta * bias_n, alpha * stab - beta * stab_n)
 
 
 def _gamma(x, z, R, rule, b, weight, apply, transpose):
@@ -407,8 +424,9 @@ def _gamma(x, z, R, rule, b, weight, apply, transpose):
     relevance is left in the ledger's residual). Each half is skipped when no relevance
     reaches it (after a ReLU, the outputs with z <= 0 have none)."""
     g = rule.gamma
-    xp = np.maximum(x, 0)
-    xn = np.minimum(x, 0) if x.size and x.min() < 0 else None
+    signed = x.size and x.min() < 0
+    xp = np.maximum(x, 0) if signed else x
+    xn = np.minimum(x, 0) if signed else None
     R_in = np.zeros_like(x)
     bias = np.zeros(len(R))
     stab = np.zeros(len(R))
@@ -421,13 +439,14 @@ def _gamma(x, z, R, rule, b, weight, apply, transpose):
         zs = apply(xp, wx, bs)
         if xn is not None:
             zs += apply(xn, wy, None)
-        c, shift = divide(Rs, zs, rule.stabilizer)
+        c, shift = divide(Rs, zs, rule.stabilizer, own=True)
         R_in += xp * transpose(c, wx)
         if xn is not None:
             R_in += xn * transpose(c, wy)
-        bias += _bias_share(c, bs)
-        stab += per_image(c * shift)
-    return R_in, _absorbed(bias, stab)
+        took, stabilised = absorbed(c, shift, bs)
+        bias += took
+        stab += stabilised
+    return R_in, _terms(bias, stab)
 
 
 def _modify(w, how):
@@ -450,7 +469,8 @@ def _as_bias(b, z):
     return np.asarray(b).reshape((-1,) + (1,) * (z.ndim - 2))
 
 
-def _absorbed(bias, stabiliser) -> dict:
+def _terms(bias, stabiliser) -> dict:
+    """The ledger's terms of a layer with weights."""
     return {"bias": np.asarray(bias, np.float64), "stabiliser": np.asarray(stabiliser, np.float64)}
 
 
