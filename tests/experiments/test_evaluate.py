@@ -84,8 +84,8 @@ def test_same_call_same_numbers(model):
 
 def test_bad_names_and_values(model):
     with pytest.raises(ValueError, match="unknown method 'gradcam'; valid methods are "
-                                         "gradient, guided_backprop, .*, occlusion, random, "
-                                         "center_gaussian, sobel"):
+                                         "gradient, guided_backprop, .*, occlusion, lrp, "
+                                         "deeplift, random, center_gaussian, sobel"):
         evaluate.run_evaluation(random_model(), n_images=1, methods=["gradcam"])
     with pytest.raises(ValueError, match="unknown target 'label'; valid choices are true, "
                                          "predicted"):
