@@ -54,7 +54,8 @@ def _rules(z):
         ("w-square first", S.Composite(first=(((Conv2d, Linear), S.WSquare()),), otherwise=rest),
          zennit_first(r.WSquare(zero_params="bias"), r.Epsilon(1e-6))),
         ("EpsilonPlus", S.EpsilonPlus(), c.EpsilonPlus()),
-        ("EpsilonGammaBox", S.EpsilonGammaBox(LOW, HIGH), c.EpsilonGammaBox(low=low_t, high=high_t)),
+        ("EpsilonGammaBox", S.EpsilonGammaBox(LOW, HIGH),
+         c.EpsilonGammaBox(low=low_t, high=high_t)),
         ("EpsilonAlpha2Beta1", S.EpsilonAlpha2Beta1(), c.EpsilonAlpha2Beta1()),
         ("EpsilonPlusFlat", S.EpsilonPlusFlat(), c.EpsilonPlusFlat()),
     ]

@@ -62,7 +62,8 @@ import numpy as np
 
 __all__ = ["RelevanceRule", "Epsilon", "Gamma", "AlphaBeta", "ZPlus", "ZBox", "Flat",
            "WSquare", "Pass", "Rescale", "Composite", "WEIGHT_RULES", "absorbed",
-           "linear_relevance", "divide", "times", "per_image", "halves", "rescale_quotient", "rule_name"]
+           "linear_relevance", "divide", "times", "per_image", "halves", "rescale_quotient",
+           "rule_name"]
 
 
 def _number(owner, what, value, low=None, strict=False):
