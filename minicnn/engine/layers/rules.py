@@ -28,7 +28,8 @@ relevance of the outputs and c = R / stabilised(z'), every rule is
 
     R_in = x' * (W'^T c)
 
-for a modified input x' and modified weights W' (and z' = W' x' + b'):
+for a modified input x' and modified weights W' (and z' = W' x' + b'), or a sum of such
+terms (one per sign of the input, for the rules that split x into x+ and x-):
 
 - Epsilon(e):      x' = x, W' = W, z' = z; the denominator z + e sign(z). e = 0 is LRP-0.
 - ZPlus():         the positive contributions only: z' = W+ x+ + W- x- + b+, relevance to
