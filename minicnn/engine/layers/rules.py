@@ -294,11 +294,20 @@ def absorbed(c, shift, bias=None):
     ``divide`` and a bias (F,) broadcast over any spatial axes (None: no bias). One pass over
     c: its sums per channel serve both."""
     N, F = c.shape[:2]
+    if bias is None and not isinstance(shift, float):
+        return np.zeros(N), _dot_per_image(c, shift)
     per_channel = c.reshape(N, F, math.prod(c.shape[2:])).sum(axis=2).astype(np.float64)
     took = np.zeros(N) if bias is None else per_channel @ np.asarray(bias, np.float64)
     if isinstance(shift, float):
         return took, shift * per_channel.sum(axis=1)
-    return took, per_image(c * shift)
+    return took, _dot_per_image(c, shift)
+
+
+def _dot_per_image(a, b) -> np.ndarray:
+    """sum of a * b per image, (N, ...) twice -> (N,) float64, without the product array."""
+    n = math.prod(a.shape[1:])
+    a, b = a.reshape(len(a), n), b.reshape(len(b), n)
+    return np.array([np.dot(u, v) for u, v in zip(a, b)], np.float64).reshape(len(a))
 
 
 def times(a, x):
