@@ -300,7 +300,7 @@ def test_trace_command_writes_one_figure(capsys, tmp_path):
 def test_a_photo_gets_the_out_of_distribution_warning_a_sample_does_not(capsys, tmp_path):
     code, out, _ = run(capsys, "saliency", "--sample", "--out", tmp_path)
     assert code == 0 and "WARNING: this image is not of the kind this model knows" in out
-    assert "shrunk and cropped to 64x64" in out and "Real ImageNet networks" in out
+    assert "shrunk and cropped to 64x64" in out and "minicnn fetch mobilenet_v2" in out
     sample = SAMPLES_DIR / "test00000_ankle-boot.png"
     code, out, _ = run(capsys, "saliency", sample, "--out", tmp_path)
     assert code == 0 and "WARNING" not in out and "(true class Ankle boot)" in out

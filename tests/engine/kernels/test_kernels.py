@@ -136,6 +136,8 @@ def test_both_dtypes_are_cached_on_disk():
         x = np.ones((1, 1, 4, 4), dtype)
         w = np.ones((1, 1, 2, 2), dtype)
         fast.conv2d_backward_input(fast.conv2d_forward(x, w, None, (1, 1), (0, 0)), w, (1, 1), (0, 0), x.shape)
+        fast.conv2d_backward_input(fast.conv2d_forward(x, w, None, (2, 2), (0, 0)), w, (2, 2),
+                                   (0, 0), x.shape)  # strided: im2col and col2im
         out, argmax = fast.maxpool2d_forward(x, (2, 2), (2, 2), (0, 0))
         fast.maxpool2d_backward(out, argmax, x.shape)
         fast.maxpool2d_forward(x, (3, 3), (1, 1), (1, 1))
