@@ -24,7 +24,7 @@ from minicnn.io.images import Preprocess, to_input  # noqa: E402
 from minicnn.experiments.sanity import sanity_checks  # noqa: E402
 from minicnn.viz import atomic_write, save_figure  # noqa: E402
 
-DEFAULT_METHODS = "gradient,guided_backprop,input_x_gradient,grad_cam,guided_grad_cam"
+DEFAULT_METHODS = "gradient,guided_backprop,input_x_gradient,grad_cam,guided_grad_cam,lrp"
 
 
 def main(argv=None):

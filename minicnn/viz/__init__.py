@@ -24,10 +24,11 @@ from minicnn.viz.report import write_evaluation
 from minicnn.viz.saliency import (METHOD_WORDS, comparison_figure, heatmap_figure,
                                   method_figure, overlay_picture, saliency_figure,
                                   same_in_every_channel)
-from minicnn.viz.trace import trace_figure
+from minicnn.viz.trace import ledger_figure, ledger_table, trace_figure
 
 __all__ = ["saliency_figure", "heatmap_figure", "comparison_figure", "method_figure",
            "overlay_picture", "METHOD_WORDS", "same_in_every_channel", "trace_figure",
+           "ledger_table", "ledger_figure",
            "class_model_grid", "localization_figure", "evaluation_bars", "evaluation_curves",
            "sanity_maps_figure", "sanity_curves", "fooling_figure", "stretch",
            "write_class_models", "colored_gradient", "grayscale_gradient", "unit_range",

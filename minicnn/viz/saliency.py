@@ -39,6 +39,8 @@ METHOD_WORDS = {
     "grad_cam": ("Grad-CAM", "Grad-CAM value"),
     "guided_grad_cam": ("guided Grad-CAM", "guided grad x Grad-CAM"),
     "occlusion": ("occlusion", "score drop when hidden"),
+    "lrp": ("LRP", "relevance (share of S_c)"),
+    "deeplift": ("DeepLIFT", "share of S_c(I) - S_c(0)"),
 }
 
 
