@@ -79,6 +79,7 @@ class Graph:
 
     def __init__(self, nodes, meta: dict | None = None):
         names, layers, inputs = [], [], []
+        seen = set()  # the names so far, for lookups in constant time (a file may list many)
         for i, item in enumerate(nodes):
             if not (isinstance(item, tuple) and len(item) == 3 and isinstance(item[0], str)
                     and isinstance(item[1], Layer)):
@@ -86,14 +87,14 @@ class Graph:
                                 f"inputs) triple, got {item!r}")
             name, layer, reads = item
             reads = (reads,) if isinstance(reads, str) else tuple(reads)
-            if name in names:
+            if name in seen:
                 raise ValueError(f"{type(self).__name__}: node names must be unique, got "
                                  f"{name!r} twice")
             if name == INPUT:
                 raise ValueError(f"{type(self).__name__}: {INPUT!r} names the model's input; "
                                  f"node {i} cannot be called so")
             for read in reads:
-                if read != INPUT and read not in names:
+                if read != INPUT and read not in seen:
                     later = "itself" if read == name else (
                         "a node that comes later (a cycle, or nodes out of order)"
                         if any(n[0] == read for n in nodes[i + 1:] if isinstance(n, tuple))
@@ -104,6 +105,7 @@ class Graph:
             if not reads:
                 raise ValueError(f"{type(self).__name__}: node {name!r} reads nothing")
             names.append(name)
+            seen.add(name)
             layers.append(layer)
             inputs.append(reads)
         if not names:
