@@ -12,15 +12,18 @@
   one ``minicnn saliency`` writes:
 
       classify(net, image)                 the input as the network saw it, top-5, warning
-      explain(net, image, method, ...)     saliency.attribute -> to_map, signed map, box
-      trace(net, image, target)            experiments.trace: the gradient at every layer
+      explain(net, image, method, ...)     saliency.attribute -> to_map, signed map, box;
+                                           for lrp, saliency.lrp_ledger: also the ledger
+      trace(net, image, target, method)    experiments.trace: the gradient at every layer,
+                                           or (method "lrp") the relevance
 
 A change recomputes only what it changes. Each network runs behind ``_Remembered``, which
 keeps its last forward pass: asking for another class, another method of the one-backward
-family (gradient, guided backprop, deconvnet, input x gradient, Grad-CAM at any layer) or
-the trace of the same image runs backward passes only. Answers are also kept (a few per
-network) under a key made of what they are derived from: the image file's path, size and
-modification time (or an upload's SHA-256), the method, its options, the class and the layer.
+family (gradient, guided backprop, deconvnet, input x gradient, Grad-CAM at any layer, LRP
+by any rule) or the trace of the same image runs backward passes only. Answers are also kept
+(a few per network) under a key made of what they are derived from: the image file's path,
+size and modification time (or an upload's SHA-256), the method, its options, the class and
+the layer.
 
 Two tabs at once: a model keeps per-pass state in its layers (what backward needs), so two
 passes on one model must not interleave. Every pass runs in one thread, one job after another
@@ -55,7 +58,7 @@ import numpy as np
 
 from minicnn import saliency
 from minicnn.experiments.localize import localize
-from minicnn.experiments.trace import trace
+from minicnn.experiments.trace import TRACE_METHODS, trace
 from minicnn.explain import (ExplainError, class_names, ground_truth, method_options,
                              out_of_distribution, top_classes)
 from minicnn.io.fetch import MODELS as FETCHABLE, model_status
@@ -66,17 +69,31 @@ from minicnn.io.weights import load
 from minicnn.viz.plotting import CMAP, DIVERGING
 
 __all__ = ["Explorer", "ExploreError", "OPTIONS", "Option", "MAX_UPLOAD_BYTES", "MAX_UPLOADS",
-           "LEDGER_METHODS"]
+           "LEDGER_METHODS", "LEDGER_COLUMNS"]
 
 MAX_UPLOAD_BYTES = 100 << 20   # a file dropped on the page; a 89-megapixel JPEG is ~40 MB
 MAX_UPLOADS = 32               # uploads kept on disk; the oldest is forgotten after that
 _KEPT = 16                     # answers kept per network and kind (LRU)
 _TOP = 5
 
-# Methods whose answer carries a "ledger" (LRP's relevance, layer by layer, and what each rule
-# conserved). None yet: when the LRP methods land, each adds its name here and ``_ledger``
-# returns its table; the page has the panel waiting (static/app.js, renderLedger).
-LEDGER_METHODS: frozenset = frozenset()
+# Methods whose answer carries a "ledger" (``_ledger``: LRP's relevance, node by node, and
+# where the part that did not reach the pixels went); the page shows it as a table
+# (static/app.js, renderLedger).
+LEDGER_METHODS: frozenset = frozenset({"lrp"})
+
+# The ledger's columns: (key in ``Graph.ledger``, heading, what it is), as the page shows them.
+LEDGER_COLUMNS = (
+    ("name", "node", "from the score (top) back to the pixels (bottom)"),
+    ("layer", "layer", "the node's type"),
+    ("rule", "rule", "how it shares relevance among its inputs"),
+    ("relevance_out", "relevance out", "what reached its output (top row: the score S_c)"),
+    ("relevance_in", "passed on", "what it handed to its inputs"),
+    ("bias", "bias", "what its bias took (negative: created)"),
+    ("stabiliser", "stabiliser", "what the rule's stabiliser took (epsilon in z + epsilon)"),
+    ("batchnorm", "BatchNorm", "what a BatchNorm's shift took"),
+    ("residual", "residual", "relevance out - passed on - bias - stabiliser - BatchNorm: "
+                             "conservation's error (rounding, or relevance a rule dropped)"),
+)
 
 
 class ExploreError(ValueError):
@@ -140,10 +157,24 @@ OPTIONS = {
     "occlusion": (
         Option("window", "int", _default("occlusion", "window"), 1, 512),
         Option("stride", "int", _default("occlusion", "stride"), 1, 512)),
+    # the page offers rule_names(); the server checks any name against the model (``_rule``)
+    "lrp": (
+        Option("rule", "choice", saliency.DEFAULT_RULE, choices=tuple(saliency.rule_names())),),
 }
 
 
-def _method_options(method: str, given: dict, layer) -> dict:
+def _rule(model, text) -> str:
+    """LRP's rule from the page, checked as the command line checks ``--rule`` (cli._rule): a
+    name ``saliency.resolve_rule`` knows (in any case, "_" for "-"), that applies to every
+    layer of the model; else ExploreError with the command line's line."""
+    try:
+        model.rules_for(saliency.resolve_rule(text, model))
+    except (ValueError, TypeError) as e:
+        raise ExploreError(f"--rule {text}: {e}") from None
+    return text
+
+
+def _method_options(model, method: str, given: dict, layer) -> dict:
     """The keyword options for ``saliency.attribute``: what the command line passes
     (``explain.method_options``: SmoothGrad's seed, the layer) and the page's values."""
     known = {o.name: o for o in OPTIONS.get(method, ())}
@@ -153,7 +184,8 @@ def _method_options(method: str, given: dict, layer) -> dict:
                            + (f": its options are {', '.join(known)}" if known else ""))
     options = method_options(method, False, layer)
     for name, text in given.items():
-        value = known[name].parse(method, text)
+        value = (_rule(model, text) if (method, name) == ("lrp", "rule")
+                 else known[name].parse(method, text))
         if value != known[name].default:    # the default is left to the method itself
             options[name] = saliency.get_method(value) if (method, name) == (
                 "smoothgrad", "method") else value
@@ -494,11 +526,20 @@ class Explorer:
         return self._jobs.call(_explain, self._network(network), self._picture(image), method,
                                _as_int(target), layer or None, dict(options or {}))
 
-    def trace(self, network: str, image: str, target=None) -> dict:
-        """The gradient of the class score at every layer (``experiments.trace``), each
-        reduced to one map (|.| summed over channels), from the score back to the pixels."""
+    def trace(self, network: str, image: str, target=None, method=None, rule=None) -> dict:
+        """The backward pass of the class score kept at every layer (``experiments.trace``),
+        from the score back to the pixels, each step reduced to one map: method "gradient"
+        (None too): |dS_c/d(output)| summed over channels; "lrp": the relevance there, summed
+        over channels with its sign, by ``rule`` (None: LRP's default)."""
+        method = method or "gradient"
+        if method not in TRACE_METHODS:
+            raise ExploreError(f"the trace follows {' or '.join(TRACE_METHODS)}, got "
+                               f"{method!r}")
+        if rule not in (None, "") and method != "lrp":     # the command line's words
+            raise ExploreError(f"--rule chooses how LRP shares relevance out; it applies to "
+                               f"--method lrp, not {method}")
         return self._jobs.call(_trace, self._network(network), self._picture(image),
-                               _as_int(target))
+                               _as_int(target), method, rule or None)
 
 
 def _known_method(name) -> str:
@@ -604,26 +645,33 @@ def _explain(net: _Network, pic: _Picture, method: str, target, layer, given: di
         if node not in net.cam_layers:
             raise ExploreError(f"unknown layer {layer!r} for Grad-CAM: choose a node or block "
                                f"with (C, h, w) output, e.g. {default!r}")
-    options = _method_options(method, given, layer if takes_layer else None)
+    options = _method_options(net.model, method, given, layer if takes_layer else None)
     key = ("explain", pic.key(), method, t, layer if takes_layer else None,
            tuple(sorted((k, str(v)) for k, v in given.items())))
 
     def compute():
-        _, _, results = saliency.attribute(net.model, x, [method], t, {method: options})
-        _finite(pic, f"the {method} map", results[method])
-        result = results[method][0]                                 # (C, H, W) or (h, w)
-        smap = saliency.to_map(results[method], x.shape[2:])[0]     # (H, W), as the CLI's .npy
+        if method == "lrp":     # the pass saliency.attribute runs for lrp, and its ledger
+            batch, ledger = saliency.lrp_ledger(net.model, x, t, **options)
+        else:
+            batch, ledger = saliency.attribute(net.model, x, [method], t,
+                                               {method: options})[2][method], None
+        _finite(pic, f"the {method} map", batch)
+        result = batch[0]                                           # (C, H, W) or (h, w)
+        smap = saliency.to_map(batch, x.shape[2:])[0]               # (H, W), as the CLI's .npy
         coarse = result.ndim == 2
         box = localize(None, smap, "threshold").box
         iy, ix = np.unravel_index(np.argmax(smap), smap.shape)
         return {"method": method, "target": t, "layer": layer if takes_layer else None,
+                "rule": saliency.describe_rule(options.get("rule", saliency.DEFAULT_RULE))
+                if method == "lrp" else None,
                 "map": smap.astype(np.float32),
                 "signed": None if coarse else
-                saliency.to_map(results[method], x.shape[2:], signed=True)[0].astype(np.float32),
+                saliency.to_map(batch, x.shape[2:], signed=True)[0].astype(np.float32),
                 "attribution": None if coarse else result.astype(np.float32),
                 "coarse": result.astype(np.float32) if coarse else None,
                 "box": None if box is None else [int(v) for v in box],
-                "peak": [int(ix), int(iy)], "ledger": _ledger(method, results[method])}
+                "peak": [int(ix), int(iy)],
+                "ledger": None if ledger is None else _ledger(ledger)}
 
     answer = dict(net.kept(key, compute))
     answer.update(target_name=class_names(net.model)[t] if class_names(net.model) else str(t),
@@ -632,29 +680,54 @@ def _explain(net: _Network, pic: _Picture, method: str, target, layer, given: di
     return answer
 
 
-def _ledger(method: str, result):
-    """LRP's ledger for the page (a table: layer, relevance in, relevance out, what the rule
-    conserved). No method has one yet (``LEDGER_METHODS``)."""
-    return None
+def _ledger(entries: list) -> dict:
+    """LRP's ledger of one image (``Graph.ledger``: a dict per node, from the score's node back
+    to "input", each value an array of one) as the page's table:
+
+        {"columns": [{"key", "label", "about"}, ...]    LEDGER_COLUMNS
+         "rows": [[a value per column], ...]            a row per node, then "input" (the
+                                                        relevance that reached the pixels)
+         "totals": {"score", "input", "bias", "stabiliser", "batchnorm", "residual"}}
+
+    The totals: the relevance the pass started from (the explained score), what reached the
+    pixels, and each absorbed column and the residual summed over the nodes, so that score =
+    input + bias + stabiliser + batchnorm + residual (``viz.trace.ledger_table``'s last line)."""
+    keys = [key for key, _, _ in LEDGER_COLUMNS]
+
+    def cell(entry, key):
+        value = entry.get(key)
+        return None if value is None else value if isinstance(value, str) else float(value[0])
+    rows = [[cell(entry, key) for key in keys] for entry in entries]
+    nodes = entries[:-1]                                            # the input absorbs nothing
+    totals = {"score": cell(entries[0], "relevance_out"),
+              "input": cell(entries[-1], "relevance_out")}
+    for term in ("bias", "stabiliser", "batchnorm", "residual"):
+        totals[term] = float(sum(cell(entry, term) for entry in nodes))
+    return {"columns": [{"key": key, "label": label, "about": about}
+                        for key, label, about in LEDGER_COLUMNS],
+            "rows": rows, "totals": totals}
 
 
-def _trace(net: _Network, pic: _Picture, target) -> dict:
+def _trace(net: _Network, pic: _Picture, target, method: str, rule) -> dict:
     started = time.perf_counter()
     forwards = net.model.forwards
     x, scores = _scores(net, pic)
     t = int(np.argmax(scores)) if target is None else target
     if not 0 <= t < len(scores):
         raise ExploreError(f"unknown class index {t}: valid indices are 0..{len(scores) - 1}")
+    if method == "lrp":
+        rule = _rule(net.model, rule or saliency.DEFAULT_RULE)
 
     def compute():
-        result = trace(net.model, x, t, "sum")
-        return {"target": t, "steps": [
-            {"name": s["name"], "shape": list(s["shape"]),
+        result = (trace(net.model, x, t, "sum", "lrp", rule) if method == "lrp"
+                  else trace(net.model, x, t, "sum"))
+        return {"target": t, "method": method, "rule": result["rule"], "steps": [
+            {"name": s["name"], "shape": list(s["shape"]), "total": s["total"],
              "gradient": s["gradient_map"].astype(np.float32),
              "activation": s["activation_map"].astype(np.float32)}
             for s in result["steps"]]}
 
-    answer = dict(net.kept(("trace", pic.key(), t), compute))
+    answer = dict(net.kept(("trace", pic.key(), t, method, rule), compute))
     answer.update(forward="reused" if net.model.forwards == forwards else "computed",
                   seconds=time.perf_counter() - started)
     return answer

@@ -10,7 +10,8 @@ What is served:
     GET  /<token>/api/info          networks, images, methods and their options, colormaps
     GET  /<token>/api/classify      ?network&image          the input, top-5, warning
     GET  /<token>/api/explain       ?network&image&method&target&layer&opt.NAME=VALUE
-    GET  /<token>/api/trace         ?network&image&target   the gradient at every layer
+    GET  /<token>/api/trace         ?network&image&target&method&rule
+                                    the gradient (or LRP's relevance) at every layer
     POST /<token>/api/upload        the file as the body, its name in X-File-Name
 
 Nothing else: the three assets are a fixed table read once from the package, so no part of
@@ -204,7 +205,8 @@ class _Handler(BaseHTTPRequestHandler):
             return ex.explain(q.get("network"), q.get("image"), q.get("method"),
                               q.get("target"), q.get("layer"), options)
         if verb == "GET" and route == "/api/trace":
-            return ex.trace(q.get("network"), q.get("image"), q.get("target"))
+            return ex.trace(q.get("network"), q.get("image"), q.get("target"),
+                            q.get("method"), q.get("rule"))
         if verb == "POST" and route == "/api/upload":
             return ex.upload(unquote(self.headers.get("X-File-Name", "upload")),
                              self._body())

@@ -1,7 +1,8 @@
 """The explorer's answers (minicnn/explore/explorer.py), without HTTP or a browser: each
 method's map is the one ``minicnn saliency`` writes, another class reuses the forward pass,
-options and layers reach the method, the trace is ``experiments.trace``, an answer kept
-follows its file, and bad requests and uploads are one line each.
+options, layers and LRP's rule reach the method, LRP's ledger is the model's, the trace is
+``experiments.trace`` (of the gradient, or of LRP's relevance), an answer kept follows its
+file, and bad requests and uploads are one line each.
 
 Equal "to float32 rounding": the fast convolution keeps its scratch buffers per thread, and
 the last bits of a float32 product depend on where those buffers lie, so the map computed in
@@ -20,7 +21,7 @@ from minicnn import saliency
 from minicnn.cli import main
 from minicnn.experiments.trace import trace
 from minicnn.explore import LEDGER_METHODS, Explorer, ExploreError
-from minicnn.explore.explorer import MAX_UPLOAD_BYTES, MAX_UPLOADS
+from minicnn.explore.explorer import LEDGER_COLUMNS, MAX_UPLOAD_BYTES, MAX_UPLOADS
 from minicnn.io.images import ImageReadError, Preprocess, read_image, to_input
 from minicnn.io.samples import SAMPLES_DIR, load_sample_index
 from minicnn.io.weights import load
@@ -85,7 +86,8 @@ def test_another_class_another_layer_reuse_the_forward_pass(ex, model, tmp_path)
     assert first["forward"] == "computed"
     runs = ex._networks["net0"].model.forwards
     for target, method, layer in [(3, "gradient", None), (7, "guided_backprop", None),
-                                  (7, "grad_cam", "features.17"), (1, "deconvnet", None)]:
+                                  (7, "grad_cam", "features.17"), (2, "lrp", None),
+                                  (1, "deconvnet", None)]:
         answer = ex.explain("net0", image, method, target=target, layer=layer)
         assert answer["forward"] == "reused" and answer["target"] == target
     assert ex._networks["net0"].model.forwards == runs        # no forward pass at all
@@ -134,7 +136,7 @@ def test_unknown_choices_are_one_line(ex):
     for call, message in [
         (lambda: ex.explain("nope", image, "gradient"), "unknown network 'nope'"),
         (lambda: ex.explain("net0", "nope", "gradient"), "unknown image 'nope'"),
-        (lambda: ex.explain("net0", image, "lrp"), "unknown method 'lrp'"),
+        (lambda: ex.explain("net0", image, "lime"), "unknown method 'lime'"),
         (lambda: ex.explain("net0", image, "gradient", target=10),
          "unknown class index 10: valid indices are 0..9"),
         (lambda: ex.explain("net0", image, "gradient", target="-1"),
@@ -263,9 +265,106 @@ def test_the_first_image_named_is_the_pages_first(tmp_path):
     explorer.close()
 
 
-def test_no_method_has_a_ledger_yet(ex):
-    """The LRP methods will add theirs (LEDGER_METHODS and explorer._ledger); the page has
-    the panel waiting."""
+def test_lrps_rule_reaches_the_method(ex, model, tmp_path):
+    image, path = sample(ex, "Pullover")
+    x = to_input(read_image(path, Preprocess()), Preprocess())
+    default = ex.explain("net0", image, "lrp", target=4)
+    assert default["rule"] == saliency.DEFAULT_RULE
+    same_map(default["map"], cli_map(tmp_path, path, "lrp", "--target", "4"), "lrp")
+    for rule in ["z-plus", "epsilon-gamma-box", "Alpha2_Beta1"]:   # any name --rule takes
+        answer = ex.explain("net0", image, "lrp", target=4, options={"rule": rule})
+        assert answer["forward"] == "reused"
+        assert answer["rule"] == saliency.describe_rule(rule)
+        same_map(answer["attribution"], saliency.lrp(model, x, 4, rule=rule)[0], "lrp")
+        same_map(answer["map"], cli_map(tmp_path, path, "lrp", "--target", "4", "--rule", rule),
+                 "lrp")
+
+
+def test_lrps_ledger_is_the_models(ex, model):
+    """The page's table holds ``model.ledger()`` of the same pass, row by row, and its totals
+    add up as ``viz.trace.ledger_table``'s last line: score = pixels + absorbed + residual."""
+    image, path = sample(ex, "Bag")
+    x = to_input(read_image(path, Preprocess()), Preprocess())
+    ledger = ex.explain("net0", image, "lrp", target=8, options={"rule": "z-plus"})["ledger"]
+    scores = model.forward(x)                                      # (1, 10)
+    relevance = model.backward(saliency.relevance_seed(scores, [8]),
+                               rule=saliency.resolve_rule("z-plus", model))   # (1, 3, 64, 64)
+    expected = model.ledger()
+    assert [c["key"] for c in ledger["columns"]] == [key for key, _, _ in LEDGER_COLUMNS]
+    assert [c["label"] for c in ledger["columns"]] == [
+        "node", "layer", "rule", "relevance out", "passed on", "bias", "stabiliser",
+        "BatchNorm", "residual"]
+    assert len(ledger["rows"]) == len(expected) == len(model.names) + 1
+    score = float(scores[0, 8])
+    tol = 1e-5 * score                   # float32 rounding: another thread, other buffers
+    for row, entry in zip(ledger["rows"], expected):
+        cells = dict(zip([key for key, _, _ in LEDGER_COLUMNS], row))
+        assert [cells["name"], cells["layer"], cells["rule"]] == [entry["name"], entry["layer"],
+                                                                  entry["rule"]]
+        for key, value in entry.items():
+            if isinstance(value, np.ndarray):
+                assert cells[key] == pytest.approx(float(value[0]), abs=tol), (entry["name"], key)
+    totals = ledger["totals"]
+    assert totals["score"] == score                      # the top row: the explained score
+    assert totals["input"] == pytest.approx(float(relevance.sum(dtype=np.float64)), abs=tol)
+    for term in ("bias", "stabiliser", "batchnorm", "residual"):
+        assert totals[term] == pytest.approx(
+            sum(float(e[term][0]) for e in expected[:-1]), abs=tol)
+    assert totals["score"] == pytest.approx(
+        totals["input"] + totals["bias"] + totals["stabiliser"] + totals["batchnorm"]
+        + totals["residual"], abs=1e-9 * score)
+
+
+def test_only_lrp_has_a_ledger(ex):
     image, _ = sample(ex)
-    assert LEDGER_METHODS == frozenset()
-    assert ex.explain("net0", image, "gradient")["ledger"] is None
+    assert LEDGER_METHODS == frozenset({"lrp"})
+    info = {m["name"]: m for m in ex.info()["methods"]}
+    assert {name for name, m in info.items() if m["ledger"]} == {"lrp"}
+    assert info["lrp"]["options"] == [{"name": "rule", "kind": "choice",
+                                       "default": saliency.DEFAULT_RULE, "low": None,
+                                       "high": None, "choices": tuple(saliency.rule_names())}]
+    for method in ["gradient", "deeplift"]:
+        assert ex.explain("net0", image, method)["ledger"] is None
+
+
+def test_the_lrp_trace_is_experiments_trace(ex, model):
+    image, path = sample(ex, "Dress")
+    x = to_input(read_image(path, Preprocess()), Preprocess())
+    ex.classify("net0", image)                              # the forward pass, remembered
+    answer = ex.trace("net0", image, 3, "lrp", "gamma")
+    assert answer["forward"] == "reused"                    # one backward pass
+    expected = trace(model, x, 3, "sum", "lrp", "gamma")
+    assert answer["method"] == "lrp" and answer["rule"] == expected["rule"] == "gamma 0.25"
+    assert [s["name"] for s in answer["steps"]] == [s["name"] for s in expected["steps"]]
+    for got, want in zip(answer["steps"], expected["steps"]):
+        same_map(got["gradient"], want["gradient_map"], "lrp")     # signed: relevance's sum
+        assert got["total"] == pytest.approx(want["total"], rel=1e-5, abs=1e-6)
+    assert answer["steps"][0]["total"] == float(model.forward(x)[0, 3])   # starts as S_c
+    assert ex.trace("net0", image, 3)["method"] == "gradient"          # the default
+    default = ex.trace("net0", image, 3, "lrp")
+    assert default["rule"] == saliency.describe_rule(saliency.DEFAULT_RULE)
+
+
+def test_a_bad_rule_is_the_command_lines_line(ex, tmp_path, capsys):
+    """The words ``minicnn saliency --method lrp --rule NAME`` prints, for the map and the
+    trace; and a rule for the gradient's trace, as ``minicnn trace --rule`` says it."""
+    image, path = sample(ex)
+    capsys.readouterr()
+    assert main(["saliency", str(path), "--method", "lrp", "--rule", "nope",
+                 "--out", str(tmp_path)]) == 2
+    line = capsys.readouterr().err.strip().removeprefix("minicnn: error: ")
+    assert line.startswith("--rule nope: unknown LRP rule or composite 'nope': composites are ")
+    for call in [lambda: ex.explain("net0", image, "lrp", options={"rule": "nope"}),
+                 lambda: ex.trace("net0", image, None, "lrp", "nope")]:
+        with pytest.raises(ExploreError) as e:
+            call()
+        assert str(e.value) == line
+    assert main(["trace", str(path), "--rule", "z-plus", "--out", str(tmp_path)]) == 2
+    line = capsys.readouterr().err.strip().removeprefix("minicnn: error: ")
+    with pytest.raises(ExploreError) as e:
+        ex.trace("net0", image, None, "gradient", "z-plus")
+    assert str(e.value) == line
+    with pytest.raises(ExploreError, match="the trace follows gradient or lrp, got 'guided'"):
+        ex.trace("net0", image, None, "guided")
+    with pytest.raises(ExploreError, match="gradient takes no option 'rule'"):
+        ex.explain("net0", image, "gradient", options={"rule": "z-plus"})

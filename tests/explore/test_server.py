@@ -1,7 +1,8 @@
 """The explorer's HTTP side (minicnn/explore/server.py), with plain requests: the token on
 every request, nothing served but its own three files, the safety headers, a bad upload as
-the command line's line with the server going on, an unexpected error likewise, and two
-"tabs" asking at once."""
+the command line's line with the server going on, an unexpected error likewise, two "tabs"
+asking at once, LRP's ledger as JSON (its totals the model's own) and LRP's rule checked as
+the command line checks it."""
 import base64
 import http.client
 import threading
@@ -10,7 +11,12 @@ import urllib.parse
 import numpy as np
 import pytest
 
+from minicnn import saliency
+from minicnn.cli import main
 from minicnn.explore import MAX_UPLOAD_BYTES
+from minicnn.io.images import Preprocess, read_image, to_input
+from minicnn.io.samples import SAMPLES_DIR
+from minicnn.io.weights import load
 from tests.explore.conftest import request
 from tests.explore.test_explorer import png, same_map
 
@@ -105,9 +111,9 @@ def test_an_upload_over_the_limit_is_refused_before_its_body_is_read(served):
 def test_bad_parameters_are_one_line(served):
     info = api(served, "api/info").json()
     image = info["first"]["image"]
-    answer = api(served, "api/explain", network="net0", image=image, method="lrp")
+    answer = api(served, "api/explain", network="net0", image=image, method="lime")
     assert answer.status == 400
-    assert answer.json()["error"].startswith("minicnn: error: unknown method 'lrp': choose one "
+    assert answer.json()["error"].startswith("minicnn: error: unknown method 'lime': choose one "
                                              "of gradient, ")
     answer = api(served, "api/explain", network="net0", image=image, method="smoothgrad",
                  **{"opt.n_samples": "10000"})
@@ -173,6 +179,89 @@ def test_the_trace_and_the_map_arrive_as_arrays(served):
                target="2").json()
     assert decode(sent["map"]).tolist() == direct["map"].tolist()   # the same answer kept
     assert sent["forward"] == "reused"
+
+
+def sample_path(served, image):
+    label = next(i["label"] for i in api(served, "api/info").json()["images"] if i["id"] == image)
+    return SAMPLES_DIR / label.split()[0]
+
+
+@pytest.mark.parametrize("rule", [None, "epsilon-gamma-box", "alpha2-beta1"])
+def test_the_ledger_arrives_with_the_models_totals(served, rule):
+    """The ledger's JSON: a row per node and one for the input, and totals equal to
+    ``model.ledger()`` of the same pass on the same model: the score at the top, what reached
+    the pixels at the bottom, each absorbed column and the residual summed over the nodes."""
+    info = api(served, "api/info").json()
+    image = [i["id"] for i in info["images"] if i["group"] == "sample"][5]
+    options = {} if rule is None else {"opt.rule": rule}
+    answer = api(served, "api/explain", network="net0", image=image, method="lrp", target="6",
+                 **options)
+    assert answer.status == 200
+    sent = answer.json()
+    ledger = sent["ledger"]
+    assert sent["rule"] == saliency.describe_rule(rule or saliency.DEFAULT_RULE)
+
+    model = load(None)
+    x = to_input(read_image(sample_path(served, image), Preprocess()), Preprocess())
+    scores = model.forward(x)                                                     # (1, 10)
+    model.backward(saliency.relevance_seed(scores, [6]),
+                   rule=saliency.resolve_rule(rule or saliency.DEFAULT_RULE, model))
+    expected = model.ledger()
+    assert [row[0] for row in ledger["rows"]] == [e["name"] for e in expected]
+    assert [row[2] for row in ledger["rows"]] == [e["rule"] for e in expected]
+    totals = ledger["totals"]
+    score = float(scores[0, 6])
+    tol = 1e-5 * float(np.abs(scores).max())       # float32 rounding in another thread
+    assert totals["score"] == ledger["rows"][0][3] == pytest.approx(score, abs=tol)
+    assert totals["input"] == pytest.approx(float(expected[-1]["relevance_out"][0]), abs=tol)
+    assert ledger["rows"][-1][3] == totals["input"]
+    for term in ("bias", "stabiliser", "batchnorm", "residual"):
+        assert totals[term] == pytest.approx(sum(float(e[term][0]) for e in expected[:-1]),
+                                             abs=tol), term
+    assert sum(totals[k] for k in ("input", "bias", "stabiliser", "batchnorm", "residual")) \
+        == pytest.approx(totals["score"], abs=1e-9 * tol)
+    assert api(served, "api/explain", network="net0", image=image, method="gradient",
+               target="6").json()["ledger"] is None
+
+
+def test_an_unknown_rule_is_the_command_lines_line(served, tmp_path, capsys):
+    info = api(served, "api/info").json()
+    image = info["first"]["image"]
+    path = sample_path(served, image)
+    capsys.readouterr()
+    assert main(["saliency", str(path), "--method", "lrp", "--rule", "z-minus",
+                 "--out", str(tmp_path)]) == 2
+    line = capsys.readouterr().err.strip()
+    assert line.startswith("minicnn: error: --rule z-minus: unknown LRP rule or composite")
+    for path_, params in [("api/explain", {"method": "lrp", "opt.rule": "z-minus"}),
+                          ("api/trace", {"method": "lrp", "rule": "z-minus"})]:
+        answer = api(served, path_, network="net0", image=image, **params)
+        assert answer.status == 400 and answer.json() == {"error": line}, path_
+    assert main(["trace", str(path), "--rule", "z-plus", "--out", str(tmp_path)]) == 2
+    line = capsys.readouterr().err.strip()
+    answer = api(served, "api/trace", network="net0", image=image, rule="z-plus")
+    assert answer.status == 400 and answer.json() == {"error": line}
+    assert api(served, "api/info").status == 200                     # and the server goes on
+
+
+def test_the_relevance_trace_arrives_with_its_totals(served):
+    """The trace of LRP's relevance: at every node, the relevance left at its output is the
+    ledger's "relevance out" (the score at the top), and the pixels' map sums to what
+    reached them."""
+    info = api(served, "api/info").json()
+    image = info["first"]["image"]
+    sent = api(served, "api/trace", network="net0", image=image, method="lrp",
+               rule="z-plus").json()
+    assert sent["method"] == "lrp" and sent["rule"] == "z-plus"
+    ledger = api(served, "api/explain", network="net0", image=image, method="lrp",
+                 **{"opt.rule": "z-plus"}).json()["ledger"]          # the predicted class: S_c > 0
+    tol = 1e-5 * ledger["totals"]["score"]
+    assert [s["name"] for s in sent["steps"]] == [row[0] for row in ledger["rows"]]
+    for step, row in zip(sent["steps"], ledger["rows"]):
+        assert step["total"] == pytest.approx(row[3], abs=tol), step["name"]
+    pixels = decode(sent["steps"][-1]["gradient"])                           # (64, 64)
+    assert pixels.shape == (64, 64)
+    assert float(pixels.sum(dtype=np.float64)) == pytest.approx(ledger["totals"]["input"], abs=tol)
 
 
 @pytest.mark.parametrize("host", ["127.0.0.1", "127.0.0.2", "::1", "localhost", "[::1]"])
