@@ -1,7 +1,7 @@
 """Weights that cannot change behind the engine's back.
 
 A layer keeps arrays computed from its weights: a float64 copy for float64 inputs
-(``Layer._weight_as``), and, in the fast kernels, each 3x3 layer's Winograd-transformed
+(``Layer.weight_as``), and, in the fast kernels, each 3x3 layer's Winograd-transformed
 filters. If the weights could be edited in place (``layer.weight[:16] = 0``,
 ``layer.weight *= 3``), those derived arrays would silently keep the old values. So a layer's
 weights are read-only, and the way to change them is to assign a new array, which the layer

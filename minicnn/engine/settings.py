@@ -99,6 +99,9 @@ SETTINGS = {
 _in_code: dict = {}  # name -> value given to set(), which wins over the environment
 _environment: dict | None = None  # name -> value, read at the first get()
 _errors: dict = {}  # name -> the SettingError of a bad environment value
+# name -> the value in force (code over environment), made when no setting is bad; get() is
+# called a hundred times per pass, so its usual path is one dict lookup
+_effective: dict | None = None
 
 
 def _setting(name) -> Setting:
@@ -125,23 +128,31 @@ def get(name: str):
     the default. The environment is read at the first ``get`` of any setting, and a bad value
     in ANY variable not overridden in code is a SettingError from every ``get`` until it is
     fixed: the first pass reports a typo even in a setting this machine never uses."""
+    effective = _effective if _effective is not None else _in_force()
+    if name not in effective:
+        _setting(name)  # an unknown name is a KeyError that lists the settings
+    return effective[name]
+
+
+def _in_force() -> dict:
+    """Every setting's value in force, kept for the next get(); the first bad environment
+    value that code has not overridden is raised instead (and nothing is kept)."""
+    global _effective
     if _environment is None:
         _read_environment()
-    if _errors:  # rare: look for one not overridden in code
-        for other, error in _errors.items():
-            if other not in _in_code:
-                raise error
-    if name in _in_code:
-        return _in_code[name]
-    if name not in _environment:
-        _setting(name)  # an unknown name is a KeyError that lists the settings
-    return _environment[name]
+    for other, error in _errors.items():
+        if other not in _in_code:
+            raise error
+    _effective = {**_environment, **_in_code}
+    return _effective
 
 
 def set(name: str, value) -> None:  # noqa: A001  (settings.set reads as what it does)
     """Use ``value`` for setting ``name`` from now on, whatever the environment says;
     SettingError (naming the variable and its valid values) if it is not valid."""
+    global _effective
     _in_code[name] = _setting(name).check(value)
+    _effective = None
 
 
 def explicit(name: str):
@@ -153,13 +164,13 @@ def explicit(name: str):
 def reset(name: str | None = None) -> None:
     """Forget the value set in code for one setting (or for all), and read the environment
     again at the next use."""
-    global _environment
+    global _environment, _effective
     if name is None:
         _in_code.clear()
     else:
         _setting(name)  # an unknown name is a KeyError
         _in_code.pop(name, None)
-    _environment = None
+    _environment = _effective = None
 
 
 def set_num_threads(n: int) -> None:

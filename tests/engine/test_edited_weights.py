@@ -1,6 +1,6 @@
 """An edited weight is never ignored (minicnn/engine/frozen.py).
 
-The engine keeps arrays derived from weights: casts to another dtype (``Layer._weight_as``)
+The engine keeps arrays derived from weights: casts to another dtype (``Layer.weight_as``)
 and, on 3x3 layers, Winograd's transformed filters, forward and flipped for the backward
 pass. A learner's first experiment is to edit weights (ablate filters, scale a layer), so:
 every in-place edit is refused with a message that says what to do, and an assigned array

@@ -344,8 +344,8 @@ def test_float64_input_casts_float32_weights_once():
     x = np.ones((1, 3))
     out = layer.forward(x)
     assert out.dtype == np.float64
-    cast = layer._weight_as("weight", np.dtype(np.float64))
-    assert layer._weight_as("weight", np.dtype(np.float64)) is cast  # cached
+    cast = layer.weight_as("weight", np.dtype(np.float64))
+    assert layer.weight_as("weight", np.dtype(np.float64)) is cast  # cached
     np.testing.assert_allclose(out, x @ layer.weight.astype(np.float64).T + layer.bias, rtol=1e-15)
     layer.weight = np.zeros((2, 3), np.float32)  # a new array invalidates the cache
     np.testing.assert_allclose(layer.forward(x), np.broadcast_to(layer.bias, (1, 2)), rtol=1e-7)

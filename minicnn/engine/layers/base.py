@@ -51,6 +51,26 @@ class _ArrayName:
         return f"{layer.describe() if layer is not None else 'a layer'}.{self.attr}"
 
 
+class _ArrayAttribute:
+    """A layer's weight or buffer: read from the layer, and stored read-only (a copy, by
+    ``Layer.set_array``) when assigned, so that nothing the layer derived from the old one
+    survives the assignment."""
+
+    def __init__(self, attr):
+        self.attr = attr
+
+    def __get__(self, layer, owner=None):
+        if layer is None:
+            return self
+        try:
+            return layer.__dict__[self.attr]
+        except KeyError:
+            raise AttributeError(f"{type(layer).__name__} has no {self.attr} yet") from None
+
+    def __set__(self, layer, value):
+        layer.set_array(self.attr, value)
+
+
 class Layer:
     """Base class. Subclasses define forward/backward and, if they have weights, ``_params``.
 
@@ -68,13 +88,14 @@ class Layer:
     relevance_rules: dict = {}
     rescale: str | None = None
 
-    def __setattr__(self, attr, value):
-        """A weight or buffer is stored as a read-only copy, and what the layer derived from
-        the old one (casts to another dtype) is forgotten; other attributes as usual."""
-        if attr in self._params or attr in self._buffers:
-            self.set_array(attr, value)
-        else:
-            object.__setattr__(self, attr, value)
+    def __init_subclass__(cls, **kwargs):
+        """Each weight and buffer a layer class names (``_params``, ``_buffers``) becomes an
+        ``_ArrayAttribute``: assigning it goes through ``set_array``. (A descriptor rather than
+        a ``__setattr__`` of the class: the many other attributes a pass sets cost nothing.)"""
+        super().__init_subclass__(**kwargs)
+        for attr in cls._params + cls._buffers:
+            if not isinstance(getattr(cls, attr, None), _ArrayAttribute):
+                setattr(cls, attr, _ArrayAttribute(attr))
 
     def set_array(self, attr, value, copy=True, dtype=None):
         """Store ``value`` (in ``dtype``, default its own) as the weight or buffer ``attr``,
@@ -84,7 +105,7 @@ class Layer:
         if value is not None:
             value = freeze(value, _ArrayName(self, attr), dtype, copy)
         self.__dict__.pop("_cast_cache", None)
-        object.__setattr__(self, attr, value)
+        self.__dict__[attr] = value
 
     def __setstate__(self, state):
         """copy.deepcopy and pickle: the copy's weights are read-only again."""
@@ -141,25 +162,33 @@ class Layer:
                 setattr(self, p, value.astype(dtype))
         return self
 
-    def _weight_as(self, attr, dtype):
-        """The parameter ``attr`` in ``dtype``; a cast is made once and kept until the
-        attribute is assigned again (the weights are read-only, so it cannot go stale)."""
+    def weight_as(self, attr, dtype):
+        """The parameter ``attr`` in ``dtype``, for the kernels: a plain read-only ndarray (the
+        ``FrozenArray`` subclass is there only to word an in-place edit's error; its Python
+        hooks on every NumPy call cost a few microseconds each, which a batch-1 pass notices).
+        A cast or view is made once and kept until the attribute is assigned again (the
+        weights are read-only, so it cannot go stale), the same object every call, so that
+        what the fast kernels derive from it by its identity (Winograd's transformed filters)
+        is found again."""
         value = getattr(self, attr)
-        if value is None or value.dtype == dtype:
-            return value
+        if value is None:
+            return None
         cache = self.__dict__.setdefault("_cast_cache", {})
-        if (attr, dtype) not in cache:
-            cache[(attr, dtype)] = freeze(value, _ArrayName(self, attr), dtype)
-        return cache[(attr, dtype)]
+        plain = cache.get((attr, dtype))
+        if plain is None:
+            frozen = value if value.dtype == dtype else freeze(value, _ArrayName(self, attr),
+                                                               dtype)
+            plain = cache[(attr, dtype)] = frozen.view(np.ndarray)
+        return plain
 
-    def _derived(self, key, make):
+    def derived(self, key, make):
         """An array derived from the weights, ``make()``, computed once and kept with the casts
         until a weight is assigned again; read-only, so that the fast kernels may keep what they
         derive from it in turn (Winograd's transformed filters). key: (attr, dtype, how), e.g.
         ("weight", float32, "positive") for an LRP rule's w+."""
         cache = self.__dict__.setdefault("_cast_cache", {})
         if key not in cache:
-            cache[key] = freeze(make(), _ArrayName(self, key[0]), copy=False)
+            cache[key] = freeze(make(), _ArrayName(self, key[0]), copy=False).view(np.ndarray)
         return cache[key]
 
     # --- rules of the backward pass ----------------------------------------------------------

@@ -83,7 +83,7 @@ class Conv2d(Layer):
             raise ValueError(f"{self.describe()}: expected {self.in_channels} input channels, "
                              f"got input of shape {x.shape}")
         self._check_dilated_window(x)
-        w, b = self._weight_as("weight", x.dtype), self._weight_as("bias", x.dtype)
+        w, b = self.weight_as("weight", x.dtype), self.weight_as("bias", x.dtype)
         out = self._apply(x, w, b)
         self._x, self._z = x, out  # read by the LRP rules only (references, no copies)
         self._remember(x, out)
@@ -101,7 +101,7 @@ class Conv2d(Layer):
         if isinstance(rule, RelevanceRule):
             R_in, self._absorbed = linear_relevance(self, rule, grad_out)
             return R_in
-        return self._apply_transposed(grad_out, self._weight_as("weight", grad_out.dtype))
+        return self._apply_transposed(grad_out, self.weight_as("weight", grad_out.dtype))
 
     def _apply(self, x, w, b):
         """This convolution with weights w (F, C // groups, KH, KW) and bias b: (N, C, H, W) ->

@@ -73,7 +73,7 @@ class Linear(Layer):
         if x.shape[1] != self.in_features:
             raise ValueError(f"{self.describe()}: expected input of shape (N, {self.in_features}), "
                              f"got {x.shape}")
-        w, b = self._weight_as("weight", x.dtype), self._weight_as("bias", x.dtype)
+        w, b = self.weight_as("weight", x.dtype), self.weight_as("bias", x.dtype)
         out = self._apply(x, w, b)                      # x @ w.T + b: (N, out_features)
         self._x, self._z = x, out  # read by the LRP rules only (references, no copies)
         self._remember(x, out)
@@ -88,7 +88,7 @@ class Linear(Layer):
         if isinstance(rule, RelevanceRule):
             R_in, self._absorbed = linear_relevance(self, rule, grad_out)
             return R_in
-        return self._apply_transposed(grad_out, self._weight_as("weight", grad_out.dtype))
+        return self._apply_transposed(grad_out, self.weight_as("weight", grad_out.dtype))
 
     def _apply(self, x, w, b):
         """x @ w.T + b for weights w (out, in): (N, in_features) -> (N, out_features)."""

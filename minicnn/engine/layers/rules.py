@@ -360,17 +360,17 @@ def linear_relevance(layer, rule, R):
     forward pass), its weights, and its own kernels: ``layer._apply(x, w, b)`` (the layer's
     function with other weights) and ``layer._apply_transposed(c, w)`` (W^T c, shaped like
     x: the kernel of its chain rule). Modified weights are computed once per layer and kept
-    (``layer._derived``).
+    (``layer.derived``).
 
     R: the relevance of the outputs (shape of z) -> (R_in shaped like x, {"bias": (N,),
     "stabiliser": (N,)}: what the bias and the stabiliser took, per image).
     """
     x, z = layer._x, layer._z
     dtype = R.dtype
-    w, b = layer._weight_as("weight", dtype), layer._weight_as("bias", dtype)
+    w, b = layer.weight_as("weight", dtype), layer.weight_as("bias", dtype)
 
     def weight(how):                                   # w+, w-, w + g w+, ... (cached)
-        return layer._derived(("weight", dtype, how), lambda: _modify(w, how))
+        return layer.derived(("weight", dtype, how), lambda: _modify(w, how))
 
     apply, transpose = layer._apply, layer._apply_transposed
     if isinstance(rule, Epsilon):
