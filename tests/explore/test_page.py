@@ -2,8 +2,10 @@
 real command, ``minicnn explore``: load it, pick a sample, switch the method, the class and
 the Grad-CAM layer, and check that each map on the page is the map ``minicnn saliency``
 writes for the same inputs (the page keeps the map's raw values in
-``window.minicnnExplorer.map``); hover over a pixel; a bad upload shows the command line's
-line and the next good one works; a request without the token is refused.
+``window.minicnnExplorer.map``); choose LRP and its rule: the relevance ledger appears, a row
+per node, its top row the explained score, and the trace follows the relevance; hover over a
+pixel; a bad upload shows the command line's line and the next good one works; a request
+without the token is refused.
 
 The latencies (page load, a new map after a click, with the shipped model and with
 MobileNetV2 when it has been fetched) are measured by the page itself, from the click to the
@@ -14,8 +16,11 @@ import time
 import numpy as np
 import pytest
 
+from minicnn import saliency
 from minicnn.cli import main
 from minicnn.io.fetch import model_status
+from minicnn.io.images import Preprocess, read_image, to_input
+from minicnn.io.weights import load
 from tests.explore.conftest import LATENCIES, request, wait_for
 from tests.explore.test_explorer import same_map
 
@@ -51,6 +56,27 @@ def act(driver, action, reason, **expected):
 def choose(driver, element_id, value):
     from selenium.webdriver.support.ui import Select
     return lambda: Select(driver.find_element("id", element_id)).select_by_value(value)
+
+
+def choose_option(driver, name, value):
+    from selenium.webdriver.support.ui import Select
+    return lambda: Select(driver.find_element("css selector", f"#options select[name={name}]")
+                          ).select_by_value(value)
+
+
+def ledger_rows(driver) -> list:
+    """The ledger table's body as the page shows it: a list of cell texts per row."""
+    return driver.execute_script(
+        "return Array.from(document.querySelectorAll('#ledger-table tbody tr'), "
+        "r => Array.from(r.cells, c => c.textContent));")
+
+
+def trace_caption(driver, step) -> str:
+    """The trace's caption after the slider is moved to ``step`` ("max": the pixels)."""
+    driver.execute_script("const s = document.getElementById('trace-step'); "
+                          f"s.value = {'s.max' if step == 'max' else step}; "
+                          "s.dispatchEvent(new Event('input'));")
+    return driver.find_element("id", "trace-caption").text
 
 
 def image_id(command, startswith):
@@ -123,6 +149,65 @@ def test_the_maps_on_the_page_are_the_command_lines(loaded, command, tmp_path):
     assert driver.execute_script(f"return {STATE}.error;") is None
 
 
+def test_lrp_shows_its_ledger_and_the_trace_follows_the_relevance(loaded, command, tmp_path):
+    driver = loaded
+    bag = next(i for i in request(command.url + "api/info").json()["images"]
+               if i["label"].endswith("(Bag)"))
+    from minicnn.io.samples import SAMPLES_DIR
+    path = SAMPLES_DIR / bag["label"].split()[0]
+    act(driver, choose(driver, "image", bag["id"]), "image", image=bag["id"])
+    ms = act(driver, choose(driver, "method", "lrp"), "method", method="lrp")
+    LATENCIES.append(("shipped model: LRP (epsilon-plus), click to map and ledger", ms))
+    same_map(page_map(driver), cli_map(tmp_path, path, "lrp"), "lrp")
+
+    # the ledger: a row per node and one for the input, the top row's relevance the score
+    assert driver.find_element("id", "ledger").is_displayed()
+    target = driver.execute_script(f"return {STATE}.answer.target;")
+    model = load(None)
+    x = to_input(read_image(path, Preprocess()), Preprocess())
+    _, expected = saliency.lrp_ledger(model, x, target)
+    rows = ledger_rows(driver)
+    assert len(rows) == len(expected) == len(model.names) + 1
+    assert [r[0] for r in rows] == [e["name"] for e in expected]
+    classified = request(command.url + f"api/classify?network=net0&image={bag['id']}").json()
+    score = next(t["score"] for t in classified["top"] if t["index"] == target)
+    assert driver.execute_script(f"return {STATE}.ledger.rows[0][3];") == score
+    shown = driver.find_element("css selector", f"#top button[data-index='{target}'] .num").text
+    assert shown.startswith(f"score {rows[0][3]} ")         # the same number, as shown
+    assert "reaching the pixels" in driver.find_element("id", "ledger-sum").text
+    about = driver.execute_script(        # what each column is, in words under the table
+        "return Array.from(document.querySelectorAll('#ledger-about div'), "
+        "d => [d.querySelector('dt').textContent, d.querySelector('dd').textContent]);")
+    heads = driver.execute_script("return Array.from(document.querySelectorAll("
+                                  "'#ledger-table thead th'), h => h.textContent);")
+    assert [label for label, _ in about] == heads == [
+        "node", "layer", "rule", "relevance out", "passed on", "bias", "stabiliser",
+        "BatchNorm", "residual"]
+    assert dict(about)["passed on"] == "what it handed to its inputs"
+
+    # another rule: the map is --rule's, the ledger and the trace follow it
+    traced = driver.execute_script(f"return {STATE}.traced;")
+    ms = act(driver, choose_option(driver, "rule", "z-plus"), "option", method="lrp")
+    LATENCIES.append(("shipped model: LRP, another rule (z-plus), click to map and ledger", ms))
+    same_map(page_map(driver), cli_map(tmp_path, path, "lrp", "--rule", "z-plus"), "lrp")
+    assert "z-plus" in [r[2] for r in ledger_rows(driver)]
+    wait_for(driver, f"{STATE}.traced > {traced} && {STATE}.busy === 0 && document."
+                     "getElementById('trace-gradient-caption').textContent.includes('(z-plus)')")
+    assert driver.find_element("css selector", "#trace h2.lrp-trace").is_displayed()
+    assert trace_caption(driver, 0).startswith(
+        f"step 1 of {len(rows)}: the scores: relevance starts as the score S_c = {rows[0][3]} ")
+    assert trace_caption(driver, "max").startswith(
+        f"step {len(rows)} of {len(rows)}: the pixels: the LRP map; relevance here totals "
+        f"{ledger_rows(driver)[-1][3]} of the score's {rows[0][3]}")
+    driver.save_screenshot(str(tmp_path / "explore-lrp.png"))
+    assert driver.execute_script(f"return {STATE}.error;") is None
+
+    # another method: the ledger goes, the trace is the gradient's again
+    act(driver, choose(driver, "method", "guided_backprop"), "method", method="guided_backprop")
+    assert not driver.find_element("id", "ledger").is_displayed()
+    wait_for(driver, "document.querySelector('#trace h2.gradient-trace').offsetParent !== null")
+
+
 def test_hovering_shows_the_pixel_and_the_map_there(loaded):
     from selenium.webdriver.common.action_chains import ActionChains
     act(loaded, choose(loaded, "method", "gradient"), "method", method="gradient")
@@ -190,5 +275,16 @@ def test_mobilenet_v2_on_a_photo(loaded, command, tmp_path):
     LATENCIES.append(("MobileNetV2: another class (top-5 click), click to map", ms))
     ms = act(driver, choose(driver, "method", "grad_cam"), "method", method="grad_cam")
     LATENCIES.append(("MobileNetV2: Grad-CAM, click to map", ms))
+    ms = act(driver, choose(driver, "method", "lrp"), "method", method="lrp")
+    LATENCIES.append(("MobileNetV2: LRP (epsilon-plus), click to map and ledger", ms))
+    server = driver.execute_script(f"return {STATE}.timings;")[-1]["server_ms"]
+    LATENCIES.append(("MobileNetV2: LRP (epsilon-plus), on the server", server))
+    rows = ledger_rows(driver)
+    wait_for(driver, f"{STATE}.busy === 0")
+    assert len(rows) == int(driver.find_element("id", "trace-step").get_attribute("max")) + 1
+    classified = request(command.url + f"api/classify?network=fetch-mobilenet_v2&"
+                                       f"image={photo['id']}").json()
+    score = next(t["score"] for t in classified["top"] if t["index"] == target)
+    assert driver.execute_script(f"return {STATE}.ledger.rows[0][3];") == score
     assert driver.execute_script(f"return {STATE}.error;") is None
     driver.save_screenshot(str(tmp_path / "explore-mobilenet.png"))

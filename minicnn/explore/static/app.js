@@ -10,12 +10,13 @@ const state = {
   info: null, network: null, image: null, method: "gradient", target: null, layer: null,
   options: {},            // {method: {option: value}} as the page's inputs hold them
   classify: null, explain: null, trace: null, lut: {},
+  traced: null,           // what the last trace asked for: {method, rule}, as JSON
 };
 
 // The page's state for a test driver (and the curious): the map's raw values, timings.
 const explorer = window.minicnnExplorer = {
   ready: false, busy: 0, explained: 0, traced: 0, error: null, map: null, answer: null,
-  timings: [], loadMs: null,
+  ledger: null, timings: [], loadMs: null,
 };
 
 // Answers arrive out of order when the user clicks fast: each kind of request carries a
@@ -192,7 +193,8 @@ function methodWords(name) {
   const words = { gradient: "dS_c/dI", guided_backprop: "guided backprop",
     deconvnet: "deconvnet signal", input_x_gradient: "I x dS_c/dI", smoothgrad: "SmoothGrad",
     integrated_gradients: "integrated gradients", grad_cam: "Grad-CAM",
-    guided_grad_cam: "guided Grad-CAM", occlusion: "occlusion's score drop" };
+    guided_grad_cam: "guided Grad-CAM", occlusion: "occlusion's score drop",
+    lrp: "LRP relevance", deeplift: "DeepLIFT attribution" };
   return words[name] || name.replace(/_/g, " ");
 }
 
@@ -211,11 +213,19 @@ function asGrid(step, values) {
 function drawTrace() {
   const t = state.trace;
   if (!t) return;
+  const lrp = t.method === "lrp";
+  for (const e of document.querySelectorAll(".gradient-trace")) e.hidden = lrp;
+  for (const e of document.querySelectorAll(".lrp-trace")) e.hidden = !lrp;
   const k = Number($("trace-step").value), step = t.steps[k];
   const g = asGrid(step, step.gradient.values);
-  const lut = state.lut.map;
-  paint($("trace-gradient"), g.w, g.h,
-        [[bitmap(g.w, g.h, colour(g.values, 0, maxOf(g.values), lut)), 1]]);
+  // relevance keeps its sign (red for the class, blue against); |gradient| runs from 0
+  const m = maxAbs(g.values) || 1;
+  const [lo, hi, lut] = lrp ? [-m, m, state.lut.signed] : [0, maxOf(g.values), state.lut.map];
+  paint($("trace-gradient"), g.w, g.h, [[bitmap(g.w, g.h, colour(g.values, lo, hi, lut)), 1]]);
+  colourbar($("trace-bar"), lut, lo, hi);
+  $("trace-gradient-caption").textContent = lrp ?
+    `relevance at the output, summed over channels (${t.rule}): red for the class, blue against` :
+    "|dS_c/d(output)|, summed over channels";
   const isInput = k === t.steps.length - 1;
   if (isInput && state.classify) {             // the pixels themselves
     const [H, W] = state.classify.pixels.shape;
@@ -223,29 +233,75 @@ function drawTrace() {
   } else {
     const a = asGrid(step, step.activation.values);
     paint($("trace-activation"), a.w, a.h,
-          [[bitmap(a.w, a.h, colour(a.values, 0, maxOf(a.values), lut)), 1]]);
+          [[bitmap(a.w, a.h, colour(a.values, 0, maxOf(a.values), state.lut.map)), 1]]);
   }
   $("trace-activation-caption").textContent = isInput ? "the input (what the network saw)" :
     "the layer's output, |.| summed over channels";
-  const where = k === 0 ? "the scores: the one-hot dS_c/dS that starts the backward pass" :
-    isInput ? "the pixels: dS_c/dI, the saliency gradient" : `the output of ${step.name}`;
+  let where;
+  if (lrp) {
+    const score = t.steps[0].total, left = `relevance here totals ${fmt(step.total)}`;
+    where = k === 0 ? `the scores: relevance starts as the score S_c = ${fmt(score)} on the class` :
+      isInput ? `the pixels: the LRP map; ${left} of the score's ${fmt(score)}` :
+      `the output of ${step.name}: ${left} of the score's ${fmt(score)}`;
+  } else {
+    where = k === 0 ? "the scores: the one-hot dS_c/dS that starts the backward pass" :
+      isInput ? "the pixels: dS_c/dI, the saliency gradient" : `the output of ${step.name}`;
+  }
   const shape = `(${step.shape.join(", ")})`;
   const vector = step.shape.length < 3 ? `; a vector of ${step.shape[0]}, drawn row by row` : "";
   $("trace-caption").textContent =
-    `step ${k + 1} of ${t.steps.length}: ${where}, shape ${shape}${vector}`;
+    `step ${k + 1} of ${t.steps.length}: ${where}; shape ${shape}${vector}`;
 }
 
-function renderLedger(ledger) {
-  // Filled by the LRP methods once they land: {columns: [...], rows: [[...], ...]}.
+// LRP's ledger (explorer.py _ledger): {columns: [{key, label, about}], rows: [[...]] (a node
+// per row, from the score back to the input), totals: {score, input, bias, stabiliser,
+// batchnorm, residual}}; null hides the panel.
+function renderLedger(ledger, e) {
   const section = $("ledger"), table = $("ledger-table");
+  explorer.ledger = ledger || null;
   section.hidden = !ledger;
   table.textContent = "";
+  $("ledger-about").textContent = "";
   if (!ledger) return;
-  const head = table.insertRow();
-  for (const name of ledger.columns) head.appendChild(document.createElement("th")).textContent = name;
-  for (const row of ledger.rows) {
-    const tr = table.insertRow();
-    for (const cell of row) tr.insertCell().textContent = typeof cell === "number" ? fmt(cell) : cell;
+  const text = new Set(["name", "layer", "rule"]);
+  const num = (v) => (v === 0 ? "0" : fmt(v));      // most layers take nothing: exactly 0
+  const cellOf = (row, value, key) => {
+    const td = row.insertCell();
+    td.textContent = value === null ? "" : typeof value === "number" ? num(value) : value;
+    if (text.has(key)) td.className = "text";
+    if (typeof value === "number") td.title = String(value);     // every digit, on hovering
+    return td;
+  };
+  const head = table.createTHead().insertRow();
+  for (const c of ledger.columns) {
+    const th = head.appendChild(document.createElement("th"));
+    th.textContent = c.label; th.title = c.about;
+    if (text.has(c.key)) th.className = "text";
+  }
+  const body = table.createTBody();
+  ledger.rows.forEach((cells, i) => {
+    const row = body.insertRow();
+    cells.forEach((v, j) => {
+      const td = cellOf(row, v, ledger.columns[j].key);
+      if (ledger.columns[j].key === "relevance_out" && (i === 0 || i === ledger.rows.length - 1)) {
+        td.classList.add("total");               // the score, and what reached the pixels
+      }
+    });
+  });
+  const totals = ledger.totals, foot = table.createTFoot().insertRow();
+  for (const c of ledger.columns) {
+    // the absorbed columns and the residual summed (totals has no key of the other columns)
+    cellOf(foot, c.key === "name" ? "summed over the nodes" : c.key in totals ? totals[c.key] : "",
+           c.key);
+  }
+  $("ledger-sum").textContent = `${e.rule}, explaining ${e.target_name}: the score ` +
+    `S_c = ${num(totals.score)} (top row) = ${num(totals.input)} reaching the pixels ` +
+    `(bottom row) + ${num(totals.bias)} taken by biases + ${num(totals.stabiliser)} by ` +
+    `stabilisers + ${num(totals.batchnorm)} by BatchNorms + residual ${num(totals.residual)}`;
+  for (const c of ledger.columns) {              // what each column is, under the table
+    const item = $("ledger-about").appendChild(document.createElement("div"));
+    item.appendChild(document.createElement("dt")).textContent = c.label;
+    item.appendChild(document.createElement("dd")).textContent = c.about;
   }
 }
 
@@ -266,7 +322,8 @@ function hover(event) {
     const step = state.trace.steps[Number($("trace-step").value)];
     const g = asGrid(step, step.gradient.values), a = asGrid(step, step.activation.values);
     if (x >= g.w || y >= g.h) return;
-    parts.push(`${step.name} at (${x}, ${y}): |gradient| summed over channels ` +
+    const what = state.trace.method === "lrp" ? "relevance" : "|gradient|";
+    parts.push(`${step.name} at (${x}, ${y}): ${what} summed over channels ` +
                `${fmt(g.values[y * g.w + x])}, |output| summed ${fmt(a.values[y * a.w + x])}`);
   } else if (canvas.id === "signed-view" && e && e.coarse) {
     parts.push(`Grad-CAM cell (${x}, ${y}) of its ${w}x${h} grid = ${fmt(e.coarse.values[y * w + x])}`);
@@ -355,11 +412,27 @@ function fillOptions() {
     }
     input.name = o.name;
     input.value = values[o.name] !== undefined ? values[o.name] : o.default;
-    input.addEventListener("change", () => { values[o.name] = input.value; explain("option"); });
+    input.addEventListener("change", () => {
+      values[o.name] = input.value;
+      explain("option");
+      if (traceOutdated()) trace();             // LRP's rule: the relevance trace follows it
+    });
     label.appendChild(input);
   }
   $("layer-row").hidden = !m.layer;
 }
+
+// What the trace follows: LRP's relevance, by the page's rule, when the method is LRP; the
+// gradient for every other method.
+function traceKind() {
+  if (state.method !== "lrp") return { method: "gradient" };
+  const chosen = (state.options.lrp || {}).rule;
+  const rule = chosen !== undefined ? chosen :
+    currentMethod().options.find((o) => o.name === "rule").default;
+  return { method: "lrp", rule };
+}
+
+const traceOutdated = () => JSON.stringify(traceKind()) !== state.traced;
 
 function fillLayers() {
   const c = state.classify;
@@ -452,7 +525,7 @@ async function explain(reason, started) {
     showError(null);
     drawMaps();
     markClass();
-    renderLedger(e.ledger);
+    renderLedger(e.ledger, e);
     await new Promise((done) => requestAnimationFrame(() => done()));   // drawn on screen
     const ms = performance.now() - started;
     explorer.map = { width: e.map.shape[1], height: e.map.shape[0], values: e.map.values };
@@ -473,7 +546,9 @@ async function explain(reason, started) {
 async function trace() {
   if (!state.classify) return;
   const mine = ++generation.trace;
-  const params = { network: state.network, image: state.image };
+  const kind = traceKind();
+  state.traced = JSON.stringify(kind);
+  const params = { network: state.network, image: state.image, ...kind };
   if (state.target !== null) params.target = state.target;
   try {
     const t = await api("api/trace", params);
@@ -527,6 +602,7 @@ function wire() {
   });
   $("method").addEventListener("change", () => {
     state.method = $("method").value; fillOptions(); explain("method");
+    if (traceOutdated()) trace();             // to or from LRP: relevance or the gradient
   });
   $("layer").addEventListener("change", () => { state.layer = $("layer").value; explain("layer"); });
   $("opacity").addEventListener("input", drawOverlay);
