@@ -28,7 +28,8 @@ __all__ = [
     "maxpool2d_forward", "maxpool2d_values", "maxpool2d_backward",
     "avgpool2d_forward", "avgpool2d_backward",
     "adaptive_avgpool2d_forward", "adaptive_avgpool2d_backward",
-    "relu_forward", "relu_backward", "linear_forward", "linear_backward_input",
+    "relu_forward", "relu_backward", "silu_forward", "silu_backward",
+    "linear_forward", "linear_backward_input",
 ]
 
 
@@ -294,6 +295,26 @@ def relu_backward(grad_out, x, rule):
     else:  # "guided"
         keep = (x > 0) & (grad_out > 0)
     return np.where(keep, grad_out, grad_out.dtype.type(0))
+
+
+def _sigmoid(x):
+    """1 / (1 + exp(-x)) in x's dtype, written so that exp never overflows: exp(-|x|) lies in
+    (0, 1], and for x < 0 the same value is exp(x) / (1 + exp(x))."""
+    e = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype, copy=False)
+
+
+def silu_forward(x):
+    """SiLU (EfficientNet's "swish"): out = x * s, s = sigmoid(x). x: any shape -> (out, s),
+    both that shape; s is kept for the backward pass, which then needs no exp."""
+    s = _sigmoid(x)
+    return x * s, s
+
+
+def silu_backward(grad_out, x, s):
+    """grad_out * f'(x) with f'(x) = s (1 + x (1 - s)), s = sigmoid(x) from the forward pass:
+    the chain rule through SiLU. grad_out, x, s: one shape -> grad_x: that shape."""
+    return s * (1 + x * (1 - s)) * grad_out                  # f'(x) first, then the chain
 
 
 def linear_forward(x, w, b):

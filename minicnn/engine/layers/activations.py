@@ -269,18 +269,16 @@ class SiLU(Activation):
     rectifier = True  # near 0 for x << 0, near the identity for x >> 0, as a smooth ReLU
 
     def function(self, x):
-        out = sigmoid(x)
-        out *= x
+        out, self._s = kernels.active().silu_forward(x)     # x * s, s = sigmoid(x): reference.py
         return out
 
     def chain(self, grad_out, x):
-        s = sigmoid(x)
-        factor = 1 - s
-        factor *= x
-        factor += 1
-        factor *= s                                   # f'(x) = s (1 + x (1 - s))
-        factor *= grad_out
-        return factor
+        return kernels.active().silu_backward(grad_out, x, self._s)  # s (1 + x (1 - s)) grad
+
+    def infer(self, x):
+        out = super().infer(x)
+        self._s = None                                 # kept only for a backward pass
+        return out
 
 
 # ============================================================================ gates

@@ -436,3 +436,19 @@ def test_a_batch_of_no_images(groups):
         assert out.shape == (0, 6, 5, 5)
         assert k.conv2d_backward_input(out, w, (2, 2), (1, 1), x.shape, (1, 1), groups).shape \
             == x.shape
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_silu_matches_reference(dtype, every_kernel_threaded):
+    """SiLU's fused loop against the NumPy definition, threaded, over the whole range of x:
+    large negative x (where exp(-x) overflows and the sigmoid is 0) and large positive x."""
+    rng = np.random.default_rng(11)
+    x = np.concatenate([rng.standard_normal(996) * 5, [-1e4, -100.0, -30.0, 0.0, 30.0, 1e4]])
+    x = x.reshape(2, 3, 167).astype(dtype)                    # 1002 values
+    g = rng.standard_normal(x.shape).astype(dtype)
+    (out, s), (out_ref, s_ref) = fast.silu_forward(x), reference.silu_forward(x)
+    close(out, out_ref, dtype)
+    close(s, s_ref, dtype)
+    close(fast.silu_backward(g, x, s), reference.silu_backward(g, x, s_ref), dtype)
+    for loop in (elementwise._silu_forward_loops, elementwise._silu_backward_loops):
+        assert {sig[0].dtype.name for sig in loop.signatures} >= {np.dtype(dtype).name}

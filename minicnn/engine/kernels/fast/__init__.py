@@ -3,7 +3,8 @@ compiled loops and BLAS calls. Nothing here changes what is computed, only how f
 
 The set gathers ``conv.py`` (im2col, 1x1 as a matrix product, a direct loop for RGB first
 layers, and Winograd's ``winograd.py`` / ``winograd4.py`` for 3x3 stride-1 layers),
-``pool.py``, ``elementwise.py`` (ReLU) and ``linear.py``. What every fast kernel does the
+``depthwise.py`` (depthwise convolutions as direct loops), ``pool.py``, ``elementwise.py``
+(ReLU, SiLU) and ``linear.py``. What every fast kernel does the
 same way (measured on a 2-core machine, see BENCHMARKS.md and examples/bench.py):
 
 - work is cut into independent chunks for minicnn's own thread pool (``threads.py``), each
@@ -30,7 +31,8 @@ from __future__ import annotations
 
 from minicnn.engine.kernels.fast import numba_startup
 from minicnn.engine.kernels.fast.conv import conv2d_backward_input, conv2d_forward
-from minicnn.engine.kernels.fast.elementwise import relu_backward, relu_forward
+from minicnn.engine.kernels.fast.elementwise import (relu_backward, relu_forward,
+                                                    silu_backward, silu_forward)
 from minicnn.engine.kernels.fast.linear import linear_backward_input, linear_forward
 from minicnn.engine.kernels.fast.pool import (adaptive_avgpool2d_backward,
                                               adaptive_avgpool2d_forward, avgpool2d_backward,
@@ -44,7 +46,8 @@ __all__ = [
     "maxpool2d_forward", "maxpool2d_values", "maxpool2d_backward",
     "avgpool2d_forward", "avgpool2d_backward",
     "adaptive_avgpool2d_forward", "adaptive_avgpool2d_backward",
-    "relu_forward", "relu_backward", "linear_forward", "linear_backward_input",
+    "relu_forward", "relu_backward", "silu_forward", "silu_backward",
+    "linear_forward", "linear_backward_input",
 ]
 
 # Numba imports its NumPy support at the first compile, not with `import numba` above.
