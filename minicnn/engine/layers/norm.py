@@ -75,9 +75,11 @@ class BatchNorm2d(Layer):
         if x.shape[1] != self.num_features:
             raise ValueError(f"{self.describe()}: expected {self.num_features} channels, got "
                              f"input of shape {x.shape}")
-        scale, shift = self.scale_shift(x.dtype)
+        scale, shift = self.derived(("scale_shift", x.dtype, ""),
+                                    lambda: np.stack(self.scale_shift(x.dtype)))  # (2, C)
         self._scale, self._shift = scale, shift
-        out = x * scale[:, None, None] + shift[:, None, None]          # (N, C, H, W)
+        out = x * scale[:, None, None]                                 # (N, C, H, W)
+        out += shift[:, None, None]                                    # in place: one array
         self._x, self._z = x, out  # read by LRP's Epsilon only
         self._remember(x, out)
         return out
