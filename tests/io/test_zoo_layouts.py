@@ -63,10 +63,6 @@ def relative(got, want):
     return float(np.abs(got - want).max() / np.abs(want).max())
 
 
-def norm_relative(got, want):
-    return float(np.linalg.norm(got - want) / np.linalg.norm(want))
-
-
 # --- the layout ------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("arch", NEW)
@@ -94,15 +90,15 @@ def test_from_torch_of_torchvisions_model_is_the_zoo_layout(tv_like, arch):
 
 
 # float32: one library's rounding differs from the other's by ~1e-7 per operation; through
-# these networks the scores agree to ~1e-6 of the largest (measured: <= 2e-6), hence 1e-4.
-# The input gradient passes through rectifiers whose input may lie within rounding of a kink
-# (0, or 6 for ReLU6) and through max-pools whose window may hold two maxima within rounding;
-# such a unit can switch differently in the two libraries and move part of the gradient, so
-# the gradient is compared in norm (measured over 6 random networks x 2 inputs each: <= 3e-5
-# for most, up to 2e-2 for GoogLeNet's max-pools), as test_convert does at 224, and exactly
-# in float64 below. A layout error (a padding, an eps, the order of two operations) moves the
+# these networks the scores agree to ~1e-6 of the largest (measured: <= 2e-6), hence 1e-4: a
+# bound on rounding, which no CPU's summation order changes by a factor of 50. The input
+# gradient is not compared in float32: it passes through rectifiers whose input may lie
+# within rounding of a kink (0, or 6 for ReLU6) and max-pools whose window may hold two
+# maxima within rounding, and which of those switch differently depends on the CPU (up to
+# 2% of the gradient moved, on GoogLeNet's max-pools, on this one). float64, below, compares
+# it exactly. A layout error (a padding, an eps, the order of two operations) moves the
 # scores by 1e-3 to 1 (test_wrong_eps_is_seen).
-F32_SCORES, F32_GRADIENT = 1e-4, 0.05
+F32_SCORES = 1e-4
 # float64: the same function, up to summation order. MobileNetV3's Hardsigmoid is the
 # exception: torch's CPU kernel multiplies its gradient by 1/6 rounded to float32 even in
 # float64 (see minicnn's Hardsigmoid), which leaves ~1e-8 in each gate.
@@ -118,9 +114,8 @@ def test_zoo_with_the_folded_checkpoint_and_from_torch_equal_torchvision(torch, 
     model.load_state_dict(tv_like.fold_checkpoint(state_of(net), arch))
     for built in (model, minicnn.from_torch(net)):
         scores, grad = ours(built, x, c)
-        assert scores.dtype == grad.dtype == np.float32
+        assert scores.dtype == grad.dtype == np.float32 and grad.shape == want_grad.shape
         assert relative(scores, want_scores) < F32_SCORES
-        assert norm_relative(grad, want_grad) < F32_GRADIENT
 
 
 @pytest.mark.parametrize("arch", NEW)
@@ -159,7 +154,7 @@ def test_wrong_eps_is_seen(torch, tv_like, monkeypatch):
 # --- EfficientNet-Lite0 against the plain-torch oracle --------------------------------------
 
 @pytest.mark.parametrize("dtype, size, tolerance", [
-    (np.float32, 64, (F32_SCORES, F32_GRADIENT)), (np.float64, 64, (1e-10, 1e-9)),
+    (np.float32, 64, (F32_SCORES, None)), (np.float64, 64, (1e-10, 1e-9)),
     (np.float64, 96, (1e-10, 1e-9))])
 def test_lite0_equals_the_oracle(torch, tv_like, dtype, size, tolerance):
     from tests.helpers.torchvision_oracle import efficientnet_lite0
@@ -173,7 +168,8 @@ def test_lite0_equals_the_oracle(torch, tv_like, dtype, size, tolerance):
     model.load_state_dict(tv_like.fold_checkpoint(state_of(net), "efficientnet_lite0", dtype=dtype))
     scores, grad = ours(model, x, c)
     assert relative(scores, want_scores) < tolerance[0]
-    assert (norm_relative if dtype == np.float32 else relative)(grad, want_grad) < tolerance[1]
+    if tolerance[1] is not None:           # float64 (float32 gradients: see F32_SCORES)
+        assert relative(grad, want_grad) < tolerance[1]
 
 
 def test_lite0_padding_is_tensorflows_only_for_sides_that_are_multiples_of_32(torch, tv_like):
