@@ -9,7 +9,6 @@ threadpoolctl and tqdm through a ``.pth`` file (which adds their folder to ``sys
 without running the ``.pth`` files in it, so an editable install of minicnn here is not
 seen there).
 """
-import importlib.util
 import os
 import shutil
 import site
@@ -34,12 +33,13 @@ def _run(argv, **kwargs):
 
 
 def _can_build_wheels() -> bool:
-    """setuptools >= 70.1 builds wheels itself; older ones need the wheel package."""
-    try:
-        return bool(importlib.util.find_spec("setuptools.command.bdist_wheel")
-                    or importlib.util.find_spec("wheel"))
-    except ImportError:
-        return False
+    """setuptools >= 70.1 builds wheels itself; older ones need the wheel package.
+    Asked in a fresh interpreter: importing setuptools here, after another test has imported
+    the standard library's distutils (Python <= 3.11), trips setuptools' own distutils check."""
+    probe = ("import importlib.util as u; "
+             "raise SystemExit(not (u.find_spec('setuptools.command.bdist_wheel') "
+             "or u.find_spec('wheel')))")
+    return subprocess.run([sys.executable, "-c", probe], capture_output=True).returncode == 0
 
 
 @pytest.fixture(scope="module")
