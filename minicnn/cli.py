@@ -308,8 +308,9 @@ def cmd_saliency(args) -> int:
         _print_notes(r)
         truth = f" (true class {r.true_name})" if r.true_name else ""
         print(f"{path}: predicted {r.predicted_name}{truth}")
+        width = max([12] + [len(name) for name, _, _ in r.top])   # the columns line up
         for rank, (name, score, p) in enumerate(r.top, start=1):
-            print(f"  {rank}. {name:<12s} score {score:8.3f}   p = {p:.3f}")
+            print(f"  {rank}. {name:<{width}s} score {score:8.3f}   p = {p:.3f}")
         _warn(r)
         print(f"  {r.method} for {r.target_name} -> {r.figure} , {r.map} , {r.overlay}")
     return _each_image(images, one, status)
