@@ -28,7 +28,8 @@ __all__ = [
     "maxpool2d_forward", "maxpool2d_values", "maxpool2d_backward",
     "avgpool2d_forward", "avgpool2d_backward",
     "adaptive_avgpool2d_forward", "adaptive_avgpool2d_backward",
-    "relu_forward", "relu_backward", "silu_forward", "silu_backward",
+    "relu_forward", "relu_backward", "hardtanh_forward", "hardtanh_backward",
+    "silu_forward", "silu_backward",
     "linear_forward", "linear_backward_input",
 ]
 
@@ -295,6 +296,19 @@ def relu_backward(grad_out, x, rule):
     else:  # "guided"
         keep = (x > 0) & (grad_out > 0)
     return np.where(keep, grad_out, grad_out.dtype.type(0))
+
+
+def hardtanh_forward(x, min_val, max_val):
+    """out = min(max(x, min_val), max_val) (ReLU6: 0 and 6). x: any shape -> same shape, a
+    new array. NaN passes through."""
+    return np.clip(x, min_val, max_val)
+
+
+def hardtanh_backward(grad_out, x, min_val, max_val):
+    """grad_out where min_val < x < max_val, else 0: the chain rule through Hardtanh, whose
+    derivative is 0 at both kinks (as PyTorch's). grad_out, x: same shape -> grad_x."""
+    outside = (x <= min_val) | (x >= max_val)
+    return np.where(outside, grad_out.dtype.type(0), grad_out)
 
 
 def _sigmoid(x):

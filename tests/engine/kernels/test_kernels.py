@@ -439,6 +439,26 @@ def test_a_batch_of_no_images(groups):
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("bounds", [(0.0, 6.0), (-1.0, 1.0), (-0.3, 2.5)],
+                         ids=["relu6", "hardtanh", "uneven"])
+def test_hardtanh_matches_reference(dtype, bounds, every_kernel_threaded):
+    """Hardtanh's (ReLU6's) loops against the NumPy definition, threaded: exactly equal,
+    the kinks themselves included (x = min_val and x = max_val: f = the bound, f' = 0)."""
+    rng = np.random.default_rng(12)
+    x = np.concatenate([rng.standard_normal(994) * 4, [*bounds, 0.0, -0.0, 7.0, -9.0]])
+    x = x.reshape(2, 500).astype(dtype)
+    g = rng.standard_normal(x.shape).astype(dtype)
+    out = fast.hardtanh_forward(x, *bounds)
+    np.testing.assert_array_equal(out, reference.hardtanh_forward(x, *bounds))
+    assert out.dtype == dtype
+    grad = fast.hardtanh_backward(g, x, *bounds)
+    np.testing.assert_array_equal(grad, reference.hardtanh_backward(g, x, *bounds))
+    assert grad.dtype == dtype and not grad[x == dtype(bounds[0])].any()
+    for loop in (elementwise._hardtanh_forward_loops, elementwise._hardtanh_backward_loops):
+        assert {sig[0].dtype.name for sig in loop.signatures} >= {np.dtype(dtype).name}
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_silu_matches_reference(dtype, every_kernel_threaded):
     """SiLU's fused loop against the NumPy definition, threaded, over the whole range of x:
     large negative x (where exp(-x) overflows and the sigmoid is 0) and large positive x."""

@@ -31,7 +31,8 @@ from __future__ import annotations
 
 from minicnn.engine.kernels.fast import numba_startup
 from minicnn.engine.kernels.fast.conv import conv2d_backward_input, conv2d_forward
-from minicnn.engine.kernels.fast.elementwise import (relu_backward, relu_forward,
+from minicnn.engine.kernels.fast.elementwise import (hardtanh_backward, hardtanh_forward,
+                                                    relu_backward, relu_forward,
                                                     silu_backward, silu_forward)
 from minicnn.engine.kernels.fast.linear import linear_backward_input, linear_forward
 from minicnn.engine.kernels.fast.pool import (adaptive_avgpool2d_backward,
@@ -46,7 +47,8 @@ __all__ = [
     "maxpool2d_forward", "maxpool2d_values", "maxpool2d_backward",
     "avgpool2d_forward", "avgpool2d_backward",
     "adaptive_avgpool2d_forward", "adaptive_avgpool2d_backward",
-    "relu_forward", "relu_backward", "silu_forward", "silu_backward",
+    "relu_forward", "relu_backward", "hardtanh_forward", "hardtanh_backward",
+    "silu_forward", "silu_backward",
     "linear_forward", "linear_backward_input",
 ]
 

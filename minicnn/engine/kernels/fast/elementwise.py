@@ -1,5 +1,5 @@
-"""Fast elementwise kernels: ``relu_forward``, ``relu_backward``, ``silu_forward`` and
-``silu_backward`` of ``reference.py`` with identical signatures, one compiled pass over flat
+"""Fast elementwise kernels: ``relu_*``, ``hardtanh_*`` (ReLU6) and ``silu_*`` (forward
+and backward) of ``reference.py`` with identical signatures, one compiled pass over flat
 arrays, split into contiguous pieces for the threads, with no temporaries.
 
 SiLU's sigmoid costs an exp per element; NumPy's version makes six passes over memory and
@@ -16,7 +16,8 @@ from minicnn.engine.kernels import RELU_RULES
 from minicnn.engine.kernels.fast import threads as thread_pool  # thresholds read per call
 from minicnn.engine.kernels.fast.threads import n_threads, run_chunks, split
 
-__all__ = ["relu_forward", "relu_backward", "silu_forward", "silu_backward", "over_elements"]
+__all__ = ["relu_forward", "relu_backward", "hardtanh_forward", "hardtanh_backward",
+           "silu_forward", "silu_backward", "over_elements"]
 
 
 def over_elements(size, loop, cost=1):
@@ -74,6 +75,43 @@ def relu_backward(grad_out, x, rule):
     g, xf, gx = grad_out.reshape(-1), x.reshape(-1), grad_x.reshape(-1)  # (size,) views
     over_elements(g.size, lambda i0, i1: _relu_backward_loops(g[i0:i1], xf[i0:i1],
                                                               gx[i0:i1], code))
+    return grad_x
+
+
+@njit(cache=True, nogil=True)
+def _hardtanh_forward_loops(x, out, low, high):
+    for i in range(x.size):
+        v = x[i]
+        out[i] = low if v < low else (high if v > high else v)  # NaN passes through
+
+
+@njit(cache=True, nogil=True)
+def _hardtanh_backward_loops(grad_out, x, grad_x, low, high):
+    for i in range(x.size):
+        v = x[i]
+        grad_x[i] = 0.0 if (v <= low or v >= high) else grad_out[i]  # 0 at both kinks
+
+
+def hardtanh_forward(x, min_val, max_val):
+    """See reference.hardtanh_forward. x: any shape -> a new array of that shape."""
+    x = np.ascontiguousarray(x)
+    out = np.empty_like(x)
+    low, high = x.dtype.type(min_val), x.dtype.type(max_val)   # compared in x's dtype
+    fx, fo = x.reshape(-1), out.reshape(-1)
+    over_elements(x.size, lambda i0, i1: _hardtanh_forward_loops(fx[i0:i1], fo[i0:i1], low,
+                                                                 high))
+    return out
+
+
+def hardtanh_backward(grad_out, x, min_val, max_val):
+    """See reference.hardtanh_backward. grad_out, x: same shape -> grad_x: that shape."""
+    grad_out, x = np.ascontiguousarray(grad_out), np.ascontiguousarray(x)
+    assert grad_out.shape == x.shape
+    grad_x = np.empty_like(grad_out)
+    low, high = x.dtype.type(min_val), x.dtype.type(max_val)
+    g, xf, gx = grad_out.reshape(-1), x.reshape(-1), grad_x.reshape(-1)
+    over_elements(g.size, lambda i0, i1: _hardtanh_backward_loops(g[i0:i1], xf[i0:i1],
+                                                                  gx[i0:i1], low, high))
     return grad_x
 
 
