@@ -29,7 +29,7 @@ __all__ = [
     "avgpool2d_forward", "avgpool2d_backward",
     "adaptive_avgpool2d_forward", "adaptive_avgpool2d_backward",
     "relu_forward", "relu_backward", "hardtanh_forward", "hardtanh_backward",
-    "silu_forward", "silu_backward",
+    "hardswish_forward", "hardswish_backward", "silu_forward", "silu_backward",
     "linear_forward", "linear_backward_input",
 ]
 
@@ -309,6 +309,26 @@ def hardtanh_backward(grad_out, x, min_val, max_val):
     derivative is 0 at both kinks (as PyTorch's). grad_out, x: same shape -> grad_x."""
     outside = (x <= min_val) | (x >= max_val)
     return np.where(outside, grad_out.dtype.type(0), grad_out)
+
+
+def hardswish_forward(x):
+    """out = x * min(max(x + 3, 0), 6) / 6. x: any shape -> same shape, a new array."""
+    out = x + 3
+    np.clip(out, 0, 6, out=out)
+    out *= x
+    out /= 6
+    return out
+
+
+def hardswish_backward(grad_out, x):
+    """grad_out * f'(x), f'(x) = 0 for x <= -3, x / 3 + 1/2 for -3 < x < 3, 1 for x >= 3 (as
+    PyTorch's hardswish_backward at the kinks). grad_out, x: same shape -> grad_x."""
+    slope = x / 3
+    slope += 0.5
+    slope[x <= -3] = 0
+    slope[x >= 3] = 1
+    slope *= grad_out
+    return slope
 
 
 def _sigmoid(x):

@@ -459,6 +459,24 @@ def test_hardtanh_matches_reference(dtype, bounds, every_kernel_threaded):
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_hardswish_matches_reference(dtype, every_kernel_threaded):
+    """Hardswish's loops against the NumPy definition, threaded: exactly equal (the same
+    operations in the same order), at the kinks x = -3 and x = 3 too (f' = 0 and 1)."""
+    rng = np.random.default_rng(13)
+    x = np.concatenate([rng.standard_normal(994) * 4, [-3.0, 3.0, 0.0, -1.5, 40.0, -40.0]])
+    x = x.reshape(2, 500).astype(dtype)
+    g = rng.standard_normal(x.shape).astype(dtype)
+    out = fast.hardswish_forward(x)
+    np.testing.assert_array_equal(out, reference.hardswish_forward(x))
+    grad = fast.hardswish_backward(g, x)
+    np.testing.assert_array_equal(grad, reference.hardswish_backward(g, x))
+    assert out.dtype == grad.dtype == dtype
+    assert not grad[x == -3].any() and np.array_equal(grad[x == 3], g[x == 3])
+    for loop in (elementwise._hardswish_forward_loops, elementwise._hardswish_backward_loops):
+        assert {sig[0].dtype.name for sig in loop.signatures} >= {np.dtype(dtype).name}
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_silu_matches_reference(dtype, every_kernel_threaded):
     """SiLU's fused loop against the NumPy definition, threaded, over the whole range of x:
     large negative x (where exp(-x) overflows and the sigmoid is 0) and large positive x."""

@@ -31,7 +31,8 @@ from __future__ import annotations
 
 from minicnn.engine.kernels.fast import numba_startup
 from minicnn.engine.kernels.fast.conv import conv2d_backward_input, conv2d_forward
-from minicnn.engine.kernels.fast.elementwise import (hardtanh_backward, hardtanh_forward,
+from minicnn.engine.kernels.fast.elementwise import (hardswish_backward, hardswish_forward,
+                                                    hardtanh_backward, hardtanh_forward,
                                                     relu_backward, relu_forward,
                                                     silu_backward, silu_forward)
 from minicnn.engine.kernels.fast.linear import linear_backward_input, linear_forward
@@ -48,7 +49,7 @@ __all__ = [
     "avgpool2d_forward", "avgpool2d_backward",
     "adaptive_avgpool2d_forward", "adaptive_avgpool2d_backward",
     "relu_forward", "relu_backward", "hardtanh_forward", "hardtanh_backward",
-    "silu_forward", "silu_backward",
+    "hardswish_forward", "hardswish_backward", "silu_forward", "silu_backward",
     "linear_forward", "linear_backward_input",
 ]
 

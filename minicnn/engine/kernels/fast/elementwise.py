@@ -1,4 +1,4 @@
-"""Fast elementwise kernels: ``relu_*``, ``hardtanh_*`` (ReLU6) and ``silu_*`` (forward
+"""Fast elementwise kernels: ``relu_*``, ``hardtanh_*`` (ReLU6), ``hardswish_*`` and ``silu_*`` (forward
 and backward) of ``reference.py`` with identical signatures, one compiled pass over flat
 arrays, split into contiguous pieces for the threads, with no temporaries.
 
@@ -17,7 +17,7 @@ from minicnn.engine.kernels.fast import threads as thread_pool  # thresholds rea
 from minicnn.engine.kernels.fast.threads import n_threads, run_chunks, split
 
 __all__ = ["relu_forward", "relu_backward", "hardtanh_forward", "hardtanh_backward",
-           "silu_forward", "silu_backward", "over_elements"]
+           "hardswish_forward", "hardswish_backward", "silu_forward", "silu_backward", "over_elements"]
 
 
 def over_elements(size, loop, cost=1):
@@ -112,6 +112,47 @@ def hardtanh_backward(grad_out, x, min_val, max_val):
     g, xf, gx = grad_out.reshape(-1), x.reshape(-1), grad_x.reshape(-1)
     over_elements(g.size, lambda i0, i1: _hardtanh_backward_loops(g[i0:i1], xf[i0:i1],
                                                                   gx[i0:i1], low, high))
+    return grad_x
+
+
+# Hardswish: the reference's operations in its order, each rounded as there (equal results).
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _hardswish_forward_loops(x, out):
+    three, six = np.float32(3), np.float32(6)
+    for i in range(x.size):
+        v = x[i]
+        t = min(max(v + three, np.float32(0)), six) if v == v else v   # NaN passes through
+        out[i] = (t * v) / six
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _hardswish_backward_loops(grad_out, x, grad_x):
+    three = np.float32(3)
+    for i in range(x.size):
+        v = x[i]
+        slope = v / three + np.float32(0.5)
+        slope = np.float32(0) if v <= -three else (np.float32(1) if v >= three else slope)
+        grad_x[i] = slope * grad_out[i]
+
+
+def hardswish_forward(x):
+    """See reference.hardswish_forward. x: any shape -> a new array of that shape."""
+    x = np.ascontiguousarray(x)
+    out = np.empty_like(x)
+    fx, fo = x.reshape(-1), out.reshape(-1)
+    over_elements(x.size, lambda i0, i1: _hardswish_forward_loops(fx[i0:i1], fo[i0:i1]))
+    return out
+
+
+def hardswish_backward(grad_out, x):
+    """See reference.hardswish_backward. grad_out, x: same shape -> grad_x: that shape."""
+    grad_out, x = np.ascontiguousarray(grad_out), np.ascontiguousarray(x)
+    assert grad_out.shape == x.shape
+    grad_x = np.empty_like(grad_out)
+    g, xf, gx = grad_out.reshape(-1), x.reshape(-1), grad_x.reshape(-1)
+    over_elements(g.size, lambda i0, i1: _hardswish_backward_loops(g[i0:i1], xf[i0:i1],
+                                                                   gx[i0:i1]))
     return grad_x
 
 
