@@ -23,8 +23,10 @@ classification transforms prepare it.
      NaN or inf is an error;
    each value rounded to the nearest integer;
 4. resize so the shorter side is ``resize`` pixels and the longer side keeps the aspect
-   ratio, truncated to an int (bilinear, with Pillow's antialiasing), then crop the centre
-   ``crop`` x ``crop`` square, its corner at round((size - crop) / 2);
+   ratio, truncated to an int (Pillow's bilinear filter with its antialiasing, or bicubic
+   for a network trained that way: ``resample``), then crop the centre ``crop`` x ``crop``
+   square, its corner at round((size - crop) / 2) (torchvision's Resize and CenterCrop on a
+   PIL image, equal to the last pixel: tested);
 5. scale to [0, 1] and normalise each channel: ``x = (pixel / 255 - mean) / std``.
 
 The shipped model uses resize = crop = 64 and mean 0.5, std 0.25; ImageNet networks use
@@ -45,11 +47,12 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from minicnn._checks import check_int
 
 __all__ = ["Preprocess", "ImageReadError", "ImageNote", "read_image", "check_image_path",
-           "to_input", "to_pixels", "MAX_PIXELS", "MAX_ASPECT", "MAX_SIDE"]
+           "to_input", "to_pixels", "MAX_PIXELS", "MAX_ASPECT", "MAX_SIDE", "RESAMPLE"]
 
 MAX_PIXELS = 89_478_485  # Pillow's default Image.MAX_IMAGE_PIXELS, written out
 MAX_ASPECT = 20          # longer side / shorter side
 MAX_SIDE = 2048          # largest resize or crop a model's preprocessing may ask for
+RESAMPLE = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC}   # Preprocess.resample
 
 
 class ImageReadError(ValueError):
@@ -67,6 +70,8 @@ class Preprocess:
     - resize: the shorter side after resizing, an int in 1..MAX_SIDE
     - crop: the side of the centre square, an int in 1..resize
     - mean, std: three numbers each, one per channel (R, G, B); every std > 0
+    - resample: the resizing filter, "bilinear" (torchvision's default) or "bicubic"
+      (EfficientNet-B0's weights were trained with it)
     TypeError or ValueError, naming the field, for anything else.
     """
 
@@ -74,8 +79,12 @@ class Preprocess:
     crop: int = 64
     mean: tuple = (0.5, 0.5, 0.5)
     std: tuple = (0.25, 0.25, 0.25)
+    resample: str = "bilinear"
 
     def __post_init__(self):
+        if self.resample not in RESAMPLE:
+            raise ValueError(f"preprocess resample must be one of {', '.join(RESAMPLE)}, got "
+                             f"{self.resample!r}")
         check_int(self.resize, "preprocess resize", 1, MAX_SIDE)
         check_int(self.crop, "preprocess crop", 1, self.resize)
         for field in ("mean", "std"):
@@ -98,11 +107,15 @@ class Preprocess:
             raise TypeError(f"preprocess must be a JSON object, got {type(p).__name__}")
         default = cls()
         return cls(p.get("resize", default.resize), p.get("crop", default.crop),
-                   p.get("mean", default.mean), p.get("std", default.std))
+                   p.get("mean", default.mean), p.get("std", default.std),
+                   p.get("resample", default.resample))
 
     def to_meta(self) -> dict:
-        return {"resize": self.resize, "crop": self.crop,
+        meta = {"resize": self.resize, "crop": self.crop,
                 "mean": list(self.mean), "std": list(self.std)}
+        if self.resample != "bilinear":     # files written before the field read the same
+            meta["resample"] = self.resample
+        return meta
 
 
 def read_image(path, prep: Preprocess = Preprocess(), *, return_notes: bool = False):
@@ -119,7 +132,7 @@ def read_image(path, prep: Preprocess = Preprocess(), *, return_notes: bool = Fa
     # shorter side -> resize, longer side scaled and truncated to an int, as torchvision does
     new = (prep.resize, int(prep.resize * h / w)) if w <= h else (int(prep.resize * w / h), prep.resize)
     if new != (w, h):
-        im = im.resize(new, Image.BILINEAR)
+        im = im.resize(new, RESAMPLE[prep.resample])
     w, h = im.size
     if min(w, h) < prep.crop:
         raise ImageReadError(f"{path}: {w}x{h} after resizing is smaller than the "

@@ -17,6 +17,7 @@ from minicnn.io import zoo
 from minicnn.saliency import one_hot
 from minicnn.cli import main
 from minicnn.io.convert import ConversionError, convert_checkpoint, fold_state_dict
+from minicnn.io.images import Preprocess
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -45,6 +46,9 @@ def test_converted_checkpoint_matches_torch(torch, torchvision_like, arch, tmp_p
     net = torchvision_like.build(arch)            # same seed: same weights, fresh module
     model = minicnn.load(out)
     assert model.meta["class_names"][0] == "tench" and model.meta["preprocess"]["crop"] == 224
+    # torchvision's EfficientNet-B0 weights were trained on bicubic resizing, the rest bilinear
+    assert Preprocess.from_meta(model.meta).resample == \
+        ("bicubic" if arch == "efficientnet_b0" else "bilinear")
 
     x = np.random.default_rng(0).normal(size=(1, 3, 224, 224)).astype(np.float32)
     with torch.no_grad():

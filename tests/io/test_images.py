@@ -209,6 +209,8 @@ def test_unreadable_file_is_a_permission_error_not_damage(tmp_path):
                                     r"\[0.5\]"),
     (dict(mean=("a", 0, 0)), TypeError, r"preprocess mean must be 3 numbers \(R, G, B\), got "
                                         r"\['a', 0, 0\]"),
+    (dict(resample="lanczos"), ValueError,
+     "preprocess resample must be one of bilinear, bicubic, got 'lanczos'"),
 ])
 def test_preprocess_refuses_absurd_values(kwargs, error, message):
     with pytest.raises(error, match=message):
@@ -216,3 +218,25 @@ def test_preprocess_refuses_absurd_values(kwargs, error, message):
     with pytest.raises(error, match=message):
         Preprocess.from_meta({"preprocess": {k: list(v) if isinstance(v, tuple) else v
                                              for k, v in kwargs.items()}})
+
+
+@pytest.mark.parametrize("resample", ["bilinear", "bicubic"])
+def test_resize_and_crop_equal_torchvisions_transforms(tmp_path, resample):
+    """Steps 1-4 against torchvision's own Resize(256) and CenterCrop(224) on the PIL image,
+    with its matching interpolation (bicubic: how EfficientNet-B0's weights were trained):
+    equal to the last pixel, on a photo-like image wider than tall and one taller than wide."""
+    from tests.helpers.torchvision_oracle import import_torchvision
+    tv = import_torchvision()
+    T = tv.transforms
+    mode = {"bilinear": T.InterpolationMode.BILINEAR,
+            "bicubic": T.InterpolationMode.BICUBIC}[resample]
+    rng = np.random.default_rng(5)
+    for w, h in ((403, 301), (289, 517)):
+        smooth = np.cumsum(rng.integers(-9, 10, (h, w, 3)), axis=1) % 256  # edges and ramps
+        Image.fromarray(smooth.astype(np.uint8)).save(tmp_path / "photo.png")
+        got = read_image(tmp_path / "photo.png", Preprocess(256, 224, resample=resample))
+        with Image.open(tmp_path / "photo.png") as im:
+            expected = np.asarray(T.CenterCrop(224)(T.Resize(256, interpolation=mode)(im)))
+        np.testing.assert_array_equal(got, expected)
+    assert Preprocess.from_meta({"preprocess": Preprocess(resample=resample).to_meta()}) \
+        == Preprocess(resample=resample)

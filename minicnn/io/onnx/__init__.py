@@ -263,16 +263,18 @@ def _meta(model, path, shape, nodes, opset, notes):
         else:
             how = "ImageNet's defaults (the file does not say)"
         settings = {"resize": min(MAX_SIDE, round(H * default.resize / default.crop)),
-                    "crop": H, "mean": default.mean, "std": default.std, **given}
+                    "crop": H, "mean": default.mean, "std": default.std,
+                    "resample": default.resample, **given}
         try:
-            prep = Preprocess(**{k: settings[k] for k in ("resize", "crop", "mean", "std")})
+            prep = Preprocess(**{k: settings[k]
+                                 for k in ("resize", "crop", "mean", "std", "resample")})
         except (TypeError, ValueError) as e:
             raise OnnxError(f"{path}: bad preprocessing in its metadata: {e}") from None
         if prep.crop != H:
             raise OnnxError(f"{path}: its metadata crops {prep.crop} pixels, its input is {H}")
         meta.update(input_shape=[3, H, W], preprocess=prep.to_meta())
         notes.append(f"preprocessing: {how}: resize {prep.resize}, crop {prep.crop}, mean "
-                     f"{list(prep.mean)}, std {list(prep.std)}")
+                     f"{list(prep.mean)}, std {list(prep.std)}, {prep.resample}")
     else:
         notes.append(f"input {'x'.join(map(str, shape))}: not a square colour image, so no "
                      f"preprocessing is recorded")

