@@ -1,8 +1,8 @@
 """Benchmark: where the time of one saliency gradient goes, layer kind by layer kind,
 minicnn vs PyTorch CPU, for the networks whose whole pass is not faster than PyTorch's.
 
-For one network of ``examples/bench.py`` (1x3x224x224, float32, random weights, 2 threads,
-each library in its own process), the forward pass and the input gradient are split by the
+For one network of ``examples/bench.py`` (its input, 1x3x224x224 for the ImageNet networks;
+float32, random weights, 2 threads, each library in its own process), the forward pass and the input gradient are split by the
 kind of layer: convolutions as 1x1, depthwise (one input channel per filter) and the rest
 (k x k), BatchNorm, each activation, the squeeze-and-excitation gate's product, the
 additions, concatenations, pools and the classifier.
@@ -213,7 +213,8 @@ def table(case, mine, theirs):
         b = [ms(theirs, kind, d) for d in ("forward", "backward")]
         rows.append((sum(b), kind, a, b))
     rows.sort(reverse=True)
-    print(f"\n### {case}: ms per step (median of the steps), minicnn / PyTorch\n")
+    shape = "x".join(map(str, bench.CASES[case][1]))
+    print(f"\n### {case}, {shape}: ms per step (median of the steps), minicnn / PyTorch\n")
     print("| layer kind | forward | backward | both | ratio |")
     print("|---|---|---|---|---|")
     for _, kind, a, b in rows:
@@ -235,7 +236,7 @@ def main():
                         choices=sorted(bench.CASES))
     parser.add_argument("--reps", type=int, default=9)
     args = parser.parse_args()
-    print(f"# time per layer kind, 2 threads, 1x3x224x224; load average "
+    print(f"# time per layer kind, {bench.THREADS} threads; load average "
           f"{os.getloadavg()[0]:.1f} at the start")
     for case in args.cases:
         table(case, run("minicnn", case, args.reps), run("torch", case, args.reps))
