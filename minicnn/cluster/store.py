@@ -45,7 +45,8 @@ FORMAT = "minicnn-maps"
 VERSION = 1
 PREDICTIONS = ("class", "score", "probability", "ok", "error")
 # what a store must agree on to be resumed rather than refused
-_SAME = ("model", "methods", "size", "chunk", "n_images", "images_sha256", "source")
+_SAME = ("model", "methods", "lrp_rule", "size", "chunk", "n_images", "images_sha256",
+         "source")
 
 
 class StoreError(ValueError):
@@ -59,11 +60,14 @@ def images_sha256(images) -> str:
 
 def identity(model_sha256: str, model_path, methods, size, chunk: int, images, source,
              class_names=()) -> dict:
-    """The attributes of a store for this job."""
+    """The attributes of a store for this job. With "lrp" among the methods, the rule its maps
+    were made with (the default composite: a store is never resumed under another)."""
+    from minicnn.saliency.lrp import DEFAULT_RULE
     return {"format": FORMAT, "version": VERSION,
             "model": {"sha256": model_sha256, "path": None if model_path is None
                       else str(model_path)},
-            "methods": list(methods), "size": [int(s) for s in size], "chunk": int(chunk),
+            "methods": list(methods), "lrp_rule": DEFAULT_RULE if "lrp" in methods else None,
+            "size": [int(s) for s in size], "chunk": int(chunk),
             "n_images": len(images), "images_sha256": images_sha256(images),
             "source": source, "class_names": list(class_names)}
 

@@ -3,6 +3,7 @@ process computes for the same images, the workers run on one thread with the mod
 once, an unreadable image is recorded, a store of another job is refused."""
 import csv
 import shutil
+import sys
 import warnings
 
 import numpy as np
@@ -165,3 +166,23 @@ def test_the_test_split_as_source(cluster_client, tmp_path):
     np.testing.assert_array_equal(g["class"][:], targets)
     np.testing.assert_allclose(g["gradient"][:], saliency.to_map(results["gradient"], (64, 64)),
                                rtol=1e-4, atol=1e-6)
+
+
+def test_a_store_of_lrp_maps_is_not_resumed_under_another_rule(tmp_path, monkeypatch):
+    """The store names the LRP rule its maps were made with (the default composite), so a
+    minicnn whose default differs refuses to resume it instead of mixing two rules' maps;
+    stores without LRP maps do not depend on it."""
+    names = ["a.png", "b.png"]
+
+    def attrs(methods):
+        return store.identity("0" * 64, None, methods, (8, 8), 2, names, "folder")
+
+    store.prepare(tmp_path / "lrp.zarr", attrs(["lrp"]), names)
+    store.prepare(tmp_path / "grad.zarr", attrs(["gradient"]), names)
+    assert store.prepare(tmp_path / "lrp.zarr", attrs(["lrp"]), names) is not None  # resumed
+    lrp_module = sys.modules["minicnn.saliency.lrp"]    # (saliency.lrp is the method)
+    monkeypatch.setattr(lrp_module, "DEFAULT_RULE", "z-plus")
+    with pytest.raises(store.StoreError, match=r"another lrp rule \('epsilon-plus', asked "
+                                               r"'z-plus'\); use --overwrite"):
+        store.prepare(tmp_path / "lrp.zarr", attrs(["lrp"]), names)
+    store.prepare(tmp_path / "grad.zarr", attrs(["gradient"]), names)               # resumed
