@@ -131,8 +131,9 @@ class MaxPool2d(_Pool2d):
 
 
 class _AveragePool:
-    """What AvgPool2d and AdaptiveAvgPool2d share under the other rules: an average is a
-    linear layer with fixed weights 1/count and no bias, so
+    """What AvgPool2d and AdaptiveAvgPool2d share: ``backward``, around each one's own chain
+    rule (``_chain``), and the other rules. An average is a linear layer with fixed weights
+    1/count and no bias, so
 
     - LRP's Epsilon: R_in = x * (chain rule of R / stabilised z): each input's relevance in
       proportion to its share of each mean it entered (zennit's Norm rule, Captum's epsilon
@@ -145,6 +146,13 @@ class _AveragePool:
 
     def default_relevance_rule(self, stabilizer):
         return Epsilon(stabilizer)
+
+    def backward(self, grad_out, rule="gradient"):
+        """grad_out: (N, C, OH, OW) -> grad_x: (N, C, H, W)"""
+        grad_out = self._check_backward(grad_out, rule)
+        if isinstance(rule, Epsilon):
+            return self._epsilon(grad_out, rule)
+        return self._chain(grad_out)
 
     def _epsilon(self, R, rule):
         c, shift = divide(R, self._z, rule.epsilon)
@@ -181,13 +189,6 @@ class AvgPool2d(_AveragePool, _Pool2d):
         self._remember(x, out)
         return out
 
-    def backward(self, grad_out, rule="gradient"):
-        """grad_out: (N, C, OH, OW) -> grad_x: (N, C, H, W)"""
-        grad_out = self._check_backward(grad_out, rule)
-        if isinstance(rule, Epsilon):
-            return self._epsilon(grad_out, rule)
-        return self._chain(grad_out)
-
     def _chain(self, grad_out):
         return kernels.active().avgpool2d_backward(grad_out, self.kernel_size, self.stride,
                                                    self.padding, self._in_shape,
@@ -222,13 +223,6 @@ class AdaptiveAvgPool2d(_AveragePool, Layer):
         self._x, self._z = x, out  # read by LRP's Epsilon only
         self._remember(x, out)
         return out
-
-    def backward(self, grad_out, rule="gradient"):
-        """grad_out: (N, C, OH, OW) -> grad_x: (N, C, H, W)"""
-        grad_out = self._check_backward(grad_out, rule)
-        if isinstance(rule, Epsilon):
-            return self._epsilon(grad_out, rule)
-        return self._chain(grad_out)
 
     def _chain(self, grad_out):
         return kernels.active().adaptive_avgpool2d_backward(grad_out, self._in_shape)
