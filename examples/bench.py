@@ -173,6 +173,14 @@ def worker(library, case, reps, warmup):
             one_hot = np.zeros_like(scores)
             one_hot[np.arange(len(scores)), scores.argmax(1)] = 1.0
             return model.backward(one_hot)
+    ms, min_ms = timings(step, reps, warmup)
+    print(json.dumps({"ms": ms, "min_ms": min_ms, "rss_mb": peak_rss_mb()}))
+
+
+def timings(step, reps, warmup):
+    """(median, min) of ``reps`` calls of step(), in ms, after ``warmup`` untimed calls (each
+    call one whole repetition: here forward + backward)."""
+    import numpy as np
     for _ in range(warmup):
         step()
     times = []
@@ -180,8 +188,7 @@ def worker(library, case, reps, warmup):
         t0 = time.perf_counter()
         step()
         times.append(time.perf_counter() - t0)
-    print(json.dumps({"ms": 1e3 * float(np.median(times)), "min_ms": 1e3 * min(times),
-                      "rss_mb": peak_rss_mb()}))
+    return 1e3 * float(np.median(times)), 1e3 * min(times)
 
 
 def thread_env(**extra):

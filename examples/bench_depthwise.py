@@ -26,10 +26,12 @@ import json
 import os
 import subprocess
 import sys
-import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
 sys.path.insert(0, ROOT)  # run from a checkout without installing
+sys.path.insert(0, HERE)
+import bench  # noqa: E402  (its timing loop)
 
 # (network, channels, input side, kernel, stride): every distinct depthwise layer of
 # torchvision's mobilenet_v2 and efficientnet_b0 at 224x224 (padding kernel // 2)
@@ -45,19 +47,6 @@ LAYERS = [
     ("EfficientNet-B0", 672, 14, 5, 2), ("EfficientNet-B0", 1152, 7, 5, 1),
     ("EfficientNet-B0", 1152, 7, 3, 1),
 ]
-
-
-def timings(step, reps, warmup=5):
-    """(median, min) of ``reps`` calls of step(), in ms, after ``warmup`` calls."""
-    import numpy as np
-    for _ in range(warmup):
-        step()
-    times = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - t0)
-    return 1e3 * float(np.median(times)), 1e3 * min(times)
 
 
 def worker(library, reps, threads):
@@ -106,8 +95,8 @@ def worker(library, reps, threads):
             def backward():
                 with context():
                     return layer.backward(g)
-        fwd, fwd_min = timings(forward, reps)
-        bwd, bwd_min = timings(backward, reps)
+        fwd, fwd_min = bench.timings(forward, reps, warmup=5)
+        bwd, bwd_min = bench.timings(backward, reps, warmup=5)
         print(json.dumps({"fwd": fwd, "fwd_min": fwd_min, "bwd": bwd, "bwd_min": bwd_min,
                           "bytes": 4 * (x.size + int(np.prod(out.shape)))}), flush=True)
 

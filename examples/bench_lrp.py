@@ -27,7 +27,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
@@ -87,7 +86,6 @@ def worker(kind, case, rule, reps, warmup):
                 out.argmax(1)] * out)
             return relevance
     else:
-        import minicnn
         from minicnn.engine.kernels.fast import allocator
         allocator.tune()
         model = bench.build_minicnn(case)
@@ -102,15 +100,8 @@ def worker(kind, case, rule, reps, warmup):
                 return model.backward(seed)
             seed[rows, top] = scores[rows, top]
             return model.backward(seed, rule=lrp_rule)
-    for _ in range(warmup):
-        step()
-    times = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - t0)
-    print(json.dumps({"ms": 1e3 * float(np.median(times)), "min_ms": 1e3 * min(times),
-                      "rss_mb": bench.peak_rss_mb()}))
+    ms, min_ms = bench.timings(step, reps, warmup)
+    print(json.dumps({"ms": ms, "min_ms": min_ms, "rss_mb": bench.peak_rss_mb()}))
 
 
 def run_worker(kind, case, rule, reps, warmup):
