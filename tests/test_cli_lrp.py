@@ -9,38 +9,11 @@ from PIL import Image
 
 import minicnn
 from minicnn import saliency
-from minicnn.cli import main
 from minicnn.explain import slug
-from minicnn.io.images import Preprocess, read_image, to_input
+from minicnn.io.images import read_image, to_input
 
-CLASSES = ["T-shirt/top", "Trouser", "Pullover"]
-
-
-@pytest.fixture
-def model_path(tmp_path):
-    rng = np.random.default_rng(0)
-    model = minicnn.Sequential([
-        minicnn.Conv2d(3, 4, 3, padding=1), minicnn.ReLU(), minicnn.MaxPool2d(4),
-        minicnn.Flatten(), minicnn.Linear(4 * 16 * 16, 3)])
-    for layer in model.layers:
-        for name, value in layer.parameters().items():
-            setattr(layer, name, rng.normal(0, 0.1, size=value.shape).astype(np.float32))
-    meta = {"class_names": CLASSES, "preprocess": Preprocess().to_meta()}
-    return minicnn.save(model, tmp_path / "m.npz", meta=meta)
-
-
-@pytest.fixture
-def image_path(tmp_path):
-    pixels = np.random.default_rng(1).integers(0, 256, (64, 64, 3), dtype=np.uint8)
-    path = tmp_path / "pic.png"
-    Image.fromarray(pixels).save(path)
-    return path
-
-
-def run(capsys, *argv):
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
+# the tiny saved model, its sample picture and the runner of tests/test_cli.py
+from tests.test_cli import CLASSES, image_path, model_path, run  # noqa: E402,F401
 
 
 def _predicted(model_path, image_path):
